@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up
+# a virtual environment with pinned dependencies from PyPI first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TINYDISTILL_DATA ?= ../shared/data
+export TINYDISTILL_DATA
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: demo test lint bench install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+# Compress the shipped example teacher (no data and no network needed); with
+# MNIST beside the project, also measure accuracy on its test set.
+demo: install
+	$(BIN)/tinydistill compress examples/mnist/teacher.h5 --board cortex-m4 \
+		--stats examples/mnist/teacher.stats.npz \
+		$(if $(wildcard $(TINYDISTILL_DATA)/mnist),--data $(TINYDISTILL_DATA)/mnist) -o demo-out
+	@echo; cat demo-out/report.md
+
+test: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check tinydistill tests examples benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

@@ -1,0 +1,361 @@
+"""The command line: a thin click layer that parses, calls a stage, and writes or prints.
+
+Only this module touches files and the terminal. Every TinyDistillError ends
+as one red line and exit code 1; click's usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import click
+
+from . import __version__
+from .errors import OutputError, TinyDistillError
+from .units import format_bytes
+
+_DEBUG = os.environ.get("TINYDISTILL_DEBUG") == "1"
+
+
+def _console(stderr=True):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+class _Group(click.Group):
+    """Turns expected errors into one line, unexpected ones into one line plus how to report."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except TinyDistillError as exc:
+            _console().print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            _console().print("[bold red]interrupted:[/] nothing was written")
+            ctx.exit(130)
+        except MemoryError:
+            _console().print("[bold red]error:[/] out of memory: use fewer --inputs or a smaller --width")
+            ctx.exit(1)
+        except Exception as exc:  # never a traceback for the user, unless asked for
+            if _DEBUG:
+                raise
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            _console().print(f"[bold red]internal error:[/] {type(exc).__name__}: {first} "
+                             "(rerun with TINYDISTILL_DEBUG=1 for the traceback and report it)", soft_wrap=True)
+            ctx.exit(1)
+
+
+class _Progress:
+    """A rich progress bar per stage, or nothing with --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tasks = {}
+        self.bar = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+
+            self.bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                console=_console(), transient=False)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
+
+    def __call__(self, stage, done, total):
+        if self.bar is None:
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+
+def _range_option(f):
+    return click.option("--input-range", "input_range", metavar="LO,HI",
+                        help="Input range the teacher expects, e.g. 0,1 or 0,255 (recorded in stats).")(f)
+
+
+def _trust_option(f):
+    return click.option("--trust-model", is_flag=True,
+                        help="Allow Lambda / custom layers (runs code from the model file).")(f)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tinydistill")
+def main():
+    """Compress a Keras classifier into an int8 student that fits a board, without its training data."""
+
+
+# ---------------------------------------------------------------- output helpers
+
+def _check_output_dir(out: str) -> None:
+    """Fail before any work if the output folder cannot be created or written."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputError(f"output {out} exists and is a file: pass a folder with -o")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, "report.json")):
+        raise OutputError(f"output folder {out} is not empty and holds no earlier tinydistill result: "
+                          "pass a new or empty folder with -o")
+    parent = os.path.dirname(os.path.abspath(out))
+    probe_dir = out if os.path.isdir(out) else parent
+    if not os.path.isdir(probe_dir):
+        raise OutputError(f"cannot create {out}: folder {parent} does not exist")
+    if not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write to {probe_dir}: permission denied; pass a writable folder with -o")
+
+
+def _write_outputs(out: str, files: dict) -> None:
+    """Write every file into a temporary sibling folder, then move them into ``out``.
+
+    A crash or Ctrl-C leaves either the previous complete result or the new
+    one, never a half-written file.
+    """
+    parent = os.path.dirname(os.path.abspath(out))
+    try:
+        tmp = tempfile.mkdtemp(dir=parent, prefix=".tinydistill-")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+    except OSError as exc:
+        raise OutputError(f"cannot write to {parent}: {exc.strerror}; pass a writable folder with -o") from None
+    try:
+        for name, writer in files.items():
+            path = os.path.join(tmp, name)
+            if isinstance(writer, (bytes, str)):
+                with open(path, "wb") as f:
+                    f.write(writer.encode() if isinstance(writer, str) else writer)
+            else:
+                writer(path)
+        if not os.path.exists(out):
+            os.rename(tmp, out)
+            return
+        for name in files:
+            os.replace(os.path.join(tmp, name), os.path.join(out, name))
+    except OSError as exc:
+        raise OutputError(f"cannot write the results to {out}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_labelled(path, teacher, input_range, split):
+    from .data import fit_to_teacher, load_data
+
+    return fit_to_teacher(load_data(path, split=split), teacher.input_shape, teacher.num_classes, input_range)
+
+
+# ---------------------------------------------------------------- commands
+
+@main.command()
+@click.argument("teacher", type=click.Path(dir_okay=True))
+@click.option("--data", "data_path", required=True, type=click.Path(),
+              help="Labelled training data: .npz with x, y, or an MNIST-style IDX folder (train files).")
+@_range_option
+@click.option("-o", "--output", "output", default=None, type=click.Path(),
+              help="Stats file to write [default: TEACHER.stats.npz].")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
+@_trust_option
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def stats(teacher, data_path, input_range, output, batch_size, trust_model, quiet):
+    """Record the teacher's per-class, per-layer activation statistics (publisher side)."""
+    from .data import parse_range
+    from .stats import record_stats, save_stats
+    from .teacher import load_teacher
+
+    if input_range is None:
+        raise TinyDistillError("pass --input-range LO,HI: the input range the teacher was trained on "
+                               "(e.g. 0,1 or 0,255); it is recorded in the stats file for compress")
+    rng = parse_range(input_range)
+    output = output or os.path.splitext(teacher)[0] + ".stats.npz"
+    if os.path.isdir(output):
+        raise OutputError(f"output {output} is a folder: pass a file name such as teacher.stats.npz")
+    t = load_teacher(teacher, trust_model=trust_model)
+    x, y = _load_labelled(data_path, t, rng, "train")
+    with _Progress(quiet) as progress:
+        st = record_stats(t, x, y, input_range=rng, batch_size=batch_size,
+                          on_progress=lambda d, n: progress("statistics", d, n))
+    try:
+        save_stats(st, output)
+    except OSError as exc:
+        raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from None
+    size = os.path.getsize(output)
+    _console(stderr=False).print(f"wrote {output}: {len(st.layers)} layers x {st.num_classes} classes from "
+                                 f"{len(y):,} examples, {size:,} bytes")
+
+
+@main.command()
+@click.argument("teacher", type=click.Path(dir_okay=True))
+@click.option("--board", default="cortex-m4", show_default=True, help="Board name or alias ('tinydistill boards').")
+@click.option("--board-file", type=click.Path(), help="Your own board profile (TOML), instead of --board.")
+@click.option("--headroom", type=float, default=None, help="Fraction of flash and RAM kept for the application [board's, 0.2].")
+@click.option("--stats", "stats_path", type=click.Path(), help="Statistics file recorded with 'tinydistill stats'.")
+@click.option("--data", "data_path", type=click.Path(), help="Labelled test data, to report accuracy.")
+@_range_option
+@click.option("--width", default=0.5, show_default=True, type=float, help="Student width multiplier in (0, 1].")
+@click.option("--method", default="auto", show_default=True,
+              type=click.Choice(["auto", "all-layers", "top-layer", "bn", "prior"]), help="Synthesis method.")
+@click.option("--inputs", "n", default=6000, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
+@click.option("--steps", default=150, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
+@click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("-o", "--output", "output", default="out", show_default=True, type=click.Path(), help="Output folder.")
+@_trust_option
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, method, n, steps,
+             epochs, temperature, seed, output, trust_model, quiet, as_json):
+    """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
+    from .boards import load_board, load_board_file
+    from .data import parse_range
+    from .pipeline import compress as run, report_markdown
+    from .stats import load_stats
+    from .teacher import load_teacher
+
+    # validate everything cheap before the expensive work
+    _check_output_dir(output)
+    b = load_board_file(board_file) if board_file else load_board(board)
+    if headroom is not None:
+        b = b.with_headroom(headroom)
+    if not (0 < width <= 1):
+        raise click.BadParameter(f"must be in (0, 1]. Received: {width}", param_hint="--width")
+    rng = parse_range(input_range) if input_range is not None else None
+    t0 = time.perf_counter()
+    t = load_teacher(teacher, trust_model=trust_model)
+    st = load_stats(stats_path, t) if stats_path else None
+    if rng is None and st is None:
+        raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI (e.g. 0,1 for "
+                               "inputs scaled to [0,1], 0,255 for raw pixels) or --stats with a recorded range")
+    data = _load_labelled(data_path, t, rng or tuple(st.input_range), "test") if data_path else None
+    load_s = time.perf_counter() - t0
+
+    with _Progress(quiet or as_json) as progress:
+        result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=rng, n=n,
+                     steps=steps, epochs=epochs, temperature=temperature, seed=seed, on_progress=progress)
+    report = result.report
+    report["seconds"]["load"] = round(load_s, 2)
+    report["seconds"]["total"] = round(report["seconds"]["total"] + load_s, 2)
+    if data is not None:
+        report["accuracy"]["data"] = data_path
+    if st is not None:
+        report["teacher"]["stats"] = stats_path
+    md = report_markdown(report)
+
+    import numpy as np
+
+    def save_keras(path):
+        result.student.save(path + ".keras")
+        os.replace(path + ".keras", path)
+
+    def save_npz(path):
+        with open(path, "wb") as f:
+            np.savez_compressed(f, x=result.synthetic.x, y=result.synthetic.y, logits=result.synthetic.logits)
+
+    _write_outputs(output, {
+        "student.tflite": result.tflite, "model_data.cc": result.model_cc, "model_data.h": result.model_h,
+        "student.keras": save_keras, "synthetic.npz": save_npz,
+        "report.json": json.dumps(report, indent=2) + "\n", "report.md": md,
+    })
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_report(report, output)
+    if not report["pass"]:
+        f = report["fit"]
+        raise TinyDistillError(f"the student does not fit {b.name} ({f['bound_by']} over budget by "
+                               f"{-min(f['flash_margin_bytes'], f['ram_margin_bytes']):,} bytes): "
+                               "try a smaller --width or a larger board; results are in " + output)
+
+
+def _print_report(report: dict, output: str) -> None:
+    from rich.table import Table
+
+    con = _console(stderr=False)
+    s, b, f = report["student"], report["board"], report["fit"]
+    table = Table(title=f"{b['name']}: {b['title']}", title_justify="left")
+    for col in ("", "used", "budget", "margin"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row("flash (model)", format_bytes(s["model_bytes"]), format_bytes(b["flash_budget_bytes"]),
+                  format_bytes(f["flash_margin_bytes"]))
+    table.add_row("RAM (arena, TFLM)", format_bytes(s["arena_bytes"]), format_bytes(b["ram_budget_bytes"]),
+                  format_bytes(f["ram_margin_bytes"]))
+    con.print(table)
+    acc = report.get("accuracy")
+    t = report["teacher"]
+    if acc:
+        con.print(f"accuracy on {acc['examples']:,} test examples: teacher {acc['teacher_float']:.2%} "
+                  f"({t['params']:,} params), student float {acc['student_float']:.2%}, "
+                  f"student int8 {acc['student_int8']:.2%} ({s['params']:,} params)")
+    else:
+        con.print(f"teacher {t['params']:,} params -> student {s['params']:,} params (no --data: accuracy not measured)")
+    verdict = "[bold green]PASS[/]: fits" if report["pass"] else "[bold red]FAIL[/]: does not fit"
+    con.print(f"{verdict} {b['name']} with {int(b['headroom'] * 100)} % headroom; "
+              f"{report['seconds']['total']:.0f} s; results in {output}/")
+
+
+@main.command()
+def boards():
+    """List the board profiles."""
+    from rich.table import Table
+
+    from .boards import list_boards
+
+    table = Table(title="boards (sizes before headroom)", title_justify="left")
+    for col in ("name", "aliases", "board", "core", "MHz", "flash", "RAM"):
+        table.add_column(col, justify="right" if col in ("MHz", "flash", "RAM") else "left")
+    for bd in list_boards():
+        table.add_row(bd.name, ", ".join(bd.aliases), bd.title, bd.core, f"{bd.clock_mhz:g}",
+                      format_bytes(bd.flash_bytes), format_bytes(bd.ram_bytes))
+    _console(stderr=False).print(table)
+
+
+@main.command("check")
+@click.argument("model", type=click.Path())
+@click.option("--board", default="cortex-m4", show_default=True)
+@click.option("--board-file", type=click.Path())
+@click.option("--headroom", type=float, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def check_cmd(model, board, board_file, headroom, as_json):
+    """Measure any int8 .tflite against a board: flash, TFLite Micro arena, ops, fit."""
+    from .boards import load_board, load_board_file
+    from .fitcheck import check
+
+    b = load_board_file(board_file) if board_file else load_board(board)
+    if headroom is not None:
+        b = b.with_headroom(headroom)
+    if not os.path.isfile(model):
+        raise TinyDistillError(f"model {model} does not exist: pass a .tflite file")
+    with open(model, "rb") as f:
+        res = check(f.read(), b)
+    out = {"model": model, "board": b.name, "model_bytes": res.model_bytes, "arena_bytes": res.arena_bytes,
+           "flash_budget_bytes": b.flash_budget, "ram_budget_bytes": b.ram_budget,
+           "flash_margin_bytes": res.flash_margin_bytes, "ram_margin_bytes": res.ram_margin_bytes,
+           "ops": res.ops, "fits": res.fits}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        con = _console(stderr=False)
+        con.print(f"{model} on {b.name}: flash {format_bytes(res.model_bytes)} of {format_bytes(b.flash_budget)}, "
+                  f"arena {format_bytes(res.arena_bytes)} of {format_bytes(b.ram_budget)} (TFLite Micro)")
+        con.print(f"ops: {', '.join(res.ops)}")
+        con.print("[bold green]PASS[/]: fits" if res.fits else f"[bold red]FAIL[/]: {res.bound_by} over budget")
+    if not res.fits:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

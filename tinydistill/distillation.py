@@ -1,0 +1,93 @@
+"""Distill: temperature knowledge distillation of the student on synthetic inputs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _compat
+from .errors import TinyDistillError
+
+
+def _validate(data, epochs, temperature, batch_size):
+    if len(data) == 0:
+        raise TinyDistillError("the synthetic set is empty: synthesise at least one batch")
+    if epochs < 1 or batch_size < 1:
+        raise TinyDistillError(f"`epochs` and `batch_size` must be >= 1. Received: epochs={epochs}, batch_size={batch_size}")
+    if temperature <= 0:
+        raise TinyDistillError(f"`temperature` must be > 0. Received: temperature={temperature}")
+
+
+def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.0, batch_size: int = 128,
+            lr: float = 2e-3, seed: int = 0, on_progress=None):
+    """Train ``student`` to match the teacher's softened outputs on ``data``.
+
+    The teacher labels every batch on the fly, so augmented inputs (random
+    shifts for images, and mixes of two synthetic inputs) carry exact teacher
+    targets: the student sees many more points of the teacher's function than
+    there are synthetic inputs. Loss: ``T**2 * KL(softmax(t/T) || softmax(s/T))``.
+
+    Args:
+        teacher: a :class:`~tinydistill.teacher.Teacher`.
+        student: a Keras model with logits output (from :func:`design_student`).
+        data: a :class:`~tinydistill.synthesis.SyntheticSet` (only ``x`` is used).
+        epochs: passes over the synthetic set.
+        temperature: KD temperature.
+        batch_size: examples per step.
+        lr: peak learning rate (Adam, cosine decay).
+        seed: shuffling and augmentation seed.
+        on_progress: optional callable ``(epoch, epochs)``.
+
+    Returns:
+        The trained student (the same object, trained in place).
+    """
+    _validate(data, epochs, temperature, batch_size)
+    tf, k = _compat.tf(), _compat.keras()
+    _compat.set_seed(seed)
+    x_all = np.asarray(data.x, np.float32)
+    n = len(x_all)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    schedule = k.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch, alpha=0.01)
+    opt = k.optimizers.Adam(schedule)
+    tm = teacher.logits_model
+    shape = tuple(teacher.input_shape)
+    image = len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
+    # per-sample random shifts of up to ~1/12 of the image (a generic image prior)
+    shift = k.layers.RandomTranslation(1 / 12, 1 / 12, fill_mode="nearest", seed=seed) if image else None
+    T = float(temperature)
+
+    def augment(x):
+        if shift is not None:
+            x = shift(x, training=True)
+        # mix pairs of inputs; the teacher labels the mix, so the target stays exact
+        lam = tf.random.uniform((tf.shape(x)[0],) + (1,) * len(shape), 0.0, 1.0)
+        lam = tf.maximum(lam, 1.0 - lam)
+        keep = tf.cast(tf.random.uniform((tf.shape(x)[0],) + (1,) * len(shape)) < 0.5, tf.float32)
+        lam = keep + (1.0 - keep) * lam
+        return lam * x + (1.0 - lam) * tf.reverse(x, axis=[0])
+
+    @tf.function
+    def train_step(x):
+        x = augment(x)
+        t = tm(x, training=False)
+        with tf.GradientTape() as tape:
+            s = student(x, training=True)
+            pt = tf.nn.softmax(t / T)
+            kl = tf.reduce_sum(pt * (tf.nn.log_softmax(t / T) - tf.nn.log_softmax(s / T)), axis=-1)
+            loss = tf.reduce_mean(kl) * T * T
+        grads = tape.gradient(loss, student.trainable_variables)
+        opt.apply_gradients(zip(grads, student.trainable_variables))
+        return loss
+
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        for i in range(steps_per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            if len(idx) < batch_size:  # keep one compiled shape
+                idx = np.concatenate([idx, order[: batch_size - len(idx)]])
+            train_step(tf.constant(x_all[idx]))
+        if on_progress:
+            on_progress(epoch + 1, epochs)
+    return student

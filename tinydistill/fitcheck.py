@@ -1,0 +1,125 @@
+"""Check: does an int8 model fit a board? Flash, tensor arena (measured), ops, and accuracy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import runtime
+from .errors import TinyDistillError
+
+
+@dataclass
+class CheckResult:
+    """What :func:`check` measured. Sizes in integer bytes.
+
+    Attributes:
+        board: the :class:`~tinydistill.boards.Board` checked against.
+        model_bytes: size of the ``.tflite`` flatbuffer (stored in flash).
+        arena_bytes: tensor arena measured by the TFLite Micro interpreter.
+        ops: the TFLite builtin operators the model uses.
+        fits: model within the flash budget and arena within the RAM budget.
+        int8_accuracy: accuracy on the given data (LiteRT), or None.
+        predictions: int8 top-1 predictions on the given data, or None.
+        tflm_agreement: fraction of a sample where TFLite Micro and LiteRT agree on top-1.
+    """
+
+    board: object
+    model_bytes: int
+    arena_bytes: int
+    ops: list = field(default_factory=list)
+    fits: bool = False
+    int8_accuracy: float | None = None
+    predictions: np.ndarray | None = None
+    tflm_agreement: float | None = None
+    tflm_agreement_n: int = 0
+
+    @property
+    def flash_margin_bytes(self) -> int:
+        return self.board.flash_budget - self.model_bytes
+
+    @property
+    def ram_margin_bytes(self) -> int:
+        return self.board.ram_budget - self.arena_bytes
+
+    @property
+    def bound_by(self) -> str | None:
+        """Which limit fails first ("flash" or "ram"), or None if both fit."""
+        over = {"flash": -self.flash_margin_bytes / self.board.flash_budget,
+                "ram": -self.ram_margin_bytes / self.board.ram_budget}
+        worst = max(over, key=over.get)
+        return worst if over[worst] > 0 else None
+
+
+def model_ops(tflite: bytes) -> list[str]:
+    """Names of the builtin operators in a ``.tflite`` flatbuffer (without TensorFlow)."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime as tflm_runtime
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - tflite-micro is a dependency
+        return []
+    model = tflm_runtime.convert_bytearray_to_object(bytearray(tflite))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    used = []
+    for sub in model.subgraphs or []:
+        for op in sub.operators or []:
+            code = tflm_runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
+            name = names.get(code, f"BUILTIN_{code}")
+            if name not in used:
+                used.append(name)
+    return used
+
+
+def int8_predictions(tflite: bytes, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
+    """Top-1 predictions of the int8 model on float inputs, with LiteRT (batched)."""
+    it = runtime.litert_interpreter(tflite)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    preds = []
+    for start in range(0, len(x), batch):
+        xb = x[start:start + batch]
+        it.resize_tensor_input(inp["index"], [len(xb)] + list(inp["shape"][1:]))
+        it.allocate_tensors()
+        it.set_tensor(inp["index"], runtime.quantize_input(xb, inp))
+        it.invoke()
+        preds.append(it.get_tensor(out["index"]).argmax(-1))
+    return np.concatenate(preds)
+
+
+def _validate(tflite, x, y):
+    if not isinstance(tflite, (bytes, bytearray)) or len(tflite) < 8 or tflite[4:8] != b"TFL3":
+        raise TinyDistillError("not a TFLite flatbuffer (no TFL3 identifier): pass a .tflite file")
+    if (x is None) != (y is None):
+        raise TinyDistillError("pass both inputs and labels to measure accuracy, or neither")
+
+
+def check(tflite: bytes, board, *, x: np.ndarray | None = None, y: np.ndarray | None = None,
+          agreement_samples: int = 500) -> CheckResult:
+    """Measure an int8 ``.tflite`` against a board.
+
+    The arena is the one TFLite Micro's recording allocator reports after
+    allocating every tensor of the model: what the firmware's
+    ``tensor_arena`` must hold. With data, the int8 accuracy is measured with
+    LiteRT, and TFLite Micro's top-1 is compared with LiteRT's on a sample.
+
+    Example:
+        >>> res = td.check(open("student.tflite", "rb").read(), td.load_board("cortex-m4"))
+        >>> res.fits, res.arena_bytes
+        (True, 10432)
+    """
+    _validate(tflite, x, y)
+    tflite = bytes(tflite)
+    interp = runtime.tflm_interpreter(tflite)
+    arena = runtime.tflm_arena_bytes(interp)
+    res = CheckResult(board=board, model_bytes=len(tflite), arena_bytes=arena, ops=model_ops(tflite))
+    res.fits = res.flash_margin_bytes >= 0 and res.ram_margin_bytes >= 0
+    if x is not None:
+        preds = int8_predictions(tflite, x)
+        res.predictions = preds
+        res.int8_accuracy = float((preds == y).mean())
+        m = min(agreement_samples, len(x))
+        if m:
+            micro = runtime.tflm_outputs(interp, x[:m]).argmax(-1)
+            res.tflm_agreement = float((micro == preds[:m]).mean())
+            res.tflm_agreement_n = m
+    return res

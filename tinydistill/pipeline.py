@@ -1,0 +1,214 @@
+"""compress: the whole path, teacher in, board-checked int8 student out (values only, no files)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__, _compat
+from .boards import Board, load_board
+from .data import parse_range
+from .distillation import distill
+from .errors import TinyDistillError
+from .export import c_source, export_int8
+from .fitcheck import CheckResult, check
+from .stats import Stats
+from .student import design_student, with_output_activation
+from .synthesis import SyntheticSet, resolve_method, synthesize
+from .teacher import Teacher, load_teacher
+from .units import format_bytes
+
+STAGES = ("load", "synthesize", "distill", "export", "check")
+
+
+@dataclass
+class CompressResult:
+    """Everything ``compress`` produced, in memory.
+
+    Attributes:
+        teacher: the :class:`Teacher`.
+        student: the trained float student (Keras, same output interface as the teacher).
+        tflite: the int8 model bytes.
+        model_cc, model_h: C source of the model for firmware.
+        synthetic: the :class:`SyntheticSet` used for distillation and calibration.
+        fit: the :class:`CheckResult` against the board.
+        report: the report as a JSON-ready dict.
+    """
+
+    teacher: Teacher
+    student: object
+    tflite: bytes
+    model_cc: str
+    model_h: str
+    synthetic: SyntheticSet
+    fit: CheckResult
+    report: dict = field(default_factory=dict)
+
+
+def _accuracy(model, x, y, batch=512) -> float:
+    tf = _compat.tf()
+
+    @tf.function(reduce_retracing=True)
+    def f(xb):
+        return model(xb, training=False)
+
+    preds = np.concatenate([f(tf.constant(x[i:i + batch])).numpy().argmax(-1) for i in range(0, len(x), batch)])
+    return float((preds == y).mean())
+
+
+def _resolve_range(input_range, stats):
+    if input_range is not None:
+        rng = parse_range(input_range)
+        if stats is not None and tuple(map(float, stats.input_range)) != rng:
+            raise TinyDistillError(f"--input-range {rng[0]:g},{rng[1]:g} contradicts the stats file, which records "
+                                   f"{stats.input_range[0]:g},{stats.input_range[1]:g}: drop --input-range or re-record the stats")
+        return rng
+    if stats is not None:
+        return tuple(float(v) for v in stats.input_range)
+    raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI (e.g. 0,1 for "
+                           "images scaled to [0,1], 0,255 for raw pixels) or a stats file that records it")
+
+
+def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=None, width: float = 0.5,
+             method: str = "auto", input_range=None, n: int = 6000, steps: int = 150, epochs: int = 30,
+             temperature: float = 4.0, seed: int = 0, on_progress=None) -> CompressResult:
+    """Compress a teacher into an int8 student for a board, without training data.
+
+    Args:
+        teacher: a :class:`Teacher` or a model path.
+        board: a :class:`Board` or a board name / alias.
+        stats: the teacher's :class:`Stats` (optional metadata).
+        data: optional ``(x, y)`` test data in the teacher's input range, to report accuracy.
+        width: student width multiplier in (0, 1].
+        method: synthesis method (see :data:`tinydistill.synthesis.METHODS`).
+        input_range: the teacher's input range; defaults to the stats' one.
+        n, steps: synthetic inputs and optimisation steps per batch.
+        epochs, temperature: distillation settings.
+        seed: one seed for the whole run.
+        on_progress: optional callable ``(stage, done, total)``.
+
+    Example:
+        >>> result = td.compress("teacher.h5", board="cortex-m4", stats=stats, data=(x_test, y_test))
+        >>> result.report["accuracy"]["student_int8"]
+        0.985
+    """
+    t_start = time.perf_counter()
+    timings = {}
+    tick = time.perf_counter()
+
+    def progress(stage):
+        return (lambda done, total: on_progress(stage, done, total)) if on_progress else None
+
+    def lap(stage):
+        nonlocal tick
+        now = time.perf_counter()
+        timings[stage] = round(now - tick, 2)
+        tick = now
+
+    if not isinstance(teacher, Teacher):
+        teacher = load_teacher(teacher)
+    if not isinstance(board, Board):
+        board = load_board(board)
+    rng = _resolve_range(input_range, stats)
+    method_used, reason = resolve_method(method, teacher, stats)
+    if data is not None:
+        x_test, y_test = data
+    lap("load")
+
+    _compat.set_seed(seed)
+    syn = synthesize(teacher, stats, method=method_used, n=n, steps=steps, input_range=rng, seed=seed,
+                     on_progress=progress("synthesize"))
+    lap("synthesize")
+
+    student = design_student(teacher, width=width, seed=seed)
+    distill(teacher, student, syn, epochs=epochs, temperature=temperature, seed=seed,
+            on_progress=progress("distill"))
+    final = with_output_activation(student, teacher)
+    lap("distill")
+
+    tflite = export_int8(final, syn.x, seed=seed)
+    cc, h = c_source(tflite)
+    lap("export")
+
+    fit = check(tflite, board, x=x_test if data is not None else None, y=y_test if data is not None else None)
+    accuracy = None
+    if data is not None:
+        accuracy = {"teacher_float": _accuracy(teacher.model, x_test, y_test),
+                    "student_float": _accuracy(final, x_test, y_test),
+                    "student_int8": fit.int8_accuracy, "examples": int(len(y_test))}
+    lap("check")
+    timings["total"] = round(time.perf_counter() - t_start, 2)
+
+    report = build_report(teacher=teacher, student=final, board=board, fit=fit, syn=syn, reason=reason,
+                          accuracy=accuracy, width=width, input_range=rng, n=n, steps=steps, epochs=epochs,
+                          temperature=temperature, seed=seed, timings=timings)
+    return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
+                          synthetic=syn, fit=fit, report=report)
+
+
+def build_report(*, teacher, student, board, fit, syn, reason, accuracy, width, input_range, n, steps, epochs,
+                 temperature, seed, timings) -> dict:
+    """The JSON report. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
+    return {
+        "tool": {"name": "tinydistill", "version": __version__},
+        "teacher": {"path": teacher.path, "fingerprint": teacher.fingerprint, "params": teacher.params,
+                    "input_shape": list(teacher.input_shape), "input_range": list(input_range),
+                    "num_classes": teacher.num_classes, "output": teacher.output_kind,
+                    "batchnorm_layers": len(teacher.bn_layers)},
+        "student": {"params": int(student.count_params()), "width": width,
+                    "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes,
+                    "ops": fit.ops},
+        "accuracy": accuracy,
+        "board": {"name": board.name, "title": board.title, "kind": board.kind, "core": board.core,
+                  "clock_mhz": board.clock_mhz, "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
+                  "headroom": board.headroom, "flash_budget_bytes": board.flash_budget,
+                  "ram_budget_bytes": board.ram_budget},
+        "fit": {"fits": fit.fits, "flash_margin_bytes": fit.flash_margin_bytes,
+                "ram_margin_bytes": fit.ram_margin_bytes, "bound_by": fit.bound_by},
+        "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
+        "synthesis": {"method": syn.method, "why": reason, "inputs": n, "steps": steps,
+                      "teacher_agreement": syn.teacher_agreement},
+        "distillation": {"epochs": epochs, "temperature": temperature},
+        "seed": seed,
+        "seconds": timings,
+        "pass": bool(fit.fits),
+    }
+
+
+def report_markdown(report: dict) -> str:
+    """The report for a person."""
+    t, s, b, f = report["teacher"], report["student"], report["board"], report["fit"]
+    verdict = "PASS: fits" if report["pass"] else f"FAIL: does not fit ({f['bound_by']} over budget)"
+    lines = [f"# tinydistill report: {b['name']}", "", f"**{verdict}** {b['title']} "
+             f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", "",
+             "| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |",
+             f"| flash (model) | {format_bytes(s['model_bytes'])} | {format_bytes(b['flash_budget_bytes'])} | {format_bytes(b['flash_bytes'])} "
+             f"| {format_bytes(f['flash_margin_bytes'])} |",
+             f"| RAM (tensor arena, TFLite Micro) | {format_bytes(s['arena_bytes'])} | {format_bytes(b['ram_budget_bytes'])} "
+             f"| {format_bytes(b['ram_bytes'])} | {format_bytes(f['ram_margin_bytes'])} |", "",
+             "| model | parameters | accuracy |", "| --- | ---: | ---: |"]
+    acc = report.get("accuracy") or {}
+
+    def pct(k):
+        return f"{acc[k]:.2%}" if acc.get(k) is not None else "n/a"
+
+    lines += [f"| teacher (float) | {t['params']:,} | {pct('teacher_float')} |",
+              f"| student (float, width {s['width']:g}) | {s['params']:,} | {pct('student_float')} |",
+              f"| student (int8) | {s['params']:,} | {pct('student_int8')} |", ""]
+    if acc:
+        lines.append(f"Accuracy on {acc['examples']:,} labelled test examples.")
+    else:
+        lines.append("No test data given (`--data`): accuracy not measured.")
+    v = report["verification"]
+    if v.get("tflm_litert_top1_agreement") is not None:
+        lines.append(f"TFLite Micro and LiteRT agree on top-1 for {v['tflm_litert_top1_agreement']:.1%} "
+                     f"of {v['samples']} inputs.")
+    syn = report["synthesis"]
+    lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "
+              f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class.",
+              f"Ops: {', '.join(s['ops'])}.", "",
+              "| stage | seconds |", "| --- | ---: |"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    return "\n".join(lines) + "\n"

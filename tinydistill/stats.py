@@ -1,0 +1,218 @@
+"""Teacher statistics metadata (Lopes et al. 2017): what a model publisher ships next to the model.
+
+Per class and per probed layer, the per-channel mean and standard deviation
+of the teacher's activations on the publisher's training data, over samples
+and spatial positions. The file is a plain ``.npz`` (no pickle) with a JSON
+header carrying a format version and the teacher's fingerprint.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__, _compat
+from .errors import StatsError, StatsMismatchError
+
+FORMAT = "tinydistill.stats"
+VERSION = 1
+LOGITS = "__logits__"
+INPUT = "__input__"
+
+
+@dataclass
+class Stats:
+    """Recorded activation statistics.
+
+    Attributes:
+        fingerprint: the teacher's weight fingerprint.
+        input_range: the teacher's expected input range (lo, hi).
+        num_classes: number of classes.
+        layers: recorded layer names in order (``__input__`` first, ``__logits__`` last).
+        mean, std: per layer, arrays of shape (classes, channels).
+        counts: examples seen per class.
+        header: the JSON header as a dict.
+    """
+
+    fingerprint: str
+    input_range: tuple
+    num_classes: int
+    layers: list
+    mean: dict
+    std: dict
+    counts: np.ndarray
+    header: dict = field(default_factory=dict)
+
+    def global_moments(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """All-class mean and std of a layer, from the per-class moments."""
+        w = self.counts / self.counts.sum()
+        m, s = self.mean[layer], self.std[layer]
+        mean = (w[:, None] * m).sum(0)
+        var = (w[:, None] * (s ** 2 + m ** 2)).sum(0) - mean ** 2
+        return mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def _validate_record(teacher, x, y):
+    if len(x) == 0:
+        raise StatsError("no data to record statistics on: pass labelled examples")
+    if tuple(x.shape[1:]) != tuple(teacher.input_shape):
+        raise StatsError(f"data shape {tuple(x.shape[1:])} does not match the teacher input {teacher.input_shape}")
+    if y.min() < 0 or y.max() >= teacher.num_classes:
+        raise StatsError(f"labels must be in 0..{teacher.num_classes - 1}")
+
+
+def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_size: int = 256,
+                 on_progress=None) -> Stats:
+    """Record per-class, per-layer activation statistics of ``teacher`` on ``(x, y)``.
+
+    Args:
+        teacher: a :class:`~tinydistill.teacher.Teacher`.
+        x: inputs already in the teacher's input range, float32.
+        y: integer labels.
+        input_range: the teacher's expected input range, stored in the file.
+        batch_size: examples per forward pass.
+        on_progress: optional callable ``(done, total)``.
+
+    Example:
+        >>> stats = td.record_stats(teacher, x_train, y_train, input_range=(0, 1))
+        >>> td.save_stats(stats, "teacher.stats.npz")
+    """
+    _validate_record(teacher, x, y)
+    tf, k = _compat.tf(), _compat.keras()
+    lm = teacher.logits_model
+    outputs = [lm.get_layer(n).output for n in teacher.probe_layers] + [lm.output]
+    probe = k.Model(lm.inputs, outputs)
+    names = [INPUT] + list(teacher.probe_layers) + [LOGITS]
+    C = teacher.num_classes
+    sums, sqs = {}, {}
+    pos = {}  # positions (samples x spatial) per class per layer
+    counts = np.zeros(C, np.int64)
+
+    @tf.function(reduce_retracing=True)
+    def forward(xb):
+        return probe(xb, training=False)
+
+    n = len(x)
+    for start in range(0, n, batch_size):
+        xb = x[start:start + batch_size]
+        yb = y[start:start + batch_size]
+        acts = [xb] + [a.numpy() for a in _as_list(forward(tf.constant(xb)))]
+        onehot = np.eye(C, dtype=np.float64)[yb]  # (B, C)
+        counts += onehot.sum(0).astype(np.int64)
+        for name, a in zip(names, acts):
+            a = np.asarray(a, np.float64).reshape(len(xb), -1, a.shape[-1])  # (B, P, ch)
+            s, q = a.sum(1), (a ** 2).sum(1)  # (B, ch)
+            sums[name] = sums.get(name, 0) + onehot.T @ s
+            sqs[name] = sqs.get(name, 0) + onehot.T @ q
+            pos[name] = pos.get(name, 0) + onehot.sum(0) * a.shape[1]
+        if on_progress:
+            on_progress(min(start + batch_size, n), n)
+    missing = np.flatnonzero(counts == 0)
+    if len(missing):
+        raise StatsError(f"the data has no examples of classes {missing.tolist()}: statistics need every class")
+    mean, std = {}, {}
+    for name in names:
+        p = pos[name][:, None]
+        m = sums[name] / p
+        mean[name] = m.astype(np.float32)
+        std[name] = np.sqrt(np.maximum(sqs[name] / p - m ** 2, 0.0)).astype(np.float32)
+    header = {
+        "format": FORMAT, "version": VERSION, "tinydistill_version": __version__,
+        "fingerprint": teacher.fingerprint, "teacher": os.path.basename(teacher.path),
+        "input_shape": list(teacher.input_shape), "input_range": [float(v) for v in input_range],
+        "observed_input_range": [float(x.min()), float(x.max())],
+        "num_classes": C, "layers": names, "examples": int(n),
+    }
+    return Stats(fingerprint=teacher.fingerprint, input_range=tuple(header["input_range"]), num_classes=C,
+                 layers=names, mean=mean, std=std, counts=counts, header=header)
+
+
+def _as_list(v):
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def stats_to_bytes(stats: Stats) -> bytes:
+    """Serialise to ``.npz`` bytes (plain arrays, JSON header; no pickle)."""
+    arrays = {"header": np.array(json.dumps(stats.header)), "counts": stats.counts}
+    for i, name in enumerate(stats.layers):
+        arrays[f"mean_{i}"] = stats.mean[name]
+        arrays[f"std_{i}"] = stats.std[name]
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def save_stats(stats: Stats, path: str) -> None:
+    """Write a stats file atomically (temp file in the same folder, then rename)."""
+    atomic_write(path, stats_to_bytes(stats))
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write bytes to ``path`` so that no half-written file can survive a crash."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_stats(path: str, teacher=None) -> Stats:
+    """Load a stats file; refuse it if it was recorded on another teacher.
+
+    Raises:
+        StatsError: unreadable, pickled, or from a newer format version.
+        StatsMismatchError: the fingerprint differs from ``teacher``'s.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise StatsError(f"stats file {path} does not exist: record one with 'tinydistill stats'")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "header" not in z.files:
+                raise StatsError(f"{path} is not a tinydistill stats file (no header): record one with 'tinydistill stats'")
+            header = json.loads(str(z["header"][()]))
+            arrays = {k: z[k] for k in z.files if k != "header"}
+    except StatsError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise StatsError(f"{path} contains pickled objects, which tinydistill never loads (they can run code): "
+                             "record the stats again with 'tinydistill stats'") from None
+        raise StatsError(f"{path} is not a valid stats file ({exc}): record it again with 'tinydistill stats'") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise StatsError(f"cannot read stats file {path} ({exc}): record it again with 'tinydistill stats'") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise StatsError(f"{path} is not a tinydistill stats file: record one with 'tinydistill stats'")
+    version = int(header.get("version", 0))
+    if version > VERSION:
+        raise StatsError(f"{path} uses stats format {version}, newer than this tinydistill reads ({VERSION}): "
+                         "upgrade tinydistill")
+    if teacher is not None and header.get("fingerprint") != teacher.fingerprint:
+        raise StatsMismatchError(
+            f"{path} was recorded on another model ({header.get('teacher', '?')}, fingerprint "
+            f"{str(header.get('fingerprint'))[:12]}) than {os.path.basename(teacher.path)} "
+            f"({teacher.fingerprint[:12]}): record stats for this teacher with 'tinydistill stats'")
+    try:
+        names = header["layers"]
+        mean = {n: arrays[f"mean_{i}"] for i, n in enumerate(names)}
+        std = {n: arrays[f"std_{i}"] for i, n in enumerate(names)}
+        counts = arrays["counts"]
+    except KeyError as exc:
+        raise StatsError(f"{path} is incomplete (missing {exc}): record it again") from None
+    return Stats(fingerprint=header["fingerprint"], input_range=tuple(header["input_range"]),
+                 num_classes=int(header["num_classes"]), layers=names, mean=mean, std=std,
+                 counts=counts, header=header)

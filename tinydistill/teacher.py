@@ -1,0 +1,246 @@
+"""Load a teacher model safely and describe it (the first stage)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _compat
+from .errors import ModelLoadError, NotAClassifierError, UnsafeModelError
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_CONTAINERS = {"Functional", "Sequential", "Model"}
+# Layers whose output after a non-linearity is a feature map worth probing.
+_WEIGHTED = {"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}
+_ACTIVATIONS = {"Activation", "ReLU", "LeakyReLU", "PReLU", "ELU"}
+
+
+@dataclass
+class Teacher:
+    """A loaded teacher and what tinydistill needs to know about it.
+
+    Attributes:
+        model: the model as loaded (its outputs may be probabilities).
+        logits_model: same weights, outputs pre-softmax logits.
+        path: where it was loaded from.
+        fingerprint: sha256 of all weights; ties statistics files to this model.
+        input_shape: shape of one input, without the batch axis.
+        num_classes: number of output classes.
+        output_kind: ``"softmax"`` or ``"logits"``.
+        probe_layers: names of the layers whose activations the statistics record.
+        bn_layers: names of the BatchNormalization layers (running statistics).
+        params: number of parameters.
+    """
+
+    model: object
+    logits_model: object
+    path: str
+    fingerprint: str
+    input_shape: tuple
+    num_classes: int
+    output_kind: str
+    probe_layers: list = field(default_factory=list)
+    bn_layers: list = field(default_factory=list)
+    params: int = 0
+
+    @property
+    def has_batchnorm(self) -> bool:
+        return bool(self.bn_layers)
+
+
+def _layer_classes(config) -> list[str]:
+    """Every layer class name in a (possibly nested) Keras model config."""
+    found = []
+    if isinstance(config, dict):
+        if "class_name" in config and isinstance(config.get("config"), dict) and (
+                "layers" in config["config"] or "name" in config["config"]):
+            found.append(config["class_name"])
+        for value in config.values():
+            found.extend(_layer_classes(value))
+    elif isinstance(config, list):
+        for value in config:
+            found.extend(_layer_classes(value))
+    return found
+
+
+def _check_safe(config: dict, path: str, trust_model: bool) -> None:
+    """Refuse Lambda and unknown (custom) layers unless the user trusts the model."""
+    k = _compat.keras()
+    classes = set(_layer_classes(config))
+    if trust_model:
+        return
+    if "Lambda" in classes:
+        raise UnsafeModelError(
+            f"{path} contains a Lambda layer, which runs arbitrary Python code when loaded: "
+            "pass --trust-model only if you trust its source")
+    unknown = sorted(c for c in classes
+                     if c not in _CONTAINERS and not hasattr(k.layers, c)
+                     and c not in ("TFOpLambda", "SlicingOpLambda"))
+    if unknown:
+        hint = " (QKeras layers: install qkeras and export a plain Keras model)" if any(
+            c.startswith("Q") for c in unknown) else ""
+        raise UnsafeModelError(
+            f"{path} uses custom layers {', '.join(unknown)}{hint}: tinydistill loads only built-in "
+            "Keras layers; re-export the model with standard layers, or pass --trust-model with the "
+            "package that defines them installed")
+    if classes & {"TFOpLambda", "SlicingOpLambda"}:
+        raise UnsafeModelError(
+            f"{path} contains raw TensorFlow ops (TFOpLambda): pass --trust-model if you trust it")
+
+
+def _read_config(path: str) -> tuple[str, dict]:
+    """Return (format, model config) without deserialising any layer."""
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            meta = os.path.join(path, "keras_metadata.pb")
+            return "savedmodel", {} if not os.path.exists(meta) else {}
+        raise ModelLoadError(f"{path} is a folder without saved_model.pb: pass a .h5, .keras or SavedModel folder")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise ModelLoadError(f"{path} is empty (0 bytes): pass the full model file")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == _HDF5_MAGIC:
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as h5:
+                raw = h5.attrs.get("model_config")
+        except OSError as exc:
+            raise ModelLoadError(
+                f"{path} is a damaged or truncated HDF5 file ({str(exc).split('(')[0].strip()}): "
+                "copy or download it again") from None
+        if raw is None:
+            raise ModelLoadError(
+                f"{path} holds weights only, no model architecture: save it with model.save() "
+                "(not save_weights()) and try again")
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8")
+        return "h5", json.loads(raw)
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as z:
+                config = json.loads(z.read("config.json"))
+                meta = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
+        except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+            raise ModelLoadError(f"{path} is not a valid .keras archive ({exc}): save it again with model.save()") from None
+        version = str(meta.get("keras_version", "3"))
+        return ("keras3" if version.startswith("3") else "keras2"), config
+    raise ModelLoadError(
+        f"{path} is not a Keras model (expected an HDF5 .h5, a .keras archive or a SavedModel folder)")
+
+
+def _fingerprint(model) -> str:
+    h = hashlib.sha256()
+    for w in model.weights:
+        a = np.asarray(w.numpy())
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _logits_model(model):
+    """A model with the same weights whose output is pre-softmax logits, and the output kind."""
+    k = _compat.keras()
+    last = model.layers[-1]
+    act = getattr(last, "activation", None)
+    act_name = getattr(act, "__name__", None) if act is not None else None
+    cls = last.__class__.__name__
+    if cls == "Softmax" or (cls == "Activation" and act_name == "softmax"):
+        return k.Model(model.inputs, last.input, name="teacher_logits"), "softmax"
+    if act_name == "softmax":
+        cfg = dict(last.get_config(), activation="linear", name=last.name + "_logits")
+        clone = last.__class__.from_config(cfg)
+        out = clone(last.input)
+        clone.set_weights(last.get_weights())
+        return k.Model(model.inputs, out, name="teacher_logits"), "softmax"
+    if act_name in (None, "linear") and cls not in _ACTIVATIONS:
+        return model, "logits"
+    raise NotAClassifierError(
+        f"the model's last layer ({last.name}) ends in '{act_name or cls}': tinydistill compresses "
+        "classifiers whose output is a softmax or logits over the classes")
+
+
+def _probe_layers(model) -> list[str]:
+    """Post-non-linearity feature maps, the layers Lopes et al. record statistics of."""
+    names = []
+    layers = model.layers
+    for layer in layers[:-1]:
+        cls = layer.__class__.__name__
+        act = getattr(getattr(layer, "activation", None), "__name__", "linear")
+        if cls in _ACTIVATIONS or (cls in _WEIGHTED and act not in ("linear", "softmax")):
+            names.append(layer.name)
+    if not names:  # a purely linear network: fall back to every weighted layer
+        names = [ly.name for ly in layers[:-1] if ly.__class__.__name__ in _WEIGHTED]
+    return names
+
+
+def describe(model, *, path: str = "<memory>") -> Teacher:
+    """Build a :class:`Teacher` from an in-memory Keras (tf_keras) model.
+
+    Raises:
+        NotAClassifierError: several inputs/outputs, or an output that is not
+            a softmax / logits vector over at least two classes.
+    """
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise NotAClassifierError(
+            f"the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs: tinydistill "
+            "compresses single-input, single-output classifiers; export that sub-model first")
+    out_shape = tuple(model.outputs[0].shape)
+    if len(out_shape) != 2 or out_shape[1] is None or out_shape[1] < 2:
+        raise NotAClassifierError(
+            f"the model's output has shape {out_shape}, not (batch, classes) with >= 2 classes: "
+            "tinydistill compresses classifiers, not regression or detection models")
+    logits_model, kind = _logits_model(model)
+    in_shape = tuple(int(d) for d in model.inputs[0].shape[1:] if d is not None)
+    if len(in_shape) != len(model.inputs[0].shape) - 1:
+        raise NotAClassifierError(
+            f"the model's input shape {tuple(model.inputs[0].shape)} has unknown dimensions: "
+            "save the teacher with a fixed input shape")
+    return Teacher(
+        model=model, logits_model=logits_model, path=path, fingerprint=_fingerprint(model),
+        input_shape=in_shape, num_classes=int(out_shape[1]), output_kind=kind,
+        probe_layers=_probe_layers(model),
+        bn_layers=[ly.name for ly in model.layers if ly.__class__.__name__ == "BatchNormalization"],
+        params=int(model.count_params()))
+
+
+def load_teacher(path: str, *, trust_model: bool = False) -> Teacher:
+    """Load a classifier from ``.h5`` (Keras 2), ``.keras`` (Keras 2 or 3) or a SavedModel folder.
+
+    Loading is safe by default: Lambda layers and custom classes are refused
+    before anything is deserialised unless ``trust_model`` is true.
+
+    Example:
+        >>> t = td.load_teacher("teacher.h5")
+        >>> t.input_shape, t.num_classes, t.has_batchnorm
+        ((28, 28, 1), 10, False)
+
+    Raises:
+        ModelLoadError: missing, empty, truncated or non-model file.
+        UnsafeModelError: Lambda / custom layers without ``trust_model``.
+        NotAClassifierError: the model is not a classifier tinydistill can compress.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model file {path} does not exist: check the path")
+    fmt, config = _read_config(path)
+    _check_safe(config, path, trust_model)
+    k = _compat.keras()
+    try:
+        if fmt == "keras3":
+            model = _compat.keras3_to_tf_keras(path, safe_mode=not trust_model)
+        elif fmt == "keras2":
+            model = k.models.load_model(path, compile=False, safe_mode=not trust_model)
+        else:
+            model = k.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types; we only need to say what happened
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"could not load {path}: {msg[:200]}") from None
+    return describe(model, path=path)

@@ -1,0 +1,30 @@
+"""Byte sizes: integers everywhere, formatted only when printed."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import TinyDistillError
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024 ** 2, "MB": 1024 ** 2, "MIB": 1024 ** 2,
+          "G": 1024 ** 3, "GB": 1024 ** 3, "GIB": 1024 ** 3}
+
+
+def format_bytes(n: int) -> str:
+    """1536 -> '1.5 KiB' (binary units, as embedded toolchains report memory)."""
+    sign = "-" if n < 0 else ""
+    n = abs(int(n))
+    if n < 1024:
+        return f"{sign}{n} B"
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            return f"{sign}{n / size:,.1f} {unit}"
+    return f"{sign}{n} B"  # pragma: no cover
+
+
+def parse_bytes(text: str) -> int:
+    """'256KB' / '1.5 MiB' / '4096' -> bytes (K = 1024)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
+    if not m or m.group(2).upper() not in _UNITS:
+        raise TinyDistillError(f"size must be a number with an optional unit such as 256KB or 1MB. Received: {text!r}")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
