@@ -87,9 +87,28 @@ def _plain(obj):
     return obj
 
 
+def _accepted(cls) -> set:
+    return set(inspect.signature(cls.__init__).parameters)
+
+
+def _objects(cfg: dict) -> dict:
+    """Drop keys Keras 3 added to initializer / regularizer / constraint configs."""
+    k = keras()
+    out = {}
+    for key, v in cfg.items():
+        if isinstance(v, dict) and "class_name" in v and isinstance(v.get("config"), dict):
+            cls = next((getattr(m, v["class_name"]) for m in (k.initializers, k.regularizers, k.constraints)
+                        if hasattr(m, v["class_name"])), None)
+            if cls is not None:
+                v = {"class_name": v["class_name"],
+                     "config": {a: b for a, b in v["config"].items() if a in _accepted(cls)}}
+        out[key] = v
+    return out
+
+
 def _layer_config(class_name: str, cfg: dict) -> dict:
     k = keras()
-    cfg = _plain(cfg)
+    cfg = _objects(_plain(cfg))
     if class_name == "InputLayer":
         cfg = dict(cfg)
         if "batch_shape" in cfg:
@@ -99,7 +118,7 @@ def _layer_config(class_name: str, cfg: dict) -> dict:
     cls = getattr(k.layers, class_name, None)
     if cls is None:
         return cfg
-    accepted = set(inspect.signature(cls.__init__).parameters) | _BASE_KWARGS
+    accepted = _accepted(cls) | _BASE_KWARGS
     return {key: v for key, v in cfg.items() if key in accepted}
 
 

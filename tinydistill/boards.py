@@ -53,7 +53,7 @@ class Board:
         """RAM bytes the model may use after the application's headroom."""
         return int(self.ram_bytes * (1 - self.headroom))
 
-    def with_headroom(self, headroom: float) -> "Board":
+    def with_headroom(self, headroom: float) -> Board:
         _check_headroom(headroom, self.source or self.name)
         return Board(**{**self.__dict__, "headroom": float(headroom)})
 

@@ -64,8 +64,14 @@ class _Progress:
 
     def __enter__(self):
         if not self.quiet:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self.bar = Progress(TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -222,7 +228,8 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .boards import load_board, load_board_file
     from .data import parse_range
-    from .pipeline import compress as run, report_markdown
+    from .pipeline import compress as run
+    from .pipeline import report_markdown, resolve_input_range
     from .stats import load_stats
     from .teacher import load_teacher
 
@@ -233,14 +240,13 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         b = b.with_headroom(headroom)
     if not (0 < width <= 1):
         raise click.BadParameter(f"must be in (0, 1]. Received: {width}", param_hint="--width")
-    rng = parse_range(input_range) if input_range is not None else None
+    if input_range is not None:
+        parse_range(input_range)  # a malformed range fails before the model is loaded
     t0 = time.perf_counter()
     t = load_teacher(teacher, trust_model=trust_model)
     st = load_stats(stats_path, t) if stats_path else None
-    if rng is None and st is None:
-        raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI (e.g. 0,1 for "
-                               "inputs scaled to [0,1], 0,255 for raw pixels) or --stats with a recorded range")
-    data = _load_labelled(data_path, t, rng or tuple(st.input_range), "test") if data_path else None
+    rng = resolve_input_range(input_range, st)
+    data = _load_labelled(data_path, t, rng, "test") if data_path else None
     load_s = time.perf_counter() - t0
 
     with _Progress(quiet or as_json) as progress:
@@ -314,13 +320,20 @@ def boards():
 
     from .boards import list_boards
 
-    table = Table(title="boards (sizes before headroom)", title_justify="left")
-    for col in ("name", "aliases", "board", "core", "MHz", "flash", "RAM"):
-        table.add_column(col, justify="right" if col in ("MHz", "flash", "RAM") else "left")
+    con = _console(stderr=False)
+    wide = con.width >= 120  # the board's full title only where it fits
+    table = Table(title="boards (sizes before headroom)", title_justify="left", box=None, padding=(0, 1),
+                  pad_edge=False)
+    cols = ["name", "aliases"] + (["board"] if wide else []) + ["core", "MHz", "flash", "RAM"]
+    for col in cols:  # only aliases and titles may wrap: names and sizes are read and typed whole
+        table.add_column(col, justify="right" if col in ("MHz", "flash", "RAM") else "left",
+                         no_wrap=col not in ("aliases", "board"), overflow="fold",
+                         min_width=13 if col == "aliases" else None)
     for bd in list_boards():
-        table.add_row(bd.name, ", ".join(bd.aliases), bd.title, bd.core, f"{bd.clock_mhz:g}",
-                      format_bytes(bd.flash_bytes), format_bytes(bd.ram_bytes))
-    _console(stderr=False).print(table)
+        row = [bd.name, " ".join(bd.aliases)] + ([bd.title] if wide else []) + [
+            bd.core, f"{bd.clock_mhz:g}", format_bytes(bd.flash_bytes), format_bytes(bd.ram_bytes)]
+        table.add_row(*row)
+    con.print(table)
 
 
 @main.command("check")

@@ -99,6 +99,9 @@ def load_data(path: str, *, split: str = "test") -> Dataset:
             raise DataError(f"{path} has no IDX image/label files (e.g. t10k-images-idx3-ubyte.gz)")
         x, y = _read_idx(xi), _read_idx(yi)
     else:
+        with open(path, "rb") as f:
+            if f.read(2) != b"PK":
+                raise DataError(f"cannot read {path}: not an .npz archive; pass an .npz with x and y, or an IDX folder")
         try:
             with np.load(path, allow_pickle=False) as z:
                 keys = set(z.files)

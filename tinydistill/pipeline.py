@@ -58,12 +58,14 @@ def _accuracy(model, x, y, batch=512) -> float:
     return float((preds == y).mean())
 
 
-def _resolve_range(input_range, stats):
+def resolve_input_range(input_range, stats) -> tuple[float, float]:
+    """The teacher's input range: stated by the user, or recorded in the stats; never guessed."""
     if input_range is not None:
         rng = parse_range(input_range)
         if stats is not None and tuple(map(float, stats.input_range)) != rng:
+            lo, hi = stats.input_range
             raise TinyDistillError(f"--input-range {rng[0]:g},{rng[1]:g} contradicts the stats file, which records "
-                                   f"{stats.input_range[0]:g},{stats.input_range[1]:g}: drop --input-range or re-record the stats")
+                                   f"{lo:g},{hi:g}: drop --input-range or re-record the stats")
         return rng
     if stats is not None:
         return tuple(float(v) for v in stats.input_range)
@@ -111,7 +113,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         teacher = load_teacher(teacher)
     if not isinstance(board, Board):
         board = load_board(board)
-    rng = _resolve_range(input_range, stats)
+    rng = resolve_input_range(input_range, stats)
     method_used, reason = resolve_method(method, teacher, stats)
     if data is not None:
         x_test, y_test = data
@@ -177,6 +179,10 @@ def build_report(*, teacher, student, board, fit, syn, reason, accuracy, width, 
     }
 
 
+def _row(label, *sizes) -> str:
+    return f"| {label} | " + " | ".join(format_bytes(v) for v in sizes) + " |"
+
+
 def report_markdown(report: dict) -> str:
     """The report for a person."""
     t, s, b, f = report["teacher"], report["student"], report["board"], report["fit"]
@@ -184,10 +190,9 @@ def report_markdown(report: dict) -> str:
     lines = [f"# tinydistill report: {b['name']}", "", f"**{verdict}** {b['title']} "
              f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", "",
              "| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |",
-             f"| flash (model) | {format_bytes(s['model_bytes'])} | {format_bytes(b['flash_budget_bytes'])} | {format_bytes(b['flash_bytes'])} "
-             f"| {format_bytes(f['flash_margin_bytes'])} |",
-             f"| RAM (tensor arena, TFLite Micro) | {format_bytes(s['arena_bytes'])} | {format_bytes(b['ram_budget_bytes'])} "
-             f"| {format_bytes(b['ram_bytes'])} | {format_bytes(f['ram_margin_bytes'])} |", "",
+             _row("flash (model)", s["model_bytes"], b["flash_budget_bytes"], b["flash_bytes"], f["flash_margin_bytes"]),
+             _row("RAM (tensor arena, TFLite Micro)", s["arena_bytes"], b["ram_budget_bytes"], b["ram_bytes"],
+                  f["ram_margin_bytes"]), "",
              "| model | parameters | accuracy |", "| --- | ---: | ---: |"]
     acc = report.get("accuracy") or {}
 

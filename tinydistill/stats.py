@@ -180,6 +180,9 @@ def load_stats(path: str, teacher=None) -> Stats:
     path = str(path)
     if not os.path.isfile(path):
         raise StatsError(f"stats file {path} does not exist: record one with 'tinydistill stats'")
+    with open(path, "rb") as f:
+        if f.read(2) != b"PK":
+            raise StatsError(f"cannot read {path}: not an .npz stats file; record one with 'tinydistill stats'")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "header" not in z.files:

@@ -207,7 +207,7 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 6000, step
             loss += tf.add_n(terms)
         elif method == "bn":
             terms = []
-            for (nm, mt, st, sc), a in zip(targets_tf, outs[:-1]):
+            for (_, mt, st, sc), a in zip(targets_tf, outs[:-1]):
                 mean, std = _batch_moments(tf, a)
                 terms.append(tf.reduce_mean(tf.square((mean - mt) / sc) + tf.square((std - st) / sc)))
             loss += tf.add_n(terms)

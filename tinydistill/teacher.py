@@ -53,19 +53,22 @@ class Teacher:
         return bool(self.bn_layers)
 
 
-def _layer_classes(config) -> list[str]:
-    """Every layer class name in a (possibly nested) Keras model config."""
+def _layer_classes(config: dict) -> list[str]:
+    """Every layer class name in a Keras model config, nested models and wrappers included."""
     found = []
-    if isinstance(config, dict):
-        if "class_name" in config and isinstance(config.get("config"), dict) and (
-                "layers" in config["config"] or "name" in config["config"]):
-            found.append(config["class_name"])
-        for value in config.values():
-            found.extend(_layer_classes(value))
-    elif isinstance(config, list):
-        for value in config:
-            found.extend(_layer_classes(value))
-    return found
+    inner = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(inner, dict):
+        return found
+    for layer in inner.get("layers", []):
+        if not isinstance(layer, dict):
+            continue
+        found.append(layer.get("class_name"))
+        found.extend(_layer_classes(layer))  # nested Functional / Sequential
+        wrapped = layer.get("config", {}).get("layer") if isinstance(layer.get("config"), dict) else None
+        if isinstance(wrapped, dict):  # TimeDistributed, Bidirectional
+            found.append(wrapped.get("class_name"))
+            found.extend(_layer_classes(wrapped))
+    return [c for c in found if c]
 
 
 def _check_safe(config: dict, path: str, trust_model: bool) -> None:

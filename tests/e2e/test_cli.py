@@ -1,0 +1,163 @@
+"""End-to-end through the click CLI on a tiny teacher: files, report, errors."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinydistill.cli import main
+
+from ..conftest import toy_data
+
+FAST = ["--inputs", "600", "--steps", "100", "--epochs", "30"]
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    x, y = toy_data(600, seed=1)
+    np.savez(d / "train.npz", x=(x * 255).round().astype(np.uint8), y=y)
+    xt, yt = toy_data(300, seed=2)
+    np.savez(d / "test.npz", x=xt, y=yt)
+    return d
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def compressed(tiny_h5, data_files, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    stats = out.parent / "tiny.stats.npz"
+    r = run("stats", tiny_h5, "--data", data_files / "train.npz", "--input-range", "0,1", "-o", stats, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "wrote" in r.output and stats.exists()
+    r = run("compress", tiny_h5, "--board", "cortex-m4", "--stats", stats, "--data", data_files / "test.npz",
+            *FAST, "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_outputs_written(compressed):
+    out, text = compressed
+    assert sorted(os.listdir(out)) == ["model_data.cc", "model_data.h", "report.json", "report.md",
+                                       "student.keras", "student.tflite", "synthetic.npz"]
+    assert "PASS" in text and "nrf52840" in text
+    assert not [f for f in os.listdir(out.parent) if f.startswith(".tinydistill-")]
+
+
+def test_report_contents(compressed):
+    out, _ = compressed
+    r = json.loads((out / "report.json").read_text())
+    assert r["board"]["name"] == "nrf52840" and r["board"]["ram_bytes"] == 262144
+    assert r["student"]["params"] < r["teacher"]["params"] / 2
+    acc = r["accuracy"]
+    assert acc["teacher_float"] == 1.0
+    assert acc["student_int8"] >= 0.85, acc
+    assert abs(acc["student_int8"] - acc["student_float"]) <= 0.03
+    assert r["student"]["model_bytes"] == os.path.getsize(out / "student.tflite")
+    assert r["pass"] is True and r["fit"]["fits"] is True
+    assert r["verification"]["tflm_litert_top1_agreement"] >= 0.99
+    assert set(r["seconds"]) >= {"load", "synthesize", "distill", "export", "check", "total"}
+    assert r["synthesis"]["method"] == "all-layers"
+    md = (out / "report.md").read_text()
+    assert "PASS" in md and "tensor arena" in md and f"{acc['student_int8']:.2%}" in md
+
+
+def test_arena_in_report_is_tflm(compressed):
+    from ..unit.test_fitcheck import _independent_tflm_arena
+
+    out, _ = compressed
+    r = json.loads((out / "report.json").read_text())
+    assert r["student"]["arena_bytes"] == _independent_tflm_arena((out / "student.tflite").read_bytes())
+
+
+def test_float_student_saved(compressed, data_files):
+    from tinydistill import _compat
+
+    out, _ = compressed
+    m = _compat.keras().models.load_model(out / "student.keras", compile=False)
+    with np.load(data_files / "test.npz") as z:
+        acc = (m.predict(z["x"], verbose=0).argmax(1) == z["y"]).mean()
+    r = json.loads((out / "report.json").read_text())
+    assert acc == pytest.approx(r["accuracy"]["student_float"], abs=1e-6)
+
+
+def test_check_command(compressed):
+    out, _ = compressed
+    r = run("check", out / "student.tflite", "--board", "cortex-m0plus", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["board"] == "rp2040" and res["fits"] and res["ops"]
+    r = run("check", out / "student.tflite", "--board", "samd21", "--headroom", "0.99")
+    assert r.exit_code == 1 and "FAIL" in r.output
+
+
+def test_boards_command():
+    r = run("boards")
+    assert r.exit_code == 0
+    for name in ("nrf52840", "rp2040", "stm32h743", "esp32s3", "raspberry-pi-5"):
+        assert name in r.output
+
+
+def _assert_clean_failure(r, out, match, code=1):
+    assert r.exit_code == code, r.output
+    assert "Traceback" not in r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert lines and match in r.output.replace("\n", " "), r.output
+    assert not os.path.exists(out) or not os.listdir(out)
+
+
+def test_error_matrix(tmp_path, tiny_h5, compressed, data_files):
+    out = tmp_path / "o"
+    stats = compressed[0].parent / "tiny.stats.npz"
+    reg = tmp_path / "reg.h5"
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    i = k.Input((4,))
+    k.Model(i, k.layers.Dense(1)(i)).save(reg)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = [
+        (["compress", tmp_path / "nope.h5"], "does not exist"),
+        (["compress", tiny_h5, "--board", "cortex-m5", "--input-range", "0,1"], "did you mean"),
+        (["compress", reg, "--input-range", "0,1"], "classifiers"),
+        (["compress", tiny_h5], "--input-range"),
+        (["compress", tiny_h5, "--stats", data_files / "test.npz"], "not a tinydistill stats file"),
+        (["compress", tiny_h5, "--input-range", "0,1", "--data", data_files / "nope.npz"], "does not exist"),
+        (["compress", tiny_h5, "--stats", stats, "--input-range", "0,255"], "contradicts"),
+        (["stats", tiny_h5, "--data", data_files / "train.npz"], "--input-range"),
+    ]
+    for args, match in cases:
+        _assert_clean_failure(run(*args, "-o", out), out, match)
+    r = run("compress", tiny_h5, "--input-range", "0,1", "-o", afile)
+    _assert_clean_failure(r, tmp_path / "unused", "is a file")
+
+
+def test_shape_mismatch(tmp_path, tiny_h5):
+    p = tmp_path / "d.npz"
+    np.savez(p, x=np.zeros((3, 32, 32, 3), np.uint8), y=np.zeros(3, np.int64))
+    out = tmp_path / "o"
+    _assert_clean_failure(run("compress", tiny_h5, "--input-range", "0,1", "--data", p, "-o", out), out,
+                          "teacher expects (8, 8, 1)")
+
+
+def test_usage_errors_exit_2(tiny_h5, tmp_path):
+    assert run("compress", tiny_h5, "--width", "abc").exit_code == 2
+    assert run("compress", tiny_h5, "--method", "magic").exit_code == 2
+    r = run("compress", tiny_h5, "--width", "1.5", "--input-range", "0,1", "-o", tmp_path / "o")
+    assert r.exit_code == 2 and "(0, 1]" in r.output
+
+
+def test_unwritable_output(tmp_path, tiny_h5):
+    if os.geteuid() == 0:
+        pytest.skip("root can write anywhere")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    r = run("compress", tiny_h5, "--input-range", "0,1", "-o", ro / "out")
+    _assert_clean_failure(r, ro / "out", "permission denied")

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from tinydistill.distillation import distill
+from tinydistill.errors import TinyDistillError
+from tinydistill.student import design_student
+from tinydistill.synthesis import synthesize
+
+
+def test_distill_transfers_the_teacher(tiny_teacher, tiny_stats, toy_test):
+    x, y = toy_test
+    syn = synthesize(tiny_teacher, tiny_stats, n=600, steps=100, batch_size=60, seed=0)
+    student = design_student(tiny_teacher, width=0.5, seed=0)
+    before = (student.predict(x, verbose=0).argmax(1) == y).mean()
+    distill(tiny_teacher, student, syn, epochs=30, batch_size=32, seed=0)
+    after = (student.predict(x, verbose=0).argmax(1) == y).mean()
+    # trained only on synthetic inputs, the student must solve the real task
+    assert after >= 0.85, (before, after)
+
+
+def test_validation(tiny_teacher, tiny_stats):
+    syn = synthesize(tiny_teacher, tiny_stats, n=10, steps=1, batch_size=10)
+    s = design_student(tiny_teacher)
+    with pytest.raises(TinyDistillError, match="temperature"):
+        distill(tiny_teacher, s, syn, temperature=0)
+    with pytest.raises(TinyDistillError, match="epochs"):
+        distill(tiny_teacher, s, syn, epochs=0)
+    syn.x = syn.x[:0]
+    with pytest.raises(TinyDistillError, match="empty"):
+        distill(tiny_teacher, s, syn)
+
+
+def test_deterministic(tiny_teacher, tiny_stats):
+    syn = synthesize(tiny_teacher, tiny_stats, n=40, steps=2, batch_size=40)
+    w = []
+    for _ in range(2):
+        s = design_student(tiny_teacher, seed=1)
+        distill(tiny_teacher, s, syn, epochs=2, batch_size=16, seed=1)
+        w.append(s.get_weights())
+    for a, b in zip(*w):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,75 @@
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tinydistill import runtime
+from tinydistill.errors import TinyDistillError
+from tinydistill.export import c_source, export_int8
+
+from ..conftest import toy_data
+
+
+@pytest.fixture(scope="module")
+def int8_model(tiny_model):
+    x, _ = toy_data(200, seed=5)
+    return export_int8(tiny_model, x)
+
+
+def test_full_integer_io(int8_model):
+    it = runtime.litert_interpreter(int8_model)
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    assert it.get_output_details()[0]["dtype"] == np.int8
+    assert int8_model[4:8] == b"TFL3"
+
+
+def test_int8_close_to_float(int8_model, tiny_model):
+    x, y = toy_data(100, seed=6)
+    q = runtime.litert_outputs(int8_model, x)
+    f = tiny_model.predict(x, verbose=0)
+    out_scale = runtime.litert_interpreter(int8_model).get_output_details()[0]["quantization"][0]
+    # probabilities in [0, 1] quantised with scale 1/256: a few steps of error accumulate through 4 layers
+    np.testing.assert_allclose(q, f, atol=8 * out_scale)
+    assert (q.argmax(1) == f.argmax(1)).mean() >= 0.97
+
+
+def test_deterministic(tiny_model, int8_model):
+    x, _ = toy_data(200, seed=5)
+    assert export_int8(tiny_model, x) == int8_model
+
+
+def test_empty_calibration(tiny_model):
+    with pytest.raises(TinyDistillError, match="calibration"):
+        export_int8(tiny_model, np.zeros((0, 8, 8, 1), np.float32))
+
+
+def test_c_source(int8_model, tmp_path):
+    cc, h = c_source(int8_model)
+    assert "alignas(16) const unsigned char g_model[]" in cc
+    assert f"g_model_len = {len(int8_model)};" in cc
+    assert "extern const unsigned char g_model[];" in h
+    # the bytes survive the round trip through C literals
+    body = cc.split("{", 1)[1].split("}", 1)[0]
+    data = bytes(int(t, 16) for t in body.replace("\n", "").split(",") if t.strip())
+    assert data == int8_model
+
+
+def test_c_source_compiles(int8_model, tmp_path):
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if not cxx:
+        pytest.skip("no C++ compiler on this machine")
+    cc, h = c_source(int8_model)
+    (tmp_path / "model_data.cc").write_text(cc)
+    (tmp_path / "model_data.h").write_text(h)
+    (tmp_path / "main.cc").write_text('#include "model_data.h"\n#include <cstdint>\n'
+                                      'int main() { return (reinterpret_cast<uintptr_t>(g_model) % 16 == 0 '
+                                      '&& g_model_len > 0 && g_model[4] == \'T\') ? 0 : 1; }\n')
+    subprocess.run([cxx, "-std=c++17", "-o", str(tmp_path / "m"), str(tmp_path / "main.cc"),
+                    str(tmp_path / "model_data.cc")], check=True, cwd=tmp_path)
+    assert subprocess.run([str(tmp_path / "m")]).returncode == 0
+
+
+def test_c_source_name_validated(int8_model):
+    with pytest.raises(TinyDistillError, match="C identifier"):
+        c_source(int8_model, name="1bad-name")

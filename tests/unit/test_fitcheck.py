@@ -1,0 +1,80 @@
+import re
+
+import numpy as np
+import pytest
+
+from tinydistill.boards import Board
+from tinydistill.errors import TinyDistillError
+from tinydistill.export import export_int8
+from tinydistill.fitcheck import check, model_ops
+
+from ..conftest import toy_data
+
+
+@pytest.fixture(scope="module")
+def int8_model(tiny_model):
+    return export_int8(tiny_model, toy_data(100, seed=5)[0])
+
+
+def _board(flash, ram):
+    return Board(name="t", kind="mcu", core="cortex-m4", clock_mhz=64, flash_bytes=flash, ram_bytes=ram,
+                 headroom=0.0)
+
+
+def _independent_tflm_arena(b):
+    """Measure as a user would: TFLM's own print_allocations, read from fd 2."""
+    import os
+    import sys
+    import tempfile
+
+    from tflite_micro.python.tflite_micro import runtime
+
+    it = runtime.Interpreter.from_bytes(b)
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            it.print_allocations()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        return int(re.search(rb"Arena allocation total (\d+)", tmp.read()).group(1))
+
+
+def test_arena_is_tflm_measurement(int8_model):
+    res = check(int8_model, _board(1 << 20, 1 << 20))
+    assert res.arena_bytes == _independent_tflm_arena(int8_model)
+    assert res.model_bytes == len(int8_model)
+    assert res.fits and res.bound_by is None
+
+
+def test_ops(int8_model):
+    assert model_ops(int8_model) == ["CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+
+
+def test_limits_and_margins(int8_model):
+    arena = check(int8_model, _board(1 << 20, 1 << 20)).arena_bytes
+    tight_ram = check(int8_model, _board(1 << 20, arena - 1))
+    assert not tight_ram.fits and tight_ram.bound_by == "ram" and tight_ram.ram_margin_bytes == -1
+    tight_flash = check(int8_model, _board(len(int8_model) - 10, 1 << 20))
+    assert not tight_flash.fits and tight_flash.bound_by == "flash"
+    exact = check(int8_model, _board(len(int8_model), arena))
+    assert exact.fits and exact.flash_margin_bytes == 0 and exact.ram_margin_bytes == 0
+
+
+def test_accuracy_and_tflm_agreement(int8_model, tiny_model):
+    x, y = toy_data(120, seed=7)
+    res = check(int8_model, _board(1 << 20, 1 << 20), x=x, y=y)
+    float_acc = (tiny_model.predict(x, verbose=0).argmax(1) == y).mean()
+    assert abs(res.int8_accuracy - float_acc) <= 0.02
+    assert res.tflm_agreement >= 0.99 and res.tflm_agreement_n == 120
+    assert res.predictions.shape == (120,)
+
+
+def test_not_tflite():
+    with pytest.raises(TinyDistillError, match="TFL3"):
+        check(b"hello world", _board(1, 1))
+    with pytest.raises(TinyDistillError, match="both"):
+        check(b"1234TFL3....", _board(1, 1), x=np.zeros((1, 8, 8, 1)))

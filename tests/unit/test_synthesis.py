@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from tinydistill.errors import TinyDistillError
+from tinydistill.synthesis import resolve_method, synthesize
+from tinydistill.teacher import describe
+
+
+def test_auto_picks_strongest_signal(tiny_teacher, tiny_stats, tiny_bn_model):
+    assert resolve_method("auto", tiny_teacher, tiny_stats)[0] == "all-layers"
+    assert resolve_method("auto", describe(tiny_bn_model), None)[0] == "bn"
+    assert resolve_method("auto", tiny_teacher, None)[0] == "prior"
+
+
+def test_methods_need_their_metadata(tiny_teacher):
+    with pytest.raises(TinyDistillError, match="needs a statistics file"):
+        resolve_method("all-layers", tiny_teacher, None)
+    with pytest.raises(TinyDistillError, match="BatchNorm"):
+        resolve_method("bn", tiny_teacher, None)
+    with pytest.raises(TinyDistillError, match="must be one of"):
+        resolve_method("magic", tiny_teacher, None)
+
+
+def test_input_range_required(tiny_teacher):
+    with pytest.raises(TinyDistillError, match="input range is unknown"):
+        synthesize(tiny_teacher, None, n=10, steps=1)
+
+
+@pytest.mark.parametrize("method", ["all-layers", "top-layer", "prior"])
+def test_synthetic_inputs_are_class_conditioned(tiny_teacher, tiny_stats, method):
+    syn = synthesize(tiny_teacher, tiny_stats, method=method, n=60, steps=40, batch_size=30, seed=0)
+    assert syn.x.shape == (60, 8, 8, 1) and syn.x.dtype == np.float32
+    assert syn.x.min() >= 0.0 and syn.x.max() <= 1.0
+    assert np.bincount(syn.y, minlength=3).tolist() == [20, 20, 20]
+    # the teacher must see the intended class in (almost) every input
+    assert syn.teacher_agreement >= 0.9
+    np.testing.assert_allclose(syn.logits, tiny_teacher.logits_model.predict(syn.x, verbose=0), rtol=1e-4, atol=1e-4)
+
+
+def test_all_layers_matches_recorded_moments_better_than_noise(tiny_teacher, tiny_stats):
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    fc1 = k.Model(tiny_teacher.logits_model.inputs, tiny_teacher.logits_model.get_layer("fc1").output)
+    syn = synthesize(tiny_teacher, tiny_stats, method="all-layers", n=90, steps=80, batch_size=90, seed=0)
+    noise = np.random.default_rng(0).uniform(0, 1, syn.x.shape).astype("float32")
+
+    def err(x):
+        a = fc1.predict(x, verbose=0)
+        return np.mean([np.abs(a[syn.y == c].mean(0) - tiny_stats.mean["fc1"][c]).mean() for c in range(3)])
+
+    assert err(syn.x) < 0.5 * err(noise)
+
+
+def test_bn_method_runs_on_bn_teacher(tiny_bn_model):
+    t = describe(tiny_bn_model)
+    syn = synthesize(t, None, method="bn", n=30, steps=30, batch_size=30, input_range=(0, 1), seed=0)
+    assert syn.method == "bn" and syn.teacher_agreement >= 0.8
+
+
+def test_seeded_and_deterministic(tiny_teacher, tiny_stats):
+    a = synthesize(tiny_teacher, tiny_stats, n=30, steps=5, batch_size=30, seed=3)
+    b = synthesize(tiny_teacher, tiny_stats, n=30, steps=5, batch_size=30, seed=3)
+    c = synthesize(tiny_teacher, tiny_stats, n=30, steps=5, batch_size=30, seed=4)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert not np.array_equal(a.x, c.x)
+
+
+def test_non_multiple_batch(tiny_teacher, tiny_stats):
+    syn = synthesize(tiny_teacher, tiny_stats, n=25, steps=2, batch_size=10, seed=0)
+    assert len(syn) == 25 and len(syn.y) == 25 and len(syn.logits) == 25
