@@ -22,7 +22,7 @@ _API = {
     "design_student": "student", "distill": "distillation",
     "export_int8": "export", "c_source": "export",
     "check": "fitcheck", "load_board": "boards", "list_boards": "boards", "Board": "boards",
-    "compress": "pipeline", "CompressResult": "pipeline",
+    "compress": "pipeline", "CompressResult": "pipeline", "inspect": "inspection", "profile": "profile",
 }
 
 __all__ = sorted(_API) + ["__version__"]

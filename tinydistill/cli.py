@@ -230,6 +230,7 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     from .data import parse_range
     from .pipeline import compress as run
     from .pipeline import report_markdown, resolve_input_range
+    from .plots import report_png, samples_png
     from .stats import load_stats
     from .teacher import load_teacher
 
@@ -275,6 +276,8 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         "student.tflite": result.tflite, "model_data.cc": result.model_cc, "model_data.h": result.model_h,
         "student.keras": save_keras, "synthetic.npz": save_npz,
         "report.json": json.dumps(report, indent=2) + "\n", "report.md": md,
+        "report.png": report_png(report),
+        "samples.png": samples_png(result.synthetic, input_range=rng),
     })
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -368,6 +371,56 @@ def check_cmd(model, board, board_file, headroom, as_json):
         con.print("[bold green]PASS[/]: fits" if res.fits else f"[bold red]FAIL[/]: {res.bound_by} over budget")
     if not res.fits:
         sys.exit(1)
+
+
+@main.command("inspect")
+@click.argument("teacher", type=click.Path(dir_okay=True))
+@click.option("--board", default=None, help="Also check whether the teacher itself fits this board.")
+@click.option("--board-file", type=click.Path())
+@click.option("--stats", "stats_path", type=click.Path(), help="A statistics file for this teacher.")
+@_range_option
+@_trust_option
+@click.option("--json", "as_json", is_flag=True)
+def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model, as_json):
+    """Show what tinydistill sees in TEACHER before any work."""
+    from rich.table import Table
+
+    from .boards import load_board, load_board_file
+    from .data import parse_range
+    from .inspection import inspect
+    from .stats import load_stats
+    from .teacher import load_teacher
+
+    b = load_board_file(board_file) if board_file else (load_board(board) if board else None)
+    rng = parse_range(input_range) if input_range else None
+    t = load_teacher(teacher, trust_model=trust_model)
+    st = load_stats(stats_path, t) if stats_path else None
+    info = inspect(t, board=b or load_board("cortex-m4"), stats=st, input_range=rng)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    con = _console(stderr=False)
+    rng_text = (f"{info['input_range'][0]:g}..{info['input_range'][1]:g}" if info["input_range"]
+                else "unknown (pass --input-range, or --stats that records it)")
+    table = Table(box=None, padding=(0, 1), title=f"{teacher}", title_justify="left")
+    for col in ("layer", "kind", "output", "params", "MACs", "probed"):
+        table.add_column(col, justify="right" if col in ("params", "MACs") else "left")
+    for ly in info["layers"]:
+        table.add_row(ly["name"], ly["kind"], "x".join(map(str, ly["output_shape"])), f"{ly['params']:,}",
+                      f"{ly['macs']:,}", "yes" if ly["probed"] else "")
+    con.print(table)
+    bn = info["batchnorm_layers"]
+    con.print(f"input:       {tuple(info['input_shape'])}, range {rng_text}")
+    con.print(f"output:      {info['num_classes']} classes ({info['output']})")
+    con.print(f"parameters:  {info['params']:,}; MACs per inference: {info['macs']:,}")
+    con.print(f"BatchNorm:   {'yes, ' + str(bn) + ' layers (running statistics usable for synthesis)' if bn else 'no'}")
+    con.print(f"stats file:  {'yes' if info['stats'] else 'no'}")
+    con.print(f"auto method: {info['auto_method']} ({info['auto_method_why']})")
+    fits = info.get("teacher_fits_board")
+    con.print(f"teacher as int8: {format_bytes(info['int8_model_bytes'])} flash, "
+              f"{format_bytes(info['int8_arena_bytes'])} arena (TFLite Micro) on {info['board']}: "
+              + ("[green]already fits[/]" if fits else "[yellow]does not fit[/]") +
+              f" (budget {format_bytes(info['flash_budget_bytes'])} flash, {format_bytes(info['ram_budget_bytes'])} RAM)")
 
 
 if __name__ == "__main__":  # pragma: no cover

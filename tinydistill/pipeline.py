@@ -193,6 +193,7 @@ def report_markdown(report: dict) -> str:
              _row("flash (model)", s["model_bytes"], b["flash_budget_bytes"], b["flash_bytes"], f["flash_margin_bytes"]),
              _row("RAM (tensor arena, TFLite Micro)", s["arena_bytes"], b["ram_budget_bytes"], b["ram_bytes"],
                   f["ram_margin_bytes"]), "",
+             "![accuracy and use of the board](report.png)", "",
              "| model | parameters | accuracy |", "| --- | ---: | ---: |"]
     acc = report.get("accuracy") or {}
 
@@ -213,7 +214,7 @@ def report_markdown(report: dict) -> str:
     syn = report["synthesis"]
     lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "
               f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class.",
-              f"Ops: {', '.join(s['ops'])}.", "",
+              f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
               "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
     return "\n".join(lines) + "\n"

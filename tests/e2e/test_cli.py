@@ -43,8 +43,10 @@ def compressed(tiny_h5, data_files, tmp_path_factory):
 
 def test_outputs_written(compressed):
     out, text = compressed
-    assert sorted(os.listdir(out)) == ["model_data.cc", "model_data.h", "report.json", "report.md",
-                                       "student.keras", "student.tflite", "synthetic.npz"]
+    assert sorted(os.listdir(out)) == ["model_data.cc", "model_data.h", "report.json", "report.md", "report.png",
+                                       "samples.png", "student.keras", "student.tflite", "synthetic.npz"]
+    for png in ("report.png", "samples.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PASS" in text and "nrf52840" in text
     assert not [f for f in os.listdir(out.parent) if f.startswith(".tinydistill-")]
 
@@ -94,6 +96,17 @@ def test_check_command(compressed):
     assert res["board"] == "rp2040" and res["fits"] and res["ops"]
     r = run("check", out / "student.tflite", "--board", "samd21", "--headroom", "0.99")
     assert r.exit_code == 1 and "FAIL" in r.output
+
+
+def test_inspect_command(tiny_h5, compressed):
+    stats = compressed[0].parent / "tiny.stats.npz"
+    r = run("inspect", tiny_h5, "--stats", stats)
+    assert r.exit_code == 0, r.output
+    assert "auto method: all-layers" in r.output and "BatchNorm:   no" in r.output
+    assert "range 0..1" in r.output and "already fits" in r.output
+    r = run("inspect", tiny_h5, "--board", "samd21", "--json")
+    info = json.loads(r.output)
+    assert info["auto_method"] == "prior" and info["board"] == "samd21" and info["int8_arena_bytes"] > 0
 
 
 def test_boards_command():
