@@ -274,6 +274,7 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
 
     _write_outputs(output, {
         "student.tflite": result.tflite, "model_data.cc": result.model_cc, "model_data.h": result.model_h,
+        "model_ops.h": result.model_ops_h,
         "student.keras": save_keras, "synthetic.npz": save_npz,
         "report.json": json.dumps(report, indent=2) + "\n", "report.md": md,
         "report.png": report_png(report),

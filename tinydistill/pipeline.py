@@ -12,7 +12,7 @@ from .boards import Board, load_board
 from .data import parse_range
 from .distillation import distill
 from .errors import TinyDistillError
-from .export import c_source, export_int8
+from .export import c_source, export_int8, resolver_header
 from .fitcheck import CheckResult, check
 from .stats import Stats
 from .student import design_student, with_output_activation
@@ -32,6 +32,7 @@ class CompressResult:
         student: the trained float student (Keras, same output interface as the teacher).
         tflite: the int8 model bytes.
         model_cc, model_h: C source of the model for firmware.
+        model_ops_h: the ``MicroMutableOpResolver`` registration of the model's ops.
         synthetic: the :class:`SyntheticSet` used for distillation and calibration.
         fit: the :class:`CheckResult` against the board.
         report: the report as a JSON-ready dict.
@@ -42,6 +43,7 @@ class CompressResult:
     tflite: bytes
     model_cc: str
     model_h: str
+    model_ops_h: str
     synthetic: SyntheticSet
     fit: CheckResult
     report: dict = field(default_factory=dict)
@@ -131,10 +133,10 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     lap("distill")
 
     tflite = export_int8(final, syn.x, seed=seed)
-    cc, h = c_source(tflite)
     lap("export")
 
     fit = check(tflite, board, x=x_test if data is not None else None, y=y_test if data is not None else None)
+    cc, h = c_source(tflite, arena_bytes=fit.arena_bytes)
     accuracy = None
     if data is not None:
         accuracy = {"teacher_float": _accuracy(teacher.model, x_test, y_test),
@@ -147,7 +149,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
                           accuracy=accuracy, width=width, input_range=rng, n=n, steps=steps, epochs=epochs,
                           temperature=temperature, seed=seed, timings=timings)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
-                          synthetic=syn, fit=fit, report=report)
+                          model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=report)
 
 
 def build_report(*, teacher, student, board, fit, syn, reason, accuracy, width, input_range, n, steps, epochs,

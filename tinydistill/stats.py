@@ -26,6 +26,20 @@ LOGITS = "__logits__"
 INPUT = "__input__"
 
 
+MAX_GRID = 8
+
+
+def grid_size(extent: int) -> int:
+    """Regions along one spatial axis: the largest divisor of ``extent`` that is <= MAX_GRID."""
+    return max(d for d in range(1, min(extent, MAX_GRID) + 1) if extent % d == 0)
+
+
+def region_pool(a: np.ndarray, gh: int, gw: int) -> np.ndarray:
+    """Mean over each of gh x gw equal regions of a (B, H, W, C) array -> (B, gh, gw, C)."""
+    b, h, w, c = a.shape
+    return a.reshape(b, gh, h // gh, gw, w // gw, c).mean(axis=(2, 4))
+
+
 @dataclass
 class Stats:
     """Recorded activation statistics.
@@ -36,6 +50,9 @@ class Stats:
         num_classes: number of classes.
         layers: recorded layer names in order (``__input__`` first, ``__logits__`` last).
         mean, std: per layer, arrays of shape (classes, channels).
+        region_mean, region_std: for spatial layers (and image inputs), per class and per
+            region of a coarse grid (at most 8 x 8), shape (classes, gh, gw, channels): where
+            in the map activity is, as Lopes et al.'s per-neuron statistics, at a fraction of the size.
         counts: examples seen per class.
         header: the JSON header as a dict.
     """
@@ -48,6 +65,8 @@ class Stats:
     std: dict
     counts: np.ndarray
     header: dict = field(default_factory=dict)
+    region_mean: dict = field(default_factory=dict)
+    region_std: dict = field(default_factory=dict)
 
     def global_moments(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """All-class mean and std of a layer, from the per-class moments."""
@@ -92,6 +111,8 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
     C = teacher.num_classes
     sums, sqs = {}, {}
     pos = {}  # positions (samples x spatial) per class per layer
+    rsums, rsqs = {}, {}  # per-region sums for spatial layers
+    grids = {}
     counts = np.zeros(C, np.int64)
 
     @tf.function(reduce_retracing=True)
@@ -106,7 +127,15 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
         onehot = np.eye(C, dtype=np.float64)[yb]  # (B, C)
         counts += onehot.sum(0).astype(np.int64)
         for name, a in zip(names, acts):
-            a = np.asarray(a, np.float64).reshape(len(xb), -1, a.shape[-1])  # (B, P, ch)
+            a = np.asarray(a, np.float64)
+            if a.ndim == 4 and (a.shape[1] > 1 or a.shape[2] > 1):
+                gh, gw = grid_size(a.shape[1]), grid_size(a.shape[2])
+                r1 = region_pool(a, gh, gw).reshape(len(xb), -1)
+                r2 = region_pool(a ** 2, gh, gw).reshape(len(xb), -1)
+                rsums[name] = rsums.get(name, 0) + onehot.T @ r1
+                rsqs[name] = rsqs.get(name, 0) + onehot.T @ r2
+                grids[name] = (gh, gw, a.shape[-1])
+            a = a.reshape(len(xb), -1, a.shape[-1])  # (B, P, ch)
             s, q = a.sum(1), (a ** 2).sum(1)  # (B, ch)
             sums[name] = sums.get(name, 0) + onehot.T @ s
             sqs[name] = sqs.get(name, 0) + onehot.T @ q
@@ -122,15 +151,20 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
         m = sums[name] / p
         mean[name] = m.astype(np.float32)
         std[name] = np.sqrt(np.maximum(sqs[name] / p - m ** 2, 0.0)).astype(np.float32)
+    rmean, rstd = {}, {}
+    for name, (gh, gw, ch) in grids.items():
+        m = rsums[name] / counts[:, None]
+        rmean[name] = m.reshape(C, gh, gw, ch).astype(np.float32)
+        rstd[name] = np.sqrt(np.maximum(rsqs[name] / counts[:, None] - m ** 2, 0.0)).reshape(C, gh, gw, ch).astype(np.float32)
     header = {
         "format": FORMAT, "version": VERSION, "tinydistill_version": __version__,
         "fingerprint": teacher.fingerprint, "teacher": os.path.basename(teacher.path),
         "input_shape": list(teacher.input_shape), "input_range": [float(v) for v in input_range],
         "observed_input_range": [float(x.min()), float(x.max())],
-        "num_classes": C, "layers": names, "examples": int(n),
+        "num_classes": C, "layers": names, "examples": int(n), "region_layers": list(grids),
     }
     return Stats(fingerprint=teacher.fingerprint, input_range=tuple(header["input_range"]), num_classes=C,
-                 layers=names, mean=mean, std=std, counts=counts, header=header)
+                 layers=names, mean=mean, std=std, counts=counts, header=header, region_mean=rmean, region_std=rstd)
 
 
 def _as_list(v):
@@ -143,6 +177,9 @@ def stats_to_bytes(stats: Stats) -> bytes:
     for i, name in enumerate(stats.layers):
         arrays[f"mean_{i}"] = stats.mean[name]
         arrays[f"std_{i}"] = stats.std[name]
+        if name in stats.region_mean:
+            arrays[f"rmean_{i}"] = stats.region_mean[name]
+            arrays[f"rstd_{i}"] = stats.region_std[name]
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -214,8 +251,10 @@ def load_stats(path: str, teacher=None) -> Stats:
         mean = {n: arrays[f"mean_{i}"] for i, n in enumerate(names)}
         std = {n: arrays[f"std_{i}"] for i, n in enumerate(names)}
         counts = arrays["counts"]
+        rmean = {n: arrays[f"rmean_{i}"] for i, n in enumerate(names) if f"rmean_{i}" in arrays}
+        rstd = {n: arrays[f"rstd_{i}"] for i, n in enumerate(names) if f"rmean_{i}" in arrays}
     except KeyError as exc:
         raise StatsError(f"{path} is incomplete (missing {exc}): record it again") from None
     return Stats(fingerprint=header["fingerprint"], input_range=tuple(header["input_range"]),
                  num_classes=int(header["num_classes"]), layers=names, mean=mean, std=std,
-                 counts=counts, header=header)
+                 counts=counts, header=header, region_mean=rmean, region_std=rstd)

@@ -104,6 +104,20 @@ def _class_moments(tf, a, w):
     return mean, tf.sqrt(tf.maximum(var, 0.0) + 1e-8)
 
 
+def _region_class_moments(tf, a, w, gh, gw):
+    """Per-class mean and std over samples and positions of each of gh x gw regions, flattened."""
+    b = tf.shape(a)[0]
+    h, wd, ch = a.shape[1], a.shape[2], a.shape[3]
+
+    def pool(t):
+        t = tf.reshape(t, (b, gh, h // gh, gw, wd // gw, ch))
+        return tf.reshape(tf.reduce_mean(t, axis=[2, 4]), (b, gh * gw * ch))
+
+    mean = tf.matmul(w, pool(a))
+    var = tf.matmul(w, pool(tf.square(a))) - tf.square(mean)
+    return mean, tf.sqrt(tf.maximum(var, 0.0) + 1e-8)
+
+
 def _batch_moments(tf, a):
     ch = a.shape[-1]
     a = tf.reshape(a, (-1, ch))
@@ -180,6 +194,15 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 6000, step
         probe = k.Model(lm.inputs, [lm.output])
         targets = []
     targets_tf = [(nm, tf.constant(m), tf.constant(s), tf.constant(sc)) for nm, m, s, sc in targets]
+    # per-region targets (where in each map activity is), scaled like their channel
+    regions = []
+    if method == "all-layers":
+        for nm, _, _, sc in targets:
+            if nm in stats.region_mean:
+                rm, rs = stats.region_mean[nm], stats.region_std[nm]
+                c_, gh, gw, ch = rm.shape
+                regions.append((nm, gh, gw, tf.constant(rm.reshape(c_, -1)), tf.constant(rs.reshape(c_, -1)),
+                                tf.constant(np.tile(sc, gh * gw))))
     image = _is_image(shape)
     w_tv = 0.05 if image else 0.0  # weak smoothness prior on the unit-range input
     w_ce = 1.0
@@ -202,6 +225,10 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 6000, step
             terms = []
             for nm, mt, st, sc in targets_tf:
                 mean, std = _class_moments(tf, acts[nm], w_)
+                d = tf.square((mean - mt) / sc) + tf.square((std - st) / sc)
+                terms.append(tf.reduce_sum(d * present) / (tf.reduce_sum(present) * d.shape[-1]))
+            for nm, gh, gw, mt, st, sc in regions:
+                mean, std = _region_class_moments(tf, acts[nm], w_, gh, gw)
                 d = tf.square((mean - mt) / sc) + tf.square((std - st) / sc)
                 terms.append(tf.reduce_sum(d * present) / (tf.reduce_sum(present) * d.shape[-1]))
             loss += tf.add_n(terms)

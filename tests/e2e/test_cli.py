@@ -43,7 +43,7 @@ def compressed(tiny_h5, data_files, tmp_path_factory):
 
 def test_outputs_written(compressed):
     out, text = compressed
-    assert sorted(os.listdir(out)) == ["model_data.cc", "model_data.h", "report.json", "report.md", "report.png",
+    assert sorted(os.listdir(out)) == ["model_data.cc", "model_data.h", "model_ops.h", "report.json", "report.md", "report.png",
                                        "samples.png", "student.keras", "student.tflite", "synthetic.npz"]
     for png in ("report.png", "samples.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -67,6 +67,15 @@ def test_report_contents(compressed):
     assert r["synthesis"]["method"] == "all-layers"
     md = (out / "report.md").read_text()
     assert "PASS" in md and "tensor arena" in md and f"{acc['student_int8']:.2%}" in md
+
+
+def test_firmware_files(compressed):
+    out, _ = compressed
+    r = json.loads((out / "report.json").read_text())
+    ops_h = (out / "model_ops.h").read_text()
+    assert f"kModelOpCount = {len(r['student']['ops'])};" in ops_h
+    assert "resolver.AddConv2D()" in ops_h and "resolver.AddFullyConnected()" in ops_h
+    assert f"g_model_arena_bytes = {r['student']['arena_bytes'] + 16};" in (out / "model_data.h").read_text()
 
 
 def test_arena_in_report_is_tflm(compressed):

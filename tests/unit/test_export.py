@@ -73,3 +73,21 @@ def test_c_source_compiles(int8_model, tmp_path):
 def test_c_source_name_validated(int8_model):
     with pytest.raises(TinyDistillError, match="C identifier"):
         c_source(int8_model, name="1bad-name")
+
+
+@pytest.mark.parametrize("op, method", [("CONV_2D", "AddConv2D"), ("DEPTHWISE_CONV_2D", "AddDepthwiseConv2D"),
+                                        ("FULLY_CONNECTED", "AddFullyConnected"), ("MAX_POOL_2D", "AddMaxPool2D"),
+                                        ("BATCH_TO_SPACE_ND", "AddBatchToSpaceNd"), ("RELU6", "AddRelu6"),
+                                        ("UNIDIRECTIONAL_SEQUENCE_LSTM", "AddUnidirectionalSequenceLSTM")])
+def test_resolver_methods(op, method):
+    from tinydistill.export import resolver_method
+
+    assert resolver_method(op) == method
+
+
+def test_resolver_header_counts_ops():
+    from tinydistill.export import resolver_header
+
+    h = resolver_header(["CONV_2D", "SOFTMAX"])
+    assert "constexpr int kModelOpCount = 2;" in h
+    assert h.count("!= kTfLiteOk) return kTfLiteError;") == 2
