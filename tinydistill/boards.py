@@ -13,7 +13,7 @@ from .errors import BoardError
 KINDS = ("mcu", "linux")
 _REQUIRED = {"name": str, "kind": str, "core": str, "clock_mhz": (int, float),
              "flash_bytes": int, "ram_bytes": int}
-_OPTIONAL = {"title": str, "aliases": list, "fpu": bool, "simd": str, "headroom": (int, float)}
+_OPTIONAL = {"title": str, "aliases": list, "fpu": bool, "simd": str, "headroom": (int, float), "latency": dict}
 DEFAULT_HEADROOM = 0.2
 
 
@@ -42,6 +42,7 @@ class Board:
     simd: str = "none"
     headroom: float = DEFAULT_HEADROOM
     source: str = ""
+    latency: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def flash_budget(self) -> int:
@@ -92,7 +93,7 @@ def board_from_dict(data: dict, *, source: str) -> Board:
                  flash_bytes=int(data["flash_bytes"]), ram_bytes=int(data["ram_bytes"]),
                  title=data.get("title", data["name"]), aliases=tuple(data.get("aliases", ())),
                  fpu=bool(data.get("fpu", False)), simd=data.get("simd", "none"),
-                 headroom=float(headroom), source=source)
+                 headroom=float(headroom), source=source, latency=dict(data.get("latency", {})))
 
 
 def load_board_file(path: str) -> Board:

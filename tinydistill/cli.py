@@ -313,6 +313,7 @@ def _print_report(report: dict, output: str) -> None:
     else:
         con.print(f"teacher {t['params']:,} params -> student {s['params']:,} params (no --data: accuracy not measured)")
     verdict = "[bold green]PASS[/]: fits" if report["pass"] else "[bold red]FAIL[/]: does not fit"
+    con.print(f"estimated latency on {b['name']}: {s['latency_ms_estimate']:,.1f} ms per inference")
     con.print(f"{verdict} {b['name']} with {int(b['headroom'] * 100)} % headroom; "
               f"{report['seconds']['total']:.0f} s; results in {output}/")
 
@@ -361,7 +362,7 @@ def check_cmd(model, board, board_file, headroom, as_json):
     out = {"model": model, "board": b.name, "model_bytes": res.model_bytes, "arena_bytes": res.arena_bytes,
            "flash_budget_bytes": b.flash_budget, "ram_budget_bytes": b.ram_budget,
            "flash_margin_bytes": res.flash_margin_bytes, "ram_margin_bytes": res.ram_margin_bytes,
-           "ops": res.ops, "fits": res.fits}
+           "macs": res.macs, "latency_ms_estimate": res.latency_ms, "ops": res.ops, "fits": res.fits}
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
@@ -369,7 +370,9 @@ def check_cmd(model, board, board_file, headroom, as_json):
         con.print(f"{model} on {b.name}: flash {format_bytes(res.model_bytes)} of {format_bytes(b.flash_budget)}, "
                   f"arena {format_bytes(res.arena_bytes)} of {format_bytes(b.ram_budget)} (TFLite Micro)")
         con.print(f"ops: {', '.join(res.ops)}")
-        con.print("[bold green]PASS[/]: fits" if res.fits else f"[bold red]FAIL[/]: {res.bound_by} over budget")
+        con.print(f"estimated latency: {res.latency_ms:,.1f} ms per inference ({res.macs:,} MACs at {b.clock_mhz:g} MHz)")
+        margin = (f"margins: flash {format_bytes(res.flash_margin_bytes)}, RAM {format_bytes(res.ram_margin_bytes)}")
+        con.print(("[bold green]PASS[/]: fits; " if res.fits else f"[bold red]FAIL[/]: {res.bound_by} over budget; ") + margin)
     if not res.fits:
         sys.exit(1)
 

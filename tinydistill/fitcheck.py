@@ -8,6 +8,7 @@ import numpy as np
 
 from . import runtime
 from .errors import TinyDistillError
+from .latency import estimate_latency
 
 
 @dataclass
@@ -23,6 +24,8 @@ class CheckResult:
         int8_accuracy: accuracy on the given data (LiteRT), or None.
         predictions: int8 top-1 predictions on the given data, or None.
         tflm_agreement: fraction of a sample where TFLite Micro and LiteRT agree on top-1.
+        latency_ms: estimated milliseconds per inference on the board (see :mod:`tinydistill.latency`).
+        macs: multiply-accumulates per inference.
     """
 
     board: object
@@ -34,6 +37,8 @@ class CheckResult:
     predictions: np.ndarray | None = None
     tflm_agreement: float | None = None
     tflm_agreement_n: int = 0
+    latency_ms: float | None = None
+    macs: int = 0
 
     @property
     def flash_margin_bytes(self) -> int:
@@ -113,6 +118,8 @@ def check(tflite: bytes, board, *, x: np.ndarray | None = None, y: np.ndarray | 
     arena = runtime.tflm_arena_bytes(interp)
     res = CheckResult(board=board, model_bytes=len(tflite), arena_bytes=arena, ops=model_ops(tflite))
     res.fits = res.flash_margin_bytes >= 0 and res.ram_margin_bytes >= 0
+    est = estimate_latency(tflite, board)
+    res.latency_ms, res.macs = round(est.ms, 3), est.macs
     if x is not None:
         preds = int8_predictions(tflite, x)
         res.predictions = preds

@@ -163,7 +163,7 @@ def build_report(*, teacher, student, board, fit, syn, reason, accuracy, width, 
                     "batchnorm_layers": len(teacher.bn_layers)},
         "student": {"params": int(student.count_params()), "width": width,
                     "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes,
-                    "ops": fit.ops},
+                    "macs": fit.macs, "latency_ms_estimate": fit.latency_ms, "ops": fit.ops},
         "accuracy": accuracy,
         "board": {"name": board.name, "title": board.title, "kind": board.kind, "core": board.core,
                   "clock_mhz": board.clock_mhz, "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
@@ -214,6 +214,8 @@ def report_markdown(report: dict) -> str:
         lines.append(f"TFLite Micro and LiteRT agree on top-1 for {v['tflm_litert_top1_agreement']:.1%} "
                      f"of {v['samples']} inputs.")
     syn = report["synthesis"]
+    lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
+                 f"({s['macs']:,} MACs; model in the README).")
     lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "
               f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class.",
               f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",

@@ -17,7 +17,7 @@ def int8_model(tiny_model):
 
 
 def _board(flash, ram):
-    return Board(name="t", kind="mcu", core="cortex-m4", clock_mhz=64, flash_bytes=flash, ram_bytes=ram,
+    return Board(name="t", kind="mcu", core="cortex-m4f", clock_mhz=64, flash_bytes=flash, ram_bytes=ram,
                  headroom=0.0)
 
 
