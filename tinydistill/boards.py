@@ -13,8 +13,12 @@ from .errors import BoardError
 KINDS = ("mcu", "linux")
 _REQUIRED = {"name": str, "kind": str, "core": str, "clock_mhz": (int, float),
              "flash_bytes": int, "ram_bytes": int}
-_OPTIONAL = {"title": str, "aliases": list, "fpu": bool, "simd": str, "headroom": (int, float), "latency": dict}
+_OPTIONAL = {"title": str, "aliases": list, "fpu": bool, "simd": str, "headroom": (int, float), "latency": dict,
+             "latency_budget_ms": (int, float)}
 DEFAULT_HEADROOM = 0.2
+# Default latency budget when sizing a student: 10 inferences per second on a
+# microcontroller (always-on sensing), 50 per second on a Linux board.
+DEFAULT_LATENCY_BUDGET_MS = {"mcu": 100.0, "linux": 20.0}
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,12 @@ class Board:
     headroom: float = DEFAULT_HEADROOM
     source: str = ""
     latency: dict = field(default_factory=dict, hash=False, compare=False)
+    latency_budget_ms: float | None = None
+
+    @property
+    def latency_budget(self) -> float:
+        """Milliseconds per inference a sized student may take on this board by default."""
+        return self.latency_budget_ms if self.latency_budget_ms is not None else DEFAULT_LATENCY_BUDGET_MS[self.kind]
 
     @property
     def flash_budget(self) -> int:
@@ -93,7 +103,8 @@ def board_from_dict(data: dict, *, source: str) -> Board:
                  flash_bytes=int(data["flash_bytes"]), ram_bytes=int(data["ram_bytes"]),
                  title=data.get("title", data["name"]), aliases=tuple(data.get("aliases", ())),
                  fpu=bool(data.get("fpu", False)), simd=data.get("simd", "none"),
-                 headroom=float(headroom), source=source, latency=dict(data.get("latency", {})))
+                 headroom=float(headroom), source=source, latency=dict(data.get("latency", {})),
+                 latency_budget_ms=data.get("latency_budget_ms"))
 
 
 def load_board_file(path: str) -> Board:

@@ -17,7 +17,7 @@ import click
 
 from . import __version__
 from .errors import OutputError, TinyDistillError
-from .units import format_bytes
+from .units import format_bytes, parse_bytes
 
 _DEBUG = os.environ.get("TINYDISTILL_DEBUG") == "1"
 
@@ -211,11 +211,16 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--stats", "stats_path", type=click.Path(), help="Statistics file recorded with 'tinydistill stats'.")
 @click.option("--data", "data_path", type=click.Path(), help="Labelled test data, to report accuracy.")
 @_range_option
-@click.option("--width", default=0.5, show_default=True, type=float, help="Student width multiplier in (0, 1].")
+@click.option("--width", default="auto", show_default=True,
+              help="Student width multiplier in (0, 1], or 'auto': the largest that fits the budget.")
+@click.option("--max-flash", help="Flash limit for the model, e.g. 256KB (default: the board's, after headroom).")
+@click.option("--max-ram", help="RAM limit for the tensor arena, e.g. 64KB (default: the board's, after headroom).")
+@click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True),
+              help="Latency limit per inference [board's budget: 100 ms MCU, 20 ms Linux].")
 @click.option("--method", default="auto", show_default=True,
               type=click.Choice(["auto", "all-layers", "top-layer", "bn", "prior"]), help="Synthesis method.")
-@click.option("--inputs", "n", default=6000, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
-@click.option("--steps", default=150, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
+@click.option("--inputs", "n", default=12000, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
+@click.option("--steps", default=40, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
 @click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -223,13 +228,13 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @_trust_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, method, n, steps,
-             epochs, temperature, seed, output, trust_model, quiet, as_json):
+def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, max_flash, max_ram,
+             max_latency_ms, method, n, steps, epochs, temperature, seed, output, trust_model, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .boards import load_board, load_board_file
-    from .data import parse_range
+    from .data import load_data, parse_range
     from .pipeline import compress as run
-    from .pipeline import report_markdown, resolve_input_range
+    from .pipeline import report_markdown
     from .plots import report_png, samples_png
     from .stats import load_stats
     from .teacher import load_teacher
@@ -239,20 +244,26 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     b = load_board_file(board_file) if board_file else load_board(board)
     if headroom is not None:
         b = b.with_headroom(headroom)
-    if not (0 < width <= 1):
-        raise click.BadParameter(f"must be in (0, 1]. Received: {width}", param_hint="--width")
+    if width != "auto":
+        try:
+            width = float(width)
+        except ValueError:
+            raise click.BadParameter(f"must be a number in (0, 1] or 'auto'. Received: {width}", param_hint="--width") from None
+        if not (0 < width <= 1):
+            raise click.BadParameter(f"must be in (0, 1] or 'auto'. Received: {width}", param_hint="--width")
+    limits = {"max_flash": parse_bytes(max_flash) if max_flash else None,
+              "max_ram": parse_bytes(max_ram) if max_ram else None, "max_latency_ms": max_latency_ms}
     if input_range is not None:
         parse_range(input_range)  # a malformed range fails before the model is loaded
     t0 = time.perf_counter()
     t = load_teacher(teacher, trust_model=trust_model)
     st = load_stats(stats_path, t) if stats_path else None
-    rng = resolve_input_range(input_range, st)
-    data = _load_labelled(data_path, t, rng, "test") if data_path else None
+    data = load_data(data_path, split="test") if data_path else None
     load_s = time.perf_counter() - t0
 
     with _Progress(quiet or as_json) as progress:
-        result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=rng, n=n,
-                     steps=steps, epochs=epochs, temperature=temperature, seed=seed, on_progress=progress)
+        result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=input_range, n=n,
+                     steps=steps, epochs=epochs, temperature=temperature, seed=seed, on_progress=progress, **limits)
     report = result.report
     report["seconds"]["load"] = round(load_s, 2)
     report["seconds"]["total"] = round(report["seconds"]["total"] + load_s, 2)
@@ -278,7 +289,7 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         "student.keras": save_keras, "synthetic.npz": save_npz,
         "report.json": json.dumps(report, indent=2) + "\n", "report.md": md,
         "report.png": report_png(report),
-        "samples.png": samples_png(result.synthetic, input_range=rng),
+        "samples.png": samples_png(result.synthetic, input_range=report["teacher"]["input_range"]),
     })
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -314,6 +325,7 @@ def _print_report(report: dict, output: str) -> None:
         con.print(f"teacher {t['params']:,} params -> student {s['params']:,} params (no --data: accuracy not measured)")
     verdict = "[bold green]PASS[/]: fits" if report["pass"] else "[bold red]FAIL[/]: does not fit"
     con.print(f"estimated latency on {b['name']}: {s['latency_ms_estimate']:,.1f} ms per inference")
+    con.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
     con.print(f"{verdict} {b['name']} with {int(b['headroom'] * 100)} % headroom; "
               f"{report['seconds']['total']:.0f} s; results in {output}/")
 

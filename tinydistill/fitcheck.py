@@ -114,8 +114,8 @@ def check(tflite: bytes, board, *, x: np.ndarray | None = None, y: np.ndarray | 
     """
     _validate(tflite, x, y)
     tflite = bytes(tflite)
-    interp = runtime.tflm_interpreter(tflite)
-    arena = runtime.tflm_arena_bytes(interp)
+    m = min(agreement_samples, len(x)) if x is not None else 0
+    arena, micro_out = runtime.tflm_run(tflite, x[:m] if m else None)
     res = CheckResult(board=board, model_bytes=len(tflite), arena_bytes=arena, ops=model_ops(tflite))
     res.fits = res.flash_margin_bytes >= 0 and res.ram_margin_bytes >= 0
     est = estimate_latency(tflite, board)
@@ -124,9 +124,7 @@ def check(tflite: bytes, board, *, x: np.ndarray | None = None, y: np.ndarray | 
         preds = int8_predictions(tflite, x)
         res.predictions = preds
         res.int8_accuracy = float((preds == y).mean())
-        m = min(agreement_samples, len(x))
         if m:
-            micro = runtime.tflm_outputs(interp, x[:m]).argmax(-1)
-            res.tflm_agreement = float((micro == preds[:m]).mean())
+            res.tflm_agreement = float((micro_out.argmax(-1) == preds[:m]).mean())
             res.tflm_agreement_n = m
     return res

@@ -9,13 +9,14 @@ import numpy as np
 
 from . import __version__, _compat
 from .boards import Board, load_board
-from .data import parse_range
+from .data import Dataset, fit_to_teacher, parse_range
 from .distillation import distill
-from .errors import TinyDistillError
+from .errors import BudgetError, TinyDistillError
 from .export import c_source, export_int8, resolver_header
 from .fitcheck import CheckResult, check
+from .sizing import Budget, SizingResult, measure_width, size_student
 from .stats import Stats
-from .student import design_student, with_output_activation
+from .student import design_student, validate_width, with_output_activation
 from .synthesis import SyntheticSet, resolve_method, synthesize
 from .teacher import Teacher, load_teacher
 from .units import format_bytes
@@ -75,8 +76,9 @@ def resolve_input_range(input_range, stats) -> tuple[float, float]:
                            "images scaled to [0,1], 0,255 for raw pixels) or a stats file that records it")
 
 
-def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=None, width: float = 0.5,
-             method: str = "auto", input_range=None, n: int = 6000, steps: int = 150, epochs: int = 30,
+def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=None, width="auto",
+             max_flash: int | None = None, max_ram: int | None = None, max_latency_ms: float | None = None,
+             method: str = "auto", input_range=None, n: int = 12000, steps: int = 40, epochs: int = 30,
              temperature: float = 4.0, seed: int = 0, on_progress=None) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
 
@@ -84,8 +86,13 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         teacher: a :class:`Teacher` or a model path.
         board: a :class:`Board` or a board name / alias.
         stats: the teacher's :class:`Stats` (optional metadata).
-        data: optional ``(x, y)`` test data in the teacher's input range, to report accuracy.
-        width: student width multiplier in (0, 1].
+        data: optional labelled test data to report accuracy: ``(x, y)`` already in the
+            teacher's input range, or a :class:`~tinydistill.data.Dataset` as loaded from disk.
+        width: student width multiplier in (0, 1], or ``"auto"``: the largest width whose
+            int8 flash, TFLite Micro arena and estimated latency fit the board's budget.
+        max_flash, max_ram: tighter limits than the board's, in bytes.
+        max_latency_ms: latency limit; defaults to the board's budget (100 ms on a
+            microcontroller, 20 ms on a Linux board).
         method: synthesis method (see :data:`tinydistill.synthesis.METHODS`).
         input_range: the teacher's input range; defaults to the stats' one.
         n, steps: synthetic inputs and optimisation steps per batch.
@@ -115,14 +122,27 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         teacher = load_teacher(teacher)
     if not isinstance(board, Board):
         board = load_board(board)
-    rng = resolve_input_range(input_range, stats)
     method_used, reason = resolve_method(method, teacher, stats)
+    budget = Budget.for_board(board, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)
+    # sizing first: an impossible budget fails in seconds, before anything else is asked of the user
+    if width == "auto":
+        sizing = size_student(teacher, board, budget, on_progress=progress("size"))
+    else:
+        cand = measure_width(teacher, board, validate_width(width))
+        if cand.violations(budget):
+            raise BudgetError(f"a student of width {width:g} does not fit: {'; '.join(cand.violations(budget))}. "
+                              "Use a smaller --width, or --width auto to pick the largest that fits")
+        sizing = SizingResult(width=float(width), chosen=cand, bound_by="--width given", tried=[cand])
+    width = sizing.width
+    rng = resolve_input_range(input_range, stats)
+    if isinstance(data, Dataset):
+        data = fit_to_teacher(data, teacher.input_shape, teacher.num_classes, rng)
     if data is not None:
         x_test, y_test = data
     lap("load")
 
     _compat.set_seed(seed)
-    syn = synthesize(teacher, stats, method=method_used, n=n, steps=steps, input_range=rng, seed=seed,
+    syn = synthesize(teacher, stats, method=method_used, n=n, steps=steps, input_range=rng, seed=seed, batch_size=500,
                      on_progress=progress("synthesize"))
     lap("synthesize")
 
@@ -145,15 +165,16 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     lap("check")
     timings["total"] = round(time.perf_counter() - t_start, 2)
 
-    report = build_report(teacher=teacher, student=final, board=board, fit=fit, syn=syn, reason=reason,
+    report = build_report(teacher=teacher, student=final, board=board, fit=fit, syn=syn, reason=reason, sizing=sizing,
+                          budget=budget,
                           accuracy=accuracy, width=width, input_range=rng, n=n, steps=steps, epochs=epochs,
                           temperature=temperature, seed=seed, timings=timings)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
                           model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=report)
 
 
-def build_report(*, teacher, student, board, fit, syn, reason, accuracy, width, input_range, n, steps, epochs,
-                 temperature, seed, timings) -> dict:
+def build_report(*, teacher, student, board, fit, syn, reason, sizing, budget, accuracy, width, input_range, n, steps,
+                 epochs, temperature, seed, timings) -> dict:
     """The JSON report. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
     return {
         "tool": {"name": "tinydistill", "version": __version__},
@@ -171,6 +192,11 @@ def build_report(*, teacher, student, board, fit, syn, reason, accuracy, width, 
                   "ram_budget_bytes": board.ram_budget},
         "fit": {"fits": fit.fits, "flash_margin_bytes": fit.flash_margin_bytes,
                 "ram_margin_bytes": fit.ram_margin_bytes, "bound_by": fit.bound_by},
+        "sizing": {"width": sizing.width, "why": sizing.bound_by,
+                   "budget": {"flash_bytes": budget.flash_bytes, "ram_bytes": budget.ram_bytes,
+                              "latency_ms": budget.latency_ms},
+                   "tried": [{"width": c.width, "params": c.params, "model_bytes": c.model_bytes,
+                              "arena_bytes": c.arena_bytes, "latency_ms": c.latency_ms} for c in sizing.tried]},
         "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
         "synthesis": {"method": syn.method, "why": reason, "inputs": n, "steps": steps,
                       "teacher_agreement": syn.teacher_agreement},
@@ -214,6 +240,8 @@ def report_markdown(report: dict) -> str:
         lines.append(f"TFLite Micro and LiteRT agree on top-1 for {v['tflm_litert_top1_agreement']:.1%} "
                      f"of {v['samples']} inputs.")
     syn = report["synthesis"]
+    z = report["sizing"]
+    lines.append(f"Student width {z['width']:g}, chosen by {z['why']}.")
     lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
                  f"({s['macs']:,} MACs; model in the README).")
     lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "

@@ -49,32 +49,48 @@ def capture_c_output():
             captured.text = tmp.read().decode(errors="replace")
 
 
-def tflm_interpreter(tflite: bytes):
-    """A TFLite Micro interpreter for the model (host build of the real TFLM)."""
-    try:
-        from tflite_micro.python.tflite_micro import runtime
-    except ImportError:
-        raise TinyDistillError("the tflite-micro package is missing: pip install tflite-micro") from None
-    error = None
-    with capture_c_output() as log:
-        try:
-            interpreter = runtime.Interpreter.from_bytes(tflite, arena_size=max(len(tflite) * 10, 4 << 20))
-        except Exception as exc:  # TFLM raises RuntimeError and prints the reason
-            error = exc
-    if error is not None:
-        detail = " ".join(line.strip() for line in log.text.splitlines() if line.strip())[-300:]
-        raise TinyDistillError(f"TFLite Micro cannot run this model: {detail or error}")
-    return interpreter
+def tflm_run(tflite: bytes, x: np.ndarray | None = None, *, timeout: float = 600) -> tuple[int, np.ndarray | None]:
+    """Run the model in the real TFLite Micro interpreter: its arena bytes, and its outputs on ``x``.
+
+    TFLite Micro runs in a child process: on some malformed or degenerate
+    models it calls abort(), which must end in a clear error, not a dead tool.
+
+    Returns:
+        (arena bytes as TFLM's recording allocator reports them, dequantised outputs or None)
+    """
+    import json
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="tinydistill-tflm-") as tmp:
+        model_path = os.path.join(tmp, "model.tflite")
+        with open(model_path, "wb") as f:
+            f.write(tflite)
+        args = [sys.executable, "-m", "tinydistill._tflm_worker", model_path]
+        if x is not None:
+            np.save(os.path.join(tmp, "x.npy"), np.asarray(x, np.float32))
+            args += [os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "PYTHONPATH": _package_parent()})
+        last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        if proc.returncode != 0 or not last.startswith("{"):
+            if "No module named 'tflite_micro'" in proc.stderr:
+                raise TinyDistillError("the tflite-micro package is missing: pip install tflite-micro")
+            raise TinyDistillError(f"TFLite Micro crashed on this model (exit {proc.returncode}): it cannot run it; "
+                                   "check that it is a valid full-integer model (e.g. no layer with all-zero activations)")
+        result = json.loads(last)
+        if "error" in result:
+            raise TinyDistillError(f"TFLite Micro cannot run this model: {result['error']}")
+        m = re.search(r"Arena allocation total (\d+) bytes", result["allocations"])
+        if not m:
+            raise TinyDistillError("TFLite Micro did not report its arena size: is tflite-micro up to date?")
+        outputs = np.load(os.path.join(tmp, "y.npy"), allow_pickle=False) if x is not None else None
+        return int(m.group(1)), outputs
 
 
-def tflm_arena_bytes(interpreter) -> int:
-    """The tensor arena the firmware needs, as TFLite Micro's recording allocator reports it."""
-    with capture_c_output() as out:
-        interpreter.print_allocations()
-    m = re.search(r"Arena allocation total (\d+) bytes", out.text)
-    if not m:
-        raise TinyDistillError("TFLite Micro did not report its arena size: is tflite-micro up to date?")
-    return int(m.group(1))
+def _package_parent() -> str:
+    """PYTHONPATH for the child, so it imports this very tinydistill (also from a checkout)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.pathsep.join([here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
 def litert_interpreter(tflite: bytes, num_threads: int | None = None):
@@ -123,19 +139,3 @@ def litert_outputs(tflite: bytes, x: np.ndarray, *, interpreter=None) -> np.ndar
         it.invoke()
         res[i] = dequantize_output(it.get_tensor(out["index"])[0], out)
     return res
-
-
-def tflm_outputs(interpreter, x: np.ndarray) -> np.ndarray:
-    """Dequantised outputs of the TFLite Micro interpreter on float inputs ``x``."""
-    inp, out = interpreter.get_input_details(0), interpreter.get_output_details(0)
-    qi = {"quantization": (float(inp["quantization_parameters"]["scales"][0]),
-                           int(inp["quantization_parameters"]["zero_points"][0])), "dtype": inp["dtype"]}
-    qo = {"quantization": (float(out["quantization_parameters"]["scales"][0]),
-                           int(out["quantization_parameters"]["zero_points"][0])), "dtype": out["dtype"]}
-    q = quantize_input(np.asarray(x, np.float32), qi)
-    res = []
-    for i in range(len(x)):
-        interpreter.set_input(q[i:i + 1], 0)
-        interpreter.invoke()
-        res.append(dequantize_output(interpreter.get_output(0)[0], qo))
-    return np.stack(res)

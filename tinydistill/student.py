@@ -11,9 +11,11 @@ from .errors import TinyDistillError
 _WIDTH_KEYS = ("filters", "units")
 
 
-def _validate(width):
-    if not (isinstance(width, (int, float)) and 0 < width <= 1):
-        raise TinyDistillError(f"`width` must be in (0, 1]. Received: width={width!r}")
+def validate_width(width) -> float:
+    """The width as a float, or a clear error."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 1:
+        raise TinyDistillError(f"`width` must be in (0, 1] (or 'auto' for compress). Received: width={width!r}")
+    return float(width)
 
 
 def design_student(teacher, *, width: float = 0.5, seed: int = 0):
@@ -33,7 +35,7 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0):
         >>> student.count_params() < teacher.params / 2
         True
     """
-    _validate(width)
+    validate_width(width)
     k = _compat.keras()
     _compat.set_seed(seed)
     config = json.loads(json.dumps(teacher.logits_model.get_config()))

@@ -144,8 +144,8 @@ def _validate(teacher, n, steps, batch_size, input_range):
                                "(e.g. 0,1 or 0,255) or a stats file that records it")
 
 
-def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 6000, steps: int = 150,
-               batch_size: int = 250, lr: float = 0.05, input_range=None, seed: int = 0,
+def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, steps: int = 40,
+               batch_size: int = 500, lr: float = 0.05, input_range=None, seed: int = 0,
                on_progress=None) -> SyntheticSet:
     """Synthesise ``n`` class-balanced inputs from the teacher (and its metadata).
 

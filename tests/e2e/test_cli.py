@@ -11,7 +11,7 @@ from tinydistill.cli import main
 
 from ..conftest import toy_data
 
-FAST = ["--inputs", "600", "--steps", "100", "--epochs", "30"]
+FAST = ["--inputs", "600", "--steps", "100", "--epochs", "30", "--width", "0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +183,17 @@ def test_unwritable_output(tmp_path, tiny_h5):
     ro.chmod(0o500)
     r = run("compress", tiny_h5, "--input-range", "0,1", "-o", ro / "out")
     _assert_clean_failure(r, ro / "out", "permission denied")
+
+
+def test_impossible_budget_one_line(tiny_h5, tmp_path):
+    out = tmp_path / "o"
+    r = CliRunner().invoke(main, [tiny_h5, "--max-ram", "16B", "-o", str(out), "--quiet"][0:0] +
+                           ["compress", tiny_h5, "--max-ram", "16B", "-o", str(out), "--quiet"])
+    _assert_clean_failure(r, out, "even the smallest student")
+    assert len([ln for ln in r.output.splitlines() if ln.strip()]) <= 3
+
+
+def test_explicit_width_that_does_not_fit(tiny_h5, tmp_path):
+    out = tmp_path / "o"
+    r = run("compress", tiny_h5, "--width", "1", "--board", "samd21", "--max-ram", "64B", "-o", out, "--quiet")
+    _assert_clean_failure(r, out, "--width auto")

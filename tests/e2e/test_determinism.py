@@ -4,7 +4,7 @@ from tinydistill.pipeline import compress
 
 
 def test_same_seed_same_bytes(tiny_teacher, tiny_stats):
-    kw = dict(board="cortex-m4", stats=tiny_stats, n=60, steps=5, epochs=2)
+    kw = dict(board="cortex-m4", stats=tiny_stats, n=60, steps=5, epochs=2, width=0.5)
     a = compress(tiny_teacher, seed=7, **kw)
     b = compress(tiny_teacher, seed=7, **kw)
     assert a.tflite == b.tflite

@@ -78,3 +78,16 @@ def test_not_tflite():
         check(b"hello world", _board(1, 1))
     with pytest.raises(TinyDistillError, match="both"):
         check(b"1234TFL3....", _board(1, 1), x=np.zeros((1, 8, 8, 1)))
+
+
+def test_tflm_abort_is_a_clean_error(tiny_teacher):
+    """A model that makes TFLite Micro abort() (a dead layer quantised to a ~0 scale) must not kill the tool."""
+    from tinydistill.student import design_student, with_output_activation
+
+    model = with_output_activation(design_student(tiny_teacher, width=0.25, seed=0), tiny_teacher)
+    for w in model.weights:  # kill fc1: every ReLU output is 0 on every input
+        if w.name.startswith("fc1/"):
+            w.assign(np.full(w.shape, -1.0 if "bias" in w.name else 0.0, np.float32))
+    bad = export_int8(model, toy_data(8, seed=1)[0], samples=8)
+    with pytest.raises(TinyDistillError, match="TFLite Micro"):
+        check(bad, _board(1 << 20, 1 << 20))
