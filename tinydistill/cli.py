@@ -310,10 +310,10 @@ def _print_report(report: dict, output: str) -> None:
     table = Table(title=f"{b['name']}: {b['title']}", title_justify="left")
     for col in ("", "used", "budget", "margin"):
         table.add_column(col, justify="right" if col else "left")
-    table.add_row("flash (model)", format_bytes(s["model_bytes"]), format_bytes(b["flash_budget_bytes"]),
+    table.add_row("flash (model + runtime)", format_bytes(s["flash_bytes"]), format_bytes(b["flash_budget_bytes"]),
                   format_bytes(f["flash_margin_bytes"]))
-    table.add_row("RAM (arena, TFLM)", format_bytes(s["arena_bytes"]), format_bytes(b["ram_budget_bytes"]),
-                  format_bytes(f["ram_margin_bytes"]))
+    table.add_row("RAM (arena, TFLM)" if b["kind"] == "mcu" else "RAM (arena+model+LiteRT)",
+                  format_bytes(s["ram_bytes"]), format_bytes(b["ram_budget_bytes"]), format_bytes(f["ram_margin_bytes"]))
     con.print(table)
     acc = report.get("accuracy")
     t = report["teacher"]
@@ -373,14 +373,18 @@ def check_cmd(model, board, board_file, headroom, as_json):
         res = check(f.read(), b)
     out = {"model": model, "board": b.name, "model_bytes": res.model_bytes, "arena_bytes": res.arena_bytes,
            "flash_budget_bytes": b.flash_budget, "ram_budget_bytes": b.ram_budget,
+           "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes,
+           "runtime_code_bytes_estimate": res.runtime_flash_bytes,
            "flash_margin_bytes": res.flash_margin_bytes, "ram_margin_bytes": res.ram_margin_bytes,
            "macs": res.macs, "latency_ms_estimate": res.latency_ms, "ops": res.ops, "fits": res.fits}
     if as_json:
         click.echo(json.dumps(out, indent=2))
     else:
         con = _console(stderr=False)
-        con.print(f"{model} on {b.name}: flash {format_bytes(res.model_bytes)} of {format_bytes(b.flash_budget)}, "
-                  f"arena {format_bytes(res.arena_bytes)} of {format_bytes(b.ram_budget)} (TFLite Micro)")
+        con.print(f"{model} on {b.name}: flash {format_bytes(res.flash_bytes)} of {format_bytes(b.flash_budget)} "
+                  f"(model {format_bytes(res.model_bytes)} + runtime code ~{format_bytes(res.runtime_flash_bytes)}), "
+                  f"RAM {format_bytes(res.ram_bytes)} of {format_bytes(b.ram_budget)} "
+                  f"(arena {format_bytes(res.arena_bytes)} measured by TFLite Micro)")
         con.print(f"ops: {', '.join(res.ops)}")
         con.print(f"estimated latency: {res.latency_ms:,.1f} ms per inference ({res.macs:,} MACs at {b.clock_mhz:g} MHz)")
         margin = (f"margins: flash {format_bytes(res.flash_margin_bytes)}, RAM {format_bytes(res.ram_margin_bytes)}")

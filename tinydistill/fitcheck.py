@@ -19,6 +19,8 @@ class CheckResult:
         board: the :class:`~tinydistill.boards.Board` checked against.
         model_bytes: size of the ``.tflite`` flatbuffer (stored in flash).
         arena_bytes: tensor arena measured by the TFLite Micro interpreter.
+        runtime_flash_bytes: estimated code of TFLite Micro and the model's kernels (MCU boards).
+        runtime_ram_bytes: estimated resident memory of LiteRT (Linux boards).
         ops: the TFLite builtin operators the model uses.
         fits: model within the flash budget and arena within the RAM budget.
         int8_accuracy: accuracy on the given data (LiteRT), or None.
@@ -32,6 +34,8 @@ class CheckResult:
     model_bytes: int
     arena_bytes: int
     ops: list = field(default_factory=list)
+    runtime_flash_bytes: int = 0
+    runtime_ram_bytes: int = 0
     fits: bool = False
     int8_accuracy: float | None = None
     predictions: np.ndarray | None = None
@@ -41,12 +45,24 @@ class CheckResult:
     macs: int = 0
 
     @property
+    def flash_bytes(self) -> int:
+        """Flash the firmware needs for inference: the model plus the runtime's code."""
+        return self.model_bytes + self.runtime_flash_bytes
+
+    @property
+    def ram_bytes(self) -> int:
+        """RAM for inference: the arena (MCU), or arena + model + LiteRT itself (Linux)."""
+        if self.board.kind == "linux":
+            return self.arena_bytes + self.model_bytes + self.runtime_ram_bytes
+        return self.arena_bytes
+
+    @property
     def flash_margin_bytes(self) -> int:
-        return self.board.flash_budget - self.model_bytes
+        return self.board.flash_budget - self.flash_bytes
 
     @property
     def ram_margin_bytes(self) -> int:
-        return self.board.ram_budget - self.arena_bytes
+        return self.board.ram_budget - self.ram_bytes
 
     @property
     def bound_by(self) -> str | None:
@@ -74,6 +90,23 @@ def model_ops(tflite: bytes) -> list[str]:
             if name not in used:
                 used.append(name)
     return used
+
+
+def _code_size() -> dict:
+    import tomllib
+    from importlib import resources
+
+    with resources.files("tinydistill").joinpath("code_size.toml").open("rb") as f:
+        return tomllib.load(f)
+
+
+def runtime_memory(ops: list[str], board) -> tuple[int, int]:
+    """Estimated (flash, RAM) bytes of the inference runtime itself on ``board`` (see code_size.toml)."""
+    sizes = _code_size()
+    if board.kind == "linux":
+        return 0, int(sizes["litert"]["ram_bytes"])
+    tflm = sizes["tflite-micro"]
+    return int(tflm["core_bytes"] + sum(tflm["ops"].get(op, tflm["default_op_bytes"]) for op in ops)), 0
 
 
 def int8_predictions(tflite: bytes, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
@@ -116,7 +149,10 @@ def check(tflite: bytes, board, *, x: np.ndarray | None = None, y: np.ndarray | 
     tflite = bytes(tflite)
     m = min(agreement_samples, len(x)) if x is not None else 0
     arena, micro_out = runtime.tflm_run(tflite, x[:m] if m else None)
-    res = CheckResult(board=board, model_bytes=len(tflite), arena_bytes=arena, ops=model_ops(tflite))
+    ops = model_ops(tflite)
+    code, runtime_ram = runtime_memory(ops, board)
+    res = CheckResult(board=board, model_bytes=len(tflite), arena_bytes=arena, ops=ops,
+                      runtime_flash_bytes=code, runtime_ram_bytes=runtime_ram)
     res.fits = res.flash_margin_bytes >= 0 and res.ram_margin_bytes >= 0
     est = estimate_latency(tflite, board)
     res.latency_ms, res.macs = round(est.ms, 3), est.macs

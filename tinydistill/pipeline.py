@@ -184,7 +184,8 @@ def build_report(*, teacher, student, board, fit, syn, reason, sizing, budget, a
                     "batchnorm_layers": len(teacher.bn_layers)},
         "student": {"params": int(student.count_params()), "width": width,
                     "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes,
-                    "macs": fit.macs, "latency_ms_estimate": fit.latency_ms, "ops": fit.ops},
+                    "runtime_code_bytes_estimate": fit.runtime_flash_bytes, "flash_bytes": fit.flash_bytes,
+                    "ram_bytes": fit.ram_bytes, "macs": fit.macs, "latency_ms_estimate": fit.latency_ms, "ops": fit.ops},
         "accuracy": accuracy,
         "board": {"name": board.name, "title": board.title, "kind": board.kind, "core": board.core,
                   "clock_mhz": board.clock_mhz, "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
@@ -218,9 +219,12 @@ def report_markdown(report: dict) -> str:
     lines = [f"# tinydistill report: {b['name']}", "", f"**{verdict}** {b['title']} "
              f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", "",
              "| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |",
-             _row("flash (model)", s["model_bytes"], b["flash_budget_bytes"], b["flash_bytes"], f["flash_margin_bytes"]),
-             _row("RAM (tensor arena, TFLite Micro)", s["arena_bytes"], b["ram_budget_bytes"], b["ram_bytes"],
-                  f["ram_margin_bytes"]), "",
+             _row("flash (model + runtime code estimate)", s["flash_bytes"], b["flash_budget_bytes"], b["flash_bytes"],
+                  f["flash_margin_bytes"]),
+             _row("RAM (tensor arena, TFLite Micro)" if b["kind"] == "mcu" else "RAM (arena + model + LiteRT estimate)",
+                  s["ram_bytes"], b["ram_budget_bytes"], b["ram_bytes"], f["ram_margin_bytes"]), "",
+             f"Model {format_bytes(s['model_bytes'])}; TFLite Micro measured a {format_bytes(s['arena_bytes'])} arena; "
+             f"runtime code estimated at {format_bytes(s['runtime_code_bytes_estimate'])} (see code_size.toml).", "",
              "![accuracy and use of the board](report.png)", "",
              "| model | parameters | accuracy |", "| --- | ---: | ---: |"]
     acc = report.get("accuracy") or {}

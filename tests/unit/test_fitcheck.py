@@ -55,13 +55,24 @@ def test_ops(int8_model):
 
 
 def test_limits_and_margins(int8_model):
-    arena = check(int8_model, _board(1 << 20, 1 << 20)).arena_bytes
+    roomy = check(int8_model, _board(1 << 20, 1 << 20))
+    arena, flash = roomy.arena_bytes, roomy.flash_bytes
+    # flash = model + the runtime's code for exactly these ops (estimate from code_size.toml)
+    assert flash == len(int8_model) + 24576 + 9216 + 2560 + 512 + 4096 + 3072
     tight_ram = check(int8_model, _board(1 << 20, arena - 1))
     assert not tight_ram.fits and tight_ram.bound_by == "ram" and tight_ram.ram_margin_bytes == -1
-    tight_flash = check(int8_model, _board(len(int8_model) - 10, 1 << 20))
+    tight_flash = check(int8_model, _board(flash - 10, 1 << 20))
     assert not tight_flash.fits and tight_flash.bound_by == "flash"
-    exact = check(int8_model, _board(len(int8_model), arena))
+    exact = check(int8_model, _board(flash, arena))
     assert exact.fits and exact.flash_margin_bytes == 0 and exact.ram_margin_bytes == 0
+
+
+def test_linux_board_counts_process_memory(int8_model):
+    b = Board(name="pi", kind="linux", core="cortex-a72", clock_mhz=1500, flash_bytes=1 << 30, ram_bytes=1 << 30,
+              headroom=0.0)
+    res = check(int8_model, b)
+    assert res.runtime_flash_bytes == 0 and res.flash_bytes == len(int8_model)
+    assert res.ram_bytes == res.arena_bytes + len(int8_model) + 8 * 1024 * 1024
 
 
 def test_accuracy_and_tflm_agreement(int8_model, tiny_model):
