@@ -90,4 +90,29 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
             train_step(tf.constant(x_all[idx]))
         if on_progress:
             on_progress(epoch + 1, epochs)
+    recalibrate_batchnorm(student, x_all, seed=seed)
     return student
+
+
+def recalibrate_batchnorm(model, x: np.ndarray, *, samples: int = 2048, batch_size: int = 256, seed: int = 0) -> None:
+    """Set every BatchNorm layer's moving mean and variance to the exact statistics of clean inputs.
+
+    Moving averages lag behind (they start at 0 and 1 and move by 1 % a step),
+    and they were gathered on augmented, mixed batches; a layer whose inputs
+    are tiny (e.g. spectrogram features) is then normalised by a variance
+    many times too large at inference. Layers are set in order, each seeing
+    the already-corrected layers before it.
+    """
+    k = _compat.keras()
+    bns = [ly for ly in model.layers if ly.__class__.__name__ == "BatchNormalization"]
+    if not bns:
+        return
+    rng = np.random.default_rng(seed)
+    xs = x[np.sort(rng.choice(len(x), size=min(samples, len(x)), replace=False))]
+    for bn in bns:
+        probe = k.Model(model.inputs, bn.input)
+        acts = np.concatenate([probe(xs[i:i + batch_size], training=False).numpy()
+                               for i in range(0, len(xs), batch_size)])
+        acts = acts.reshape(-1, acts.shape[-1]).astype(np.float64)
+        bn.moving_mean.assign(acts.mean(0).astype(np.float32))
+        bn.moving_variance.assign(acts.var(0).astype(np.float32))
