@@ -35,8 +35,14 @@ def tf():
 
         # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) goes to fd 2
         # before its log level applies; keep it off the user's terminal.
-        with capture_c_output():
-            import tensorflow
+        try:
+            with capture_c_output():
+                import tensorflow
+        except ImportError:
+            from .errors import TinyDistillError
+
+            raise TinyDistillError("TensorFlow is not installed here (a device install has only the verifier): "
+                                   "pip install 'tinydistill[host]' to compress models") from None
 
         tensorflow.get_logger().setLevel(logging.ERROR)
         logging.getLogger("absl").setLevel(logging.ERROR)

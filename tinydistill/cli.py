@@ -6,6 +6,7 @@ as one red line and exit code 1; click's usage errors exit 2.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import tempfile
 import time
 
 import click
+import numpy as np
 
 from . import __version__
 from .errors import OutputError, TinyDistillError
@@ -275,6 +277,8 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
 
     import numpy as np
 
+    from .bundle import sample_npz
+
     def save_keras(path):
         result.student.save(path + ".keras")
         os.replace(path + ".keras", path)
@@ -283,7 +287,12 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         with open(path, "wb") as f:
             np.savez_compressed(f, x=result.synthetic.x, y=result.synthetic.y, logits=result.synthetic.logits)
 
+    extra = {}
+    if result.fit.predictions is not None:
+        x_test, y_test = result.test_data
+        extra["test_sample.npz"] = sample_npz(x_test, y_test, result.fit.predictions)
     _write_outputs(output, {
+        **extra,
         "student.tflite": result.tflite, "model_data.cc": result.model_cc, "model_data.h": result.model_h,
         "model_ops.h": result.model_ops_h,
         "student.keras": save_keras, "synthetic.npz": save_npz,
@@ -441,6 +450,93 @@ def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model
               f"{format_bytes(info['int8_arena_bytes'])} arena (TFLite Micro) on {info['board']}: "
               + ("[green]already fits[/]" if fits else "[yellow]does not fit[/]") +
               f" (budget {format_bytes(info['flash_budget_bytes'])} flash, {format_bytes(info['ram_budget_bytes'])} RAM)")
+
+
+
+@main.command()
+@click.argument("folder", type=click.Path())
+@click.option("-o", "--output", "output", default="device.zip", show_default=True, type=click.Path(),
+              help="A .zip file, or a folder.")
+def bundle(folder, output):
+    """Pack a compress output FOLDER for a device: model, test sample, host predictions, verify.py."""
+    import zipfile
+
+    from .bundle import make_bundle
+
+    files = make_bundle(folder)
+    if output.endswith(".zip"):
+        if os.path.isdir(output):
+            raise OutputError(f"{output} is a folder: pass a .zip file name or a folder name without .zip")
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in sorted(files.items()):
+                z.writestr(name, data)
+        _atomic_file(output, buf.getvalue())
+    else:
+        _check_output_dir(output)
+        _write_outputs(output, files)
+    _console(stderr=False).print(f"wrote {output}: {', '.join(sorted(files))}")
+
+
+@main.command()
+@click.argument("target", type=click.Path())
+@click.option("--data", "data_path", type=click.Path(), help="Labelled data (.npz or IDX folder), with a .tflite.")
+@_range_option
+@click.option("--json", "as_json", is_flag=True)
+def verify(target, data_path, input_range, as_json):
+    """Check an int8 model's accuracy with LiteRT / tflite-runtime only (no TensorFlow).
+
+    TARGET is a bundle or compress output folder (uses its test_sample.npz and
+    the host's predictions), or a .tflite with --data.
+    """
+    from . import ondevice
+
+    if os.path.isdir(target):
+        if not os.path.isfile(os.path.join(target, ondevice.SAMPLE)):
+            raise TinyDistillError(f"{target} has no {ondevice.SAMPLE}: pass a bundle folder, or a .tflite with --data")
+        res = ondevice.verify_bundle(target)
+    else:
+        from .data import load_data, parse_range, to_input_range
+
+        if not os.path.isfile(target):
+            raise TinyDistillError(f"{target} does not exist: pass a .tflite file or a bundle folder")
+        if not data_path:
+            raise click.UsageError("a .tflite needs --data (labelled inputs)")
+        rng = parse_range(input_range) if input_range else _range_from_report(target)
+        ds = load_data(data_path, split="test")
+        with open(target, "rb") as f:
+            model = f.read()
+        res = ondevice.verify(model, _shape_like(to_input_range(ds.x, rng), model), ds.y)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in res.items() if k != "predictions"}, indent=2))
+    else:
+        _console(stderr=False).print(ondevice.summary(res))
+
+
+def _range_from_report(model_path):
+    report = os.path.join(os.path.dirname(os.path.abspath(model_path)), "report.json")
+    if os.path.isfile(report):
+        with open(report) as f:
+            return tuple(json.load(f)["teacher"]["input_range"])
+    raise TinyDistillError("the model's input range is unknown: pass --input-range LO,HI (as given to compress)")
+
+
+def _shape_like(x, model):
+    from .ondevice import load_interpreter
+
+    shape = tuple(load_interpreter(model)[0].get_input_details()[0]["shape"][1:])
+    if x.shape[1:] != shape and x[0].size == int(np.prod(shape)):
+        return x.reshape((len(x),) + shape)
+    return x
+
+
+def _atomic_file(path, data: bytes):
+    from .fileio import atomic_write
+
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,7 @@ class CompressResult:
     synthetic: SyntheticSet
     fit: CheckResult
     report: dict = field(default_factory=dict)
+    test_data: tuple | None = None
 
 
 def _accuracy(model, x, y, batch=512) -> float:
@@ -170,7 +171,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
                           accuracy=accuracy, width=width, input_range=rng, n=n, steps=steps, epochs=epochs,
                           temperature=temperature, seed=seed, timings=timings)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
-                          model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=report)
+                          model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=report,
+                          test_data=(x_test, y_test) if data is not None else None)
 
 
 def build_report(*, teacher, student, board, fit, syn, reason, sizing, budget, accuracy, width, input_range, n, steps,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from . import __version__, _compat
 from .errors import StatsError, StatsMismatchError
+from .fileio import atomic_write
 
 FORMAT = "tinydistill.stats"
 VERSION = 1
@@ -188,23 +188,6 @@ def stats_to_bytes(stats: Stats) -> bytes:
 def save_stats(stats: Stats, path: str) -> None:
     """Write a stats file atomically (temp file in the same folder, then rename)."""
     atomic_write(path, stats_to_bytes(stats))
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write bytes to ``path`` so that no half-written file can survive a crash."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_stats(path: str, teacher=None) -> Stats:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from tinydistill.cli import main
 
-from ..conftest import toy_data
+from ..conftest import ROOT, toy_data
 
 FAST = ["--inputs", "600", "--steps", "100", "--epochs", "30", "--width", "0.5"]
 
@@ -44,7 +44,7 @@ def compressed(tiny_h5, data_files, tmp_path_factory):
 def test_outputs_written(compressed):
     out, text = compressed
     assert sorted(os.listdir(out)) == ["model_data.cc", "model_data.h", "model_ops.h", "report.json", "report.md", "report.png",
-                                       "samples.png", "student.keras", "student.tflite", "synthetic.npz"]
+                                       "samples.png", "student.keras", "student.tflite", "synthetic.npz", "test_sample.npz"]
     for png in ("report.png", "samples.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "PASS" in text and "nrf52840" in text
@@ -197,3 +197,53 @@ def test_explicit_width_that_does_not_fit(tiny_h5, tmp_path):
     out = tmp_path / "o"
     r = run("compress", tiny_h5, "--width", "1", "--board", "samd21", "--max-ram", "64B", "-o", out, "--quiet")
     _assert_clean_failure(r, out, "--width auto")
+
+
+def test_test_sample_written(compressed):
+    out, _ = compressed
+    with np.load(out / "test_sample.npz") as z:
+        assert z["x"].shape == (300, 8, 8, 1) and z["y"].shape == (300,) and z["host_int8_top1"].shape == (300,)
+        r = json.loads((out / "report.json").read_text())
+        assert (z["host_int8_top1"] == z["y"]).mean() == pytest.approx(r["accuracy"]["student_int8"])
+
+
+def test_bundle_and_verify(compressed, tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    out, _ = compressed
+    zpath = tmp_path / "device.zip"
+    r = run("bundle", out, "-o", zpath)
+    assert r.exit_code == 0, r.output
+    dev = tmp_path / "dev"
+    zipfile.ZipFile(zpath).extractall(dev)
+    assert {"student.tflite", "test_sample.npz", "verify.py", "README.md", "model_data.cc"} <= set(os.listdir(dev))
+    # TensorFlow must never be imported on the device: make importing it fail loudly
+    poison = tmp_path / "poison"
+    for mod in ("tensorflow", "tf_keras", "keras"):
+        (poison / mod).mkdir(parents=True)
+        (poison / mod / "__init__.py").write_text(f"raise ImportError('{mod} was imported on the device')\n")
+    env = {**os.environ, "PYTHONPATH": str(poison)}
+    p = subprocess.run([sys.executable, str(dev / "verify.py")], capture_output=True, text=True, env=env, cwd=dev)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    r = json.loads((out / "report.json").read_text())
+    assert res["accuracy"] == pytest.approx(r["accuracy"]["student_int8"])
+    assert res["agreement"] >= 0.995 and res["latency_ms"] > 0
+    # the installed CLI's verify, likewise without TensorFlow
+    p = subprocess.run([sys.executable, "-c", "import sys; from tinydistill.cli import main; "
+                        "sys.argv=['tinydistill','verify',sys.argv[1],'--json']; main()", str(dev)],
+                       capture_output=True, text=True, env={**env, "PYTHONPATH": os.pathsep.join([str(poison), ROOT])})
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["agreement"] >= 0.995
+
+
+def test_verify_tflite_with_data(compressed, data_files):
+    out, _ = compressed
+    r = run("verify", out / "student.tflite", "--data", data_files / "test.npz", "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert json.loads(r.output)["accuracy"] == pytest.approx(rep["accuracy"]["student_int8"])
+    r = run("verify", out / "student.tflite")
+    assert r.exit_code == 2 and "--data" in r.output

@@ -1,0 +1,88 @@
+"""The device bundle: what a board with Linux needs to verify the student without TensorFlow."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from importlib import resources
+
+import numpy as np
+
+from .errors import TinyDistillError
+from .ondevice import SAMPLE
+
+_README = """# tinydistill device bundle
+
+The int8 student and what is needed to check it on the device, without TensorFlow.
+
+    python3 -m venv venv && venv/bin/pip install numpy ai-edge-litert
+    venv/bin/python verify.py
+
+(tflite-runtime works too where numpy < 2.) `verify.py` imports only numpy and the
+interpreter. It runs `student.tflite` on the {n} inputs in `test_sample.npz`, one at
+a time, and prints the accuracy{acc}, the top-1 agreement with the int8 predictions
+the host recorded at export (expect >= 99.5 %), and the latency per inference here.
+
+| file | what |
+| --- | --- |
+| `student.tflite` | the int8 model (int8 input and output) |
+| `test_sample.npz` | `x` float inputs in the teacher's input range {rng}, {ylabel}`host_int8_top1` |
+| `verify.py` | the check (a copy of tinydistill/ondevice.py) |
+| `model_data.cc`, `model_data.h`, `model_ops.h` | the same model for microcontroller firmware |
+| `report.json` | the host's report: board, sizes, accuracies |
+"""
+
+
+def make_bundle(folder: str) -> dict[str, bytes]:
+    """The files of a device bundle made from a ``compress`` output folder.
+
+    Raises:
+        TinyDistillError: the folder is not a complete ``compress`` result.
+    """
+    need = ["student.tflite", "report.json"]
+    missing = [f for f in need if not os.path.isfile(os.path.join(folder, f))]
+    if missing:
+        raise TinyDistillError(f"{folder} is not a 'tinydistill compress' output folder (missing {', '.join(missing)})")
+    files = {}
+    for name in ("student.tflite", "report.json", "model_data.cc", "model_data.h", "model_ops.h"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                files[name] = f.read()
+    report = json.loads(files["report.json"])
+    sample = os.path.join(folder, SAMPLE)
+    if os.path.isfile(sample):
+        with open(sample, "rb") as f:
+            files[SAMPLE] = f.read()
+    else:  # no labelled data was given: check agreement on synthetic inputs
+        files[SAMPLE] = _synthetic_sample(folder, files["student.tflite"])
+    with np.load(io.BytesIO(files[SAMPLE]), allow_pickle=False) as z:
+        n, labelled = len(z["x"]), "y" in z.files
+    files["verify.py"] = resources.files("tinydistill").joinpath("ondevice.py").read_bytes()
+    acc = (report.get("accuracy") or {}).get("student_int8")
+    files["README.md"] = _README.format(
+        n=n, acc=f" (the host measured {acc:.2%} on the full test set)" if acc is not None and labelled else "",
+        rng=tuple(report["teacher"]["input_range"]), ylabel="`y` labels, " if labelled else "").encode()
+    return files
+
+
+def _synthetic_sample(folder: str, tflite: bytes, n: int = 500) -> bytes:
+    from .fitcheck import int8_predictions
+
+    path = os.path.join(folder, "synthetic.npz")
+    if not os.path.isfile(path):
+        raise TinyDistillError(f"{folder} has neither {SAMPLE} nor synthetic.npz: run compress again")
+    with np.load(path, allow_pickle=False) as z:
+        x = z["x"][:n]
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=x, host_int8_top1=int8_predictions(tflite, x))
+    return buf.getvalue()
+
+
+def sample_npz(x: np.ndarray, y: np.ndarray, host_top1: np.ndarray, n: int = 2000) -> bytes:
+    """``test_sample.npz``: up to ``n`` labelled test inputs and the host's int8 top-1 on them."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=np.asarray(x[:n], np.float32), y=np.asarray(y[:n]),
+                        host_int8_top1=np.asarray(host_top1[:n]))
+    return buf.getvalue()
