@@ -130,8 +130,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         sizing = size_student(teacher, board, budget, on_progress=progress("size"))
     else:
         cand = measure_width(teacher, board, validate_width(width))
-        if cand.violations(budget):
-            raise BudgetError(f"a student of width {width:g} does not fit: {'; '.join(cand.violations(budget))}. "
+        if cand.violations(budget.hard()):  # a width the user chose is held to hard limits only
+            raise BudgetError(f"a student of width {width:g} does not fit: {'; '.join(cand.violations(budget.hard()))}. "
                               "Use a smaller --width, or --width auto to pick the largest that fits")
         sizing = SizingResult(width=float(width), chosen=cand, bound_by="--width given", tried=[cand])
     width = sizing.width

@@ -21,6 +21,7 @@ class Budget:
     ram_bytes: int
     latency_ms: float | None = None
     sources: dict = field(default_factory=dict)  # which option set each limit, for messages
+    latency_is_default: bool = False  # the board's default budget: a preference, not a hard limit
 
     @classmethod
     def for_board(cls, board, *, max_flash=None, max_ram=None, max_latency_ms=None) -> Budget:
@@ -35,7 +36,13 @@ class Budget:
             if v is not None and v <= 0:
                 raise TinyDistillError(f"`{name}` must be > 0. Received: {name}={v}")
         latency = board.latency_budget if max_latency_ms is None else float(max_latency_ms)
-        return cls(flash_bytes=flash, ram_bytes=ram, latency_ms=latency, sources=src)
+        return cls(flash_bytes=flash, ram_bytes=ram, latency_ms=latency, sources=src,
+                   latency_is_default=max_latency_ms is None)
+
+    def hard(self) -> Budget:
+        """The limits that must hold whatever the preference: memory, and latency only if the user set it."""
+        return Budget(self.flash_bytes, self.ram_bytes, None if self.latency_is_default else self.latency_ms,
+                      self.sources)
 
 
 @dataclass
@@ -108,5 +115,11 @@ def size_student(teacher, board, budget: Budget, *, widths=WIDTHS, on_progress=N
                 why = f"width {tried[-2].width:g} does not fit: " + "; ".join(tried[-2].violations(budget))
             return SizingResult(width=w, chosen=cand, bound_by=why, tried=tried)
     smallest = tried[-1]
+    if budget.latency_is_default and not smallest.violations(budget.hard()):
+        # only the default latency preference is missed: take the fastest student that fits in memory
+        why = (f"the default latency budget: no width meets {budget.latency_ms:g} ms on {board.name}, so the "
+               f"fastest, width {smallest.width:g} ({smallest.latency_ms:,.1f} ms), was taken; "
+               "set --max-latency-ms to make latency a hard limit")
+        return SizingResult(width=smallest.width, chosen=smallest, bound_by=why, tried=tried)
     raise BudgetError(f"even the smallest student (width {smallest.width:g}, {smallest.params:,} parameters) does not "
                       f"fit: {'; '.join(smallest.violations(budget))}. Raise the limit or pick a larger board")

@@ -58,3 +58,11 @@ def test_boards_choose_different_students(shared_data):
     m0 = size_student(t, load_board("cortex-m0plus"), Budget.for_board(load_board("cortex-m0plus")))
     pi = size_student(t, load_board("raspberry-pi-4"), Budget.for_board(load_board("raspberry-pi-4")))
     assert m0.width < pi.width and "latency" in m0.bound_by
+
+
+def test_default_latency_is_a_preference(tiny_teacher):
+    b = _board(clock_mhz=0.001)  # so slow that nothing meets the default 100 ms
+    r = size_student(tiny_teacher, b, Budget.for_board(b))
+    assert r.width == 0.125 and "default latency budget" in r.bound_by
+    with pytest.raises(BudgetError, match="--max-latency-ms"):
+        size_student(tiny_teacher, b, Budget.for_board(b, max_latency_ms=100))
