@@ -20,7 +20,7 @@ def _validate(data, epochs, temperature, batch_size):
 
 
 def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.0, batch_size: int = 128,
-            lr: float = 2e-3, seed: int = 0, on_progress=None):
+            lr: float = 2e-3, seed: int = 0, on_progress=None, on_step=None, recalibrate: bool = True):
     """Train ``student`` to match the teacher's softened outputs on ``data``.
 
     The teacher labels every batch on the fly, so augmented inputs (random
@@ -38,6 +38,8 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
         lr: peak learning rate (Adam, cosine decay).
         seed: shuffling and augmentation seed.
         on_progress: optional callable ``(epoch, epochs)``.
+        on_step: optional callable ``(step)`` before every step (e.g. tfmot's pruning schedule).
+        recalibrate: re-estimate BatchNorm statistics on clean inputs at the end.
 
     Returns:
         The trained student (the same object, trained in place).
@@ -81,16 +83,21 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
         return loss
 
     rng = np.random.default_rng(seed)
+    step = 0
     for epoch in range(epochs):
         order = rng.permutation(n)
         for i in range(steps_per_epoch):
+            if on_step is not None:
+                on_step(step)
+            step += 1
             idx = order[i * batch_size:(i + 1) * batch_size]
             if len(idx) < batch_size:  # keep one compiled shape
                 idx = np.concatenate([idx, order[: batch_size - len(idx)]])
             train_step(tf.constant(x_all[idx]))
         if on_progress:
             on_progress(epoch + 1, epochs)
-    recalibrate_batchnorm(student, x_all, seed=seed)
+    if recalibrate:
+        recalibrate_batchnorm(student, x_all, seed=seed)
     return student
 
 

@@ -247,3 +247,20 @@ def test_verify_tflite_with_data(compressed, data_files):
     assert json.loads(r.output)["accuracy"] == pytest.approx(rep["accuracy"]["student_int8"])
     r = run("verify", out / "student.tflite")
     assert r.exit_code == 2 and "--data" in r.output
+
+
+def test_qat_and_prune_end_to_end(tiny_h5, compressed, data_files, tmp_path):
+    pytest.importorskip("tensorflow_model_optimization")
+    stats = compressed[0].parent / "tiny.stats.npz"
+    out = tmp_path / "ft"
+    r = run("compress", tiny_h5, "--stats", stats, "--data", data_files / "test.npz", *FAST, "--qat", "--prune", "0.5",
+            "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    ft = rep["finetune"]
+    assert ft["prune"]["kernel_sparsity"] >= 0.45 and ft["qat"]["epochs"] == 5
+    # dense storage: the flatbuffer does not shrink, its compressed size does
+    assert ft["after"]["gzip_bytes"] < ft["before"]["gzip_bytes"]
+    assert abs(ft["after"]["model_bytes"] - ft["before"]["model_bytes"]) < 0.1 * ft["before"]["model_bytes"]
+    assert rep["accuracy"]["student_int8"] >= 0.6 and "student_int8_accuracy" in ft["before"]
+    assert "Fine-tuning (tfmot)" in (out / "report.md").read_text()
