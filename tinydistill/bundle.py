@@ -27,7 +27,8 @@ the host recorded at export (expect >= 99.5 %), and the latency per inference he
 | file | what |
 | --- | --- |
 | `student.tflite` | the int8 model (int8 input and output) |
-| `test_sample.npz` | `x` float inputs in the teacher's input range {rng}, {ylabel}`host_int8_top1` |
+| `test_sample.npz` | `x_int8` inputs as the model's int8 values, `x` some as floats in {rng}, \
+{ylabel}`host_int8_top1` |
 | `verify.py` | the check (a copy of tinydistill/ondevice.py) |
 | `model_data.cc`, `model_data.h`, `model_ops.h` | the same model for microcontroller firmware |
 | `report.json` | the host's report: board, sizes, accuracies |
@@ -58,7 +59,7 @@ def make_bundle(folder: str) -> dict[str, bytes]:
     else:  # no labelled data was given: check agreement on synthetic inputs
         files[SAMPLE] = _synthetic_sample(folder, files["student.tflite"])
     with np.load(io.BytesIO(files[SAMPLE]), allow_pickle=False) as z:
-        n, labelled = len(z["x"]), "y" in z.files
+        n, labelled = len(z["x_int8"] if "x_int8" in z.files else z["x"]), "y" in z.files
     files["verify.py"] = resources.files("tinydistill").joinpath("ondevice.py").read_bytes()
     acc = (report.get("accuracy") or {}).get("student_int8")
     files["README.md"] = _README.format(
@@ -80,9 +81,17 @@ def _synthetic_sample(folder: str, tflite: bytes, n: int = 500) -> bytes:
     return buf.getvalue()
 
 
-def sample_npz(x: np.ndarray, y: np.ndarray, host_top1: np.ndarray, n: int = 2000) -> bytes:
-    """``test_sample.npz``: up to ``n`` labelled test inputs and the host's int8 top-1 on them."""
+def sample_npz(tflite: bytes, x: np.ndarray, y: np.ndarray, host_top1: np.ndarray, n: int = 10000) -> bytes:
+    """``test_sample.npz``: up to ``n`` labelled test inputs and the host's int8 top-1 on them.
+
+    Inputs are stored as the model's own int8 input values (quantised with its
+    scale and zero point), which is exact and a quarter of the size of floats;
+    a few float inputs are kept too, so the device also exercises quantisation.
+    """
+    from .runtime import litert_interpreter, quantize_input
+
+    detail = litert_interpreter(tflite).get_input_details()[0]
     buf = io.BytesIO()
-    np.savez_compressed(buf, x=np.asarray(x[:n], np.float32), y=np.asarray(y[:n]),
-                        host_int8_top1=np.asarray(host_top1[:n]))
+    np.savez_compressed(buf, x_int8=quantize_input(np.asarray(x[:n], np.float32), detail),
+                        x=np.asarray(x[:100], np.float32), y=np.asarray(y[:n]), host_int8_top1=np.asarray(host_top1[:n]))
     return buf.getvalue()

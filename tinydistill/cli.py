@@ -295,7 +295,7 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     extra = {}
     if result.fit.predictions is not None:
         x_test, y_test = result.test_data
-        extra["test_sample.npz"] = sample_npz(x_test, y_test, result.fit.predictions)
+        extra["test_sample.npz"] = sample_npz(result.tflite, x_test, y_test, result.fit.predictions)
     _write_outputs(output, {
         **extra,
         "student.tflite": result.tflite, "model_data.cc": result.model_cc, "model_data.h": result.model_h,

@@ -52,7 +52,8 @@ def verify(model_content: bytes, x: np.ndarray, y: np.ndarray | None = None, exp
 
     Args:
         model_content: the .tflite bytes.
-        x: float inputs in the teacher's input range.
+        x: float inputs in the teacher's input range, or inputs already quantised to the
+            model's input type (int8).
         y: labels, for accuracy (optional).
         expected: the host's int8 top-1 predictions on ``x``, for agreement (optional).
 
@@ -62,7 +63,8 @@ def verify(model_content: bytes, x: np.ndarray, y: np.ndarray | None = None, exp
     """
     it, name = load_interpreter(model_content, num_threads)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    q = _quantize(np.asarray(x, np.float32), inp)
+    # inputs already in the model's input type are used as they are; floats are quantised here
+    q = x if x.dtype == inp["dtype"] else _quantize(np.asarray(x, np.float32), inp)
     preds = np.empty(len(x), np.int64)
     t0 = time.perf_counter()
     for i in range(len(x)):
@@ -81,12 +83,16 @@ def verify_bundle(folder: str) -> dict:
     with open(os.path.join(folder, "student.tflite"), "rb") as f:
         model = f.read()
     with np.load(os.path.join(folder, SAMPLE), allow_pickle=False) as z:
-        x = z["x"]
-        y = z["y"] if "y" in z.files else None
-        expected = z["host_int8_top1"] if "host_int8_top1" in z.files else None
+        files = set(z.files)
+        x = z["x_int8"] if "x_int8" in files else z["x"]
+        y = z["y"] if "y" in files else None
+        expected = z["host_int8_top1"] if "host_int8_top1" in files else None
+        x_float = z["x"] if "x_int8" in files and "x" in files else None
     res = verify(model, x, y, expected)
     if y is not None and expected is not None:
         res["host_accuracy"] = float((expected == y).mean())
+    if x_float is not None and expected is not None:  # the float path: quantised here, as firmware does
+        res["float_input_agreement"] = verify(model, x_float, None, expected[:len(x_float)])["agreement"]
     return res
 
 

@@ -202,7 +202,8 @@ def test_explicit_width_that_does_not_fit(tiny_h5, tmp_path):
 def test_test_sample_written(compressed):
     out, _ = compressed
     with np.load(out / "test_sample.npz") as z:
-        assert z["x"].shape == (300, 8, 8, 1) and z["y"].shape == (300,) and z["host_int8_top1"].shape == (300,)
+        assert z["x_int8"].shape == (300, 8, 8, 1) and z["x_int8"].dtype == np.int8
+        assert z["x"].shape == (100, 8, 8, 1) and z["y"].shape == (300,) and z["host_int8_top1"].shape == (300,)
         r = json.loads((out / "report.json").read_text())
         assert (z["host_int8_top1"] == z["y"]).mean() == pytest.approx(r["accuracy"]["student_int8"])
 
@@ -230,7 +231,8 @@ def test_bundle_and_verify(compressed, tmp_path):
     res = json.loads(p.stdout.strip().splitlines()[-1])
     r = json.loads((out / "report.json").read_text())
     assert res["accuracy"] == pytest.approx(r["accuracy"]["student_int8"])
-    assert res["agreement"] >= 0.995 and res["latency_ms"] > 0
+    assert res["agreement"] >= 0.995 and res["latency_ms"] > 0 and res["float_input_agreement"] >= 0.99
+    assert res["examples"] == 300
     # the installed CLI's verify, likewise without TensorFlow
     p = subprocess.run([sys.executable, "-c", "import sys; from tinydistill.cli import main; "
                         "sys.argv=['tinydistill','verify',sys.argv[1],'--json']; main()", str(dev)],
