@@ -102,3 +102,17 @@ def test_tflm_abort_is_a_clean_error(tiny_teacher):
     bad = export_int8(model, toy_data(8, seed=1)[0], samples=8)
     with pytest.raises(TinyDistillError, match="TFLite Micro"):
         check(bad, _board(1 << 20, 1 << 20))
+
+
+def test_unsupported_op_is_named():
+    from tinydistill import _compat
+
+    tf = _compat.tf()
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def spectrum(x):
+        return tf.abs(tf.signal.rfft(x))
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([spectrum.get_concrete_function()], spectrum)
+    with pytest.raises(TinyDistillError, match="TFLite Micro has no kernel for RFFT2D"):
+        check(conv.convert(), _board(1 << 20, 1 << 20))
