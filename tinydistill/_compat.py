@@ -45,6 +45,11 @@ def tf():
                                    "pip install 'tinydistill[host]' to compress models") from None
 
         tensorflow.get_logger().setLevel(logging.ERROR)
+        cpus = int(os.environ.get("TINYDISTILL_LOGICAL_CPUS", "1") or 1)
+        if cpus > 1:  # split the CPU into logical devices (to try --strategy mirrored on one machine)
+            physical = tensorflow.config.list_physical_devices("CPU")
+            tensorflow.config.set_logical_device_configuration(
+                physical[0], [tensorflow.config.LogicalDeviceConfiguration() for _ in range(cpus)])
         logging.getLogger("absl").setLevel(logging.ERROR)
         _tf = tensorflow
     return _tf

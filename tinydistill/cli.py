@@ -226,6 +226,8 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
 @click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--strategy", default="default", show_default=True, type=click.Choice(["default", "mirrored", "multi-worker"]),
+              help="tf.distribute strategy for synthesis and distillation (multi-worker: set TF_CONFIG on each worker).")
 @click.option("--qat", is_flag=True, help="Quantisation-aware fine-tuning (tfmot) after distillation.")
 @click.option("--prune", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="SPARSITY",
               help="Magnitude pruning (tfmot) to this fraction of zero weights, e.g. 0.5.")
@@ -234,8 +236,8 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, max_flash, max_ram,
-             max_latency_ms, method, n, steps, epochs, temperature, seed, qat, prune, output, trust_model, quiet,
-             as_json):
+             max_latency_ms, method, n, steps, epochs, temperature, seed, strategy, qat, prune, output, trust_model,
+             quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .boards import load_board, load_board_file
     from .data import load_data, parse_range
@@ -270,7 +272,7 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     with _Progress(quiet or as_json) as progress:
         result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=input_range, n=n,
                      steps=steps, epochs=epochs, temperature=temperature, seed=seed, qat=qat, prune=prune,
-                     on_progress=progress, **limits)
+                     strategy=strategy, on_progress=progress, **limits)
     report = result.report
     report["seconds"]["load"] = round(load_s, 2)
     report["seconds"]["total"] = round(report["seconds"]["total"] + load_s, 2)

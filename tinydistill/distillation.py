@@ -20,7 +20,7 @@ def _validate(data, epochs, temperature, batch_size):
 
 
 def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.0, batch_size: int = 128,
-            lr: float = 2e-3, seed: int = 0, on_progress=None, on_step=None, recalibrate: bool = True):
+            lr: float = 2e-3, seed: int = 0, strategy=None, on_progress=None, on_step=None, recalibrate: bool = True):
     """Train ``student`` to match the teacher's softened outputs on ``data``.
 
     The teacher labels every batch on the fly, so augmented inputs (random
@@ -37,6 +37,8 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
         batch_size: examples per step.
         lr: peak learning rate (Adam, cosine decay).
         seed: shuffling and augmentation seed.
+        strategy: a ``tf.distribute`` strategy; the student must have been built in its
+            ``scope()``. Each replica takes its share of every batch; gradients are summed.
         on_progress: optional callable ``(epoch, epochs)``.
         on_step: optional callable ``(step)`` before every step (e.g. tfmot's pruning schedule).
         recalibrate: re-estimate BatchNorm statistics on clean inputs at the end.
@@ -50,13 +52,21 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
     x_all = np.asarray(data.x, np.float32)
     n = len(x_all)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise TinyDistillError(f"`batch_size` ({batch_size}) must be a multiple of the {replicas} replicas")
+    if replicas > 1 and not strategy.extended.variable_created_in_scope(student.trainable_variables[0]):
+        raise TinyDistillError("build the student inside `strategy.scope()` to distill with a distribution strategy")
+    per_replica = batch_size // replicas
     schedule = k.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch, alpha=0.01)
-    opt = k.optimizers.Adam(schedule)
     tm = teacher.logits_model
     shape = tuple(teacher.input_shape)
     image = len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
-    # per-sample random shifts of up to ~1/12 of the image (a generic image prior)
-    shift = k.layers.RandomTranslation(1 / 12, 1 / 12, fill_mode="nearest", seed=seed) if image else None
+    with strategy.scope():
+        opt = k.optimizers.Adam(schedule)
+        # per-sample random shifts of up to ~1/12 of the image (a generic image prior)
+        shift = k.layers.RandomTranslation(1 / 12, 1 / 12, fill_mode="nearest", seed=seed) if image else None
     T = float(temperature)
 
     def augment(x):
@@ -69,18 +79,22 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
         lam = keep + (1.0 - keep) * lam
         return lam * x + (1.0 - lam) * tf.reverse(x, axis=[0])
 
-    @tf.function
-    def train_step(x):
+    def replica_step(x):
         x = augment(x)
         t = tm(x, training=False)
         with tf.GradientTape() as tape:
             s = student(x, training=True)
             pt = tf.nn.softmax(t / T)
             kl = tf.reduce_sum(pt * (tf.nn.log_softmax(t / T) - tf.nn.log_softmax(s / T)), axis=-1)
-            loss = tf.reduce_mean(kl) * T * T
+            # averaged over the global batch, so summing the replicas' gradients gives the mean
+            loss = tf.nn.compute_average_loss(kl, global_batch_size=batch_size) * T * T
         grads = tape.gradient(loss, student.trainable_variables)
         opt.apply_gradients(zip(grads, student.trainable_variables))
         return loss
+
+    @tf.function
+    def train_step(x):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x,)), axis=None)
 
     rng = np.random.default_rng(seed)
     step = 0
@@ -93,7 +107,10 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
             idx = order[i * batch_size:(i + 1) * batch_size]
             if len(idx) < batch_size:  # keep one compiled shape
                 idx = np.concatenate([idx, order[: batch_size - len(idx)]])
-            train_step(tf.constant(x_all[idx]))
+            xb = x_all[idx]
+            train_step(strategy.experimental_distribute_values_from_function(
+                lambda ctx, xb=xb: tf.constant(xb[ctx.replica_id_in_sync_group * per_replica:
+                                                  (ctx.replica_id_in_sync_group + 1) * per_replica])))
         if on_progress:
             on_progress(epoch + 1, epochs)
     if recalibrate:

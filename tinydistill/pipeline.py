@@ -14,6 +14,7 @@ from .distillation import distill
 from .errors import BudgetError, TinyDistillError
 from .export import c_source, export_int8, resolver_header
 from .fitcheck import CheckResult, check, int8_predictions
+from .scale import get_strategy
 from .sizing import Budget, SizingResult, measure_width, size_student
 from .stats import Stats
 from .student import design_student, validate_width, with_output_activation
@@ -81,7 +82,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
              max_flash: int | None = None, max_ram: int | None = None, max_latency_ms: float | None = None,
              method: str = "auto", input_range=None, n: int = 12000, steps: int = 40, epochs: int = 30,
              temperature: float = 4.0, seed: int = 0, qat: bool = False, prune: float | None = None,
-             finetune_epochs: int = 5, on_progress=None) -> CompressResult:
+             finetune_epochs: int = 5, strategy="default", on_progress=None) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
 
     Args:
@@ -103,6 +104,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         qat: quantisation-aware fine-tuning with tfmot after distillation.
         prune: magnitude-prune to this sparsity (0..1) with tfmot after distillation.
         finetune_epochs: epochs of each fine-tuning stage.
+        strategy: ``"default"``, ``"mirrored"``, ``"multi-worker"`` or a ``tf.distribute`` strategy
+            for synthesis and distillation.
         on_progress: optional callable ``(stage, done, total)``.
 
     Example:
@@ -146,14 +149,20 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         x_test, y_test = data
     lap("load")
 
+    dist = get_strategy(strategy) if isinstance(strategy, str) else strategy
     _compat.set_seed(seed)
     syn = synthesize(teacher, stats, method=method_used, n=n, steps=steps, input_range=rng, seed=seed, batch_size=500,
-                     on_progress=progress("synthesize"))
+                     strategy=dist, on_progress=progress("synthesize"))
     lap("synthesize")
 
-    student = design_student(teacher, width=width, seed=seed)
-    distill(teacher, student, syn, epochs=epochs, temperature=temperature, seed=seed,
+    with dist.scope():
+        student = design_student(teacher, width=width, seed=seed)
+    distill(teacher, student, syn, epochs=epochs, temperature=temperature, seed=seed, strategy=dist,
             on_progress=progress("distill"))
+    if dist.num_replicas_in_sync > 1:  # export and fine-tune a plain copy, outside the strategy
+        plain = design_student(teacher, width=width, seed=seed)
+        plain.set_weights(student.get_weights())
+        student = plain
     lap("distill")
 
     finetune = None
@@ -192,7 +201,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     lap("check")
     timings["total"] = round(time.perf_counter() - t_start, 2)
 
-    report = build_report(finetune=finetune, teacher=teacher, student=final, board=board, fit=fit, syn=syn,
+    report = build_report(replicas=dist.num_replicas_in_sync, finetune=finetune, teacher=teacher, student=final,
+                          board=board, fit=fit, syn=syn,
                           reason=reason, sizing=sizing, budget=budget, accuracy=accuracy, width=width,
                           input_range=rng, n=n, steps=steps, epochs=epochs, temperature=temperature, seed=seed,
                           timings=timings)
@@ -207,8 +217,8 @@ def _size_record(tflite: bytes) -> dict:
     return {"model_bytes": len(tflite), "gzip_bytes": len(gzip.compress(tflite, mtime=0))}
 
 
-def build_report(*, finetune, teacher, student, board, fit, syn, reason, sizing, budget, accuracy, width, input_range, n, steps,
-                 epochs, temperature, seed, timings) -> dict:
+def build_report(*, replicas, finetune, teacher, student, board, fit, syn, reason, sizing, budget, accuracy, width,
+                 input_range, n, steps, epochs, temperature, seed, timings) -> dict:
     """The JSON report. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
     return {
         "tool": {"name": "tinydistill", "version": __version__},
@@ -238,6 +248,7 @@ def build_report(*, finetune, teacher, student, board, fit, syn, reason, sizing,
         "distillation": {"epochs": epochs, "temperature": temperature},
         "finetune": finetune,
         "seed": seed,
+        "replicas": replicas,
         "seconds": timings,
         "pass": bool(fit.fits),
     }

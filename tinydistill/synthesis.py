@@ -146,7 +146,7 @@ def _validate(teacher, n, steps, batch_size, input_range):
 
 def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, steps: int = 40,
                batch_size: int = 500, lr: float = 0.05, input_range=None, seed: int = 0,
-               on_progress=None) -> SyntheticSet:
+               strategy=None, on_progress=None) -> SyntheticSet:
     """Synthesise ``n`` class-balanced inputs from the teacher (and its metadata).
 
     Args:
@@ -159,6 +159,8 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
         lr: Adam step size, in units of the input range.
         input_range: the teacher's input range; defaults to the stats' one.
         seed: random seed.
+        strategy: a ``tf.distribute`` strategy; each replica optimises its share of every
+            batch (default: the current strategy, i.e. one device).
         on_progress: optional callable ``(done, total)`` counted in inputs.
 
     Example:
@@ -207,9 +209,11 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
     w_tv = 0.05 if image else 0.0  # weak smoothness prior on the unit-range input
     w_ce = 1.0
 
-    u = tf.Variable(tf.zeros((batch_size,) + shape), trainable=True)
-    m_var = tf.Variable(tf.zeros_like(u))
-    v_var = tf.Variable(tf.zeros_like(u))
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise TinyDistillError(f"`batch_size` ({batch_size}) must be a multiple of the {replicas} replicas")
+    per_replica = batch_size // replicas
 
     def loss_fn(u_, y_, w_):
         x_ = lo + span * u_
@@ -244,20 +248,26 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
 
     b1, b2 = 0.9, 0.999
 
-    @tf.function
-    def step(y_, w_, t):
+    def replica_step(u_, m_, v_, y_, w_, t):
         with tf.GradientTape() as tape:
-            tape.watch(u)
-            loss = loss_fn(u, y_, w_)
-        g = tape.gradient(loss, u)
-        # Adam on the input tensor itself (one tensor; a Keras optimizer would
-        # need its slots reset for every batch).
-        m_var.assign(b1 * m_var + (1 - b1) * g)
-        v_var.assign(b2 * v_var + (1 - b2) * tf.square(g))
-        mhat = m_var / (1 - tf.pow(b1, t))
-        vhat = v_var / (1 - tf.pow(b2, t))
-        u.assign(tf.clip_by_value(u - lr * mhat / (tf.sqrt(vhat) + 1e-8), 0.0, 1.0))
-        return loss
+            tape.watch(u_)
+            loss = loss_fn(u_, y_, w_)
+        g = tape.gradient(loss, u_)
+        # Adam on the inputs themselves, written out: the state is per batch and per
+        # replica, which a Keras optimizer (one set of slots per variable) does not fit.
+        m_ = b1 * m_ + (1 - b1) * g
+        v_ = b2 * v_ + (1 - b2) * tf.square(g)
+        step_ = lr * (m_ / (1 - tf.pow(b1, t))) / (tf.sqrt(v_ / (1 - tf.pow(b2, t))) + 1e-8)
+        return tf.clip_by_value(u_ - step_, 0.0, 1.0), m_, v_
+
+    @tf.function
+    def step(u_, m_, v_, y_, w_, t):
+        return strategy.run(replica_step, args=(u_, m_, v_, y_, w_, t))
+
+    def distribute(chunks):
+        """One chunk per replica (the default strategy simply gets the single chunk)."""
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(chunks[ctx.replica_id_in_sync_group]))
 
     @tf.function
     def final_logits(x_):
@@ -276,20 +286,25 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
     for bi in range(n_batches):
         y = (np.arange(batch_size) + bi * batch_size) % C
         y = rng.permutation(y).astype(np.int32)
-        w = np.zeros((C, batch_size), np.float32)
-        w[y, np.arange(batch_size)] = 1.0
-        w /= np.maximum(w.sum(1, keepdims=True), 1.0)
         init = rng.normal(size=(batch_size,) + shape).astype(np.float32)
         init = in_mean[y].reshape((batch_size,) + (1,) * (len(shape) - 1) + (shape[-1],)) + \
             init * in_std[y].reshape((batch_size,) + (1,) * (len(shape) - 1) + (shape[-1],))
-        u.assign(np.clip(init, 0.0, 1.0))
-        m_var.assign(tf.zeros_like(u))
-        v_var.assign(tf.zeros_like(u))
-        y_t, w_t = tf.constant(y), tf.constant(w)
+        init = np.clip(init, 0.0, 1.0)
+        parts = [slice(r * per_replica, (r + 1) * per_replica) for r in range(replicas)]
+        weights = []
+        for sl in parts:  # per-class averaging weights within each replica's share
+            w = np.zeros((C, per_replica), np.float32)
+            w[y[sl], np.arange(per_replica)] = 1.0
+            weights.append(w / np.maximum(w.sum(1, keepdims=True), 1.0))
+        u_t = distribute([init[sl] for sl in parts])
+        m_t = distribute([np.zeros_like(init[sl]) for sl in parts])
+        v_t = distribute([np.zeros_like(init[sl]) for sl in parts])
+        y_t, w_t = distribute([y[sl] for sl in parts]), distribute(weights)
         for t in range(1, steps + 1):
-            step(y_t, w_t, tf.constant(float(t)))
+            u_t, m_t, v_t = step(u_t, m_t, v_t, y_t, w_t, tf.constant(float(t)))
+        u_final = np.concatenate([np.asarray(part) for part in strategy.experimental_local_results(u_t)])
         take = min(batch_size, n - done)
-        x = (lo + span * u.numpy())[:take]
+        x = (lo + span * u_final)[:take]
         xs.append(x)
         ys.append(y[:take])
         ls.append(final_logits(tf.constant(x)).numpy())
