@@ -42,7 +42,8 @@ class _Group(click.Group):
             _console().print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             ctx.exit(1)
         except KeyboardInterrupt:
-            _console().print("[bold red]interrupted:[/] nothing was written")
+            _console().print("[bold red]interrupted:[/] no result was written; completed stages are kept: "
+                             "run the same command with --resume to continue")
             ctx.exit(130)
         except MemoryError:
             _console().print("[bold red]error:[/] out of memory: use fewer --inputs or a smaller --width")
@@ -228,6 +229,7 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--strategy", default="default", show_default=True, type=click.Choice(["default", "mirrored", "multi-worker"]),
               help="tf.distribute strategy for synthesis and distillation (multi-worker: set TF_CONFIG on each worker).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its completed stages (same options).")
 @click.option("--qat", is_flag=True, help="Quantisation-aware fine-tuning (tfmot) after distillation.")
 @click.option("--prune", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="SPARSITY",
               help="Magnitude pruning (tfmot) to this fraction of zero weights, e.g. 0.5.")
@@ -236,8 +238,8 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, max_flash, max_ram,
-             max_latency_ms, method, n, steps, epochs, temperature, seed, strategy, qat, prune, output, trust_model,
-             quiet, as_json):
+             max_latency_ms, method, n, steps, epochs, temperature, seed, strategy, resume, qat, prune, output,
+             trust_model, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .boards import load_board, load_board_file
     from .data import load_data, parse_range
@@ -269,10 +271,13 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     data = load_data(data_path, split="test") if data_path else None
     load_s = time.perf_counter() - t0
 
+    from .resume import RunState, state_folder
+
+    state = RunState(state_folder(output), resume=resume)
     with _Progress(quiet or as_json) as progress:
         result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=input_range, n=n,
                      steps=steps, epochs=epochs, temperature=temperature, seed=seed, qat=qat, prune=prune,
-                     strategy=strategy, on_progress=progress, **limits)
+                     strategy=strategy, state=state, on_progress=progress, **limits)
     report = result.report
     report["seconds"]["load"] = round(load_s, 2)
     report["seconds"]["total"] = round(report["seconds"]["total"] + load_s, 2)
@@ -307,9 +312,12 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         "report.png": report_png(report),
         "samples.png": samples_png(result.synthetic, input_range=report["teacher"]["input_range"]),
     })
+    state.finish()
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
+        for note in report.get("resumed", []):
+            _console(stderr=False).print(note)
         _print_report(report, output)
     if not report["pass"]:
         f = report["fit"]

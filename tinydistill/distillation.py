@@ -20,7 +20,8 @@ def _validate(data, epochs, temperature, batch_size):
 
 
 def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.0, batch_size: int = 128,
-            lr: float = 2e-3, seed: int = 0, strategy=None, on_progress=None, on_step=None, recalibrate: bool = True):
+            lr: float = 2e-3, seed: int = 0, strategy=None, on_progress=None, on_step=None, recalibrate: bool = True,
+            start_epoch: int = 0, optimizer_state=None, on_epoch_end=None):
     """Train ``student`` to match the teacher's softened outputs on ``data``.
 
     The teacher labels every batch on the fly, so augmented inputs (random
@@ -42,6 +43,9 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
         on_progress: optional callable ``(epoch, epochs)``.
         on_step: optional callable ``(step)`` before every step (e.g. tfmot's pruning schedule).
         recalibrate: re-estimate BatchNorm statistics on clean inputs at the end.
+        start_epoch, optimizer_state: continue an interrupted run (the student already
+            holds the weights of epoch ``start_epoch``; the optimiser's state is restored).
+        on_epoch_end: optional callable ``(epochs done, optimiser state)``, e.g. to checkpoint.
 
     Returns:
         The trained student (the same object, trained in place).
@@ -65,6 +69,10 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
     image = len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
     with strategy.scope():
         opt = k.optimizers.Adam(schedule)
+        if optimizer_state is not None:
+            opt.build(student.trainable_variables)
+            for var, value in zip(opt.variables, optimizer_state):
+                var.assign(value)
         # per-sample random shifts of up to ~1/12 of the image (a generic image prior)
         shift = k.layers.RandomTranslation(1 / 12, 1 / 12, fill_mode="nearest", seed=seed) if image else None
     T = float(temperature)
@@ -97,9 +105,11 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x,)), axis=None)
 
     rng = np.random.default_rng(seed)
-    step = 0
+    step = start_epoch * steps_per_epoch
     for epoch in range(epochs):
-        order = rng.permutation(n)
+        order = rng.permutation(n)  # drawn for skipped epochs too, so a resumed run sees the same order
+        if epoch < start_epoch:
+            continue
         for i in range(steps_per_epoch):
             if on_step is not None:
                 on_step(step)
@@ -111,6 +121,8 @@ def distill(teacher, student, data, *, epochs: int = 30, temperature: float = 4.
             train_step(strategy.experimental_distribute_values_from_function(
                 lambda ctx, xb=xb: tf.constant(xb[ctx.replica_id_in_sync_group * per_replica:
                                                   (ctx.replica_id_in_sync_group + 1) * per_replica])))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, [v.numpy() for v in opt.variables])
         if on_progress:
             on_progress(epoch + 1, epochs)
     if recalibrate:

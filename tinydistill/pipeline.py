@@ -82,7 +82,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
              max_flash: int | None = None, max_ram: int | None = None, max_latency_ms: float | None = None,
              method: str = "auto", input_range=None, n: int = 12000, steps: int = 40, epochs: int = 30,
              temperature: float = 4.0, seed: int = 0, qat: bool = False, prune: float | None = None,
-             finetune_epochs: int = 5, strategy="default", on_progress=None) -> CompressResult:
+             finetune_epochs: int = 5, strategy="default", state=None, on_progress=None) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
 
     Args:
@@ -106,6 +106,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         finetune_epochs: epochs of each fine-tuning stage.
         strategy: ``"default"``, ``"mirrored"``, ``"multi-worker"`` or a ``tf.distribute`` strategy
             for synthesis and distillation.
+        state: a :class:`~tinydistill.resume.RunState` to checkpoint completed stages into
+            and resume them from (None: no checkpoints).
         on_progress: optional callable ``(stage, done, total)``.
 
     Example:
@@ -150,14 +152,32 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     lap("load")
 
     dist = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    syn_key = {"teacher": teacher.fingerprint, "stats": _stats_id(stats), "method": method_used, "inputs": n,
+               "steps": steps, "seed": seed, "input_range": list(rng), "replicas": dist.num_replicas_in_sync}
+    student_key = dict(syn_key, width=width, epochs=epochs, temperature=temperature)
     _compat.set_seed(seed)
-    syn = synthesize(teacher, stats, method=method_used, n=n, steps=steps, input_range=rng, seed=seed, batch_size=500,
-                     strategy=dist, on_progress=progress("synthesize"))
+    syn = state.load_synthetic(syn_key) if state is not None else None
+    if syn is None:
+        syn = synthesize(teacher, stats, method=method_used, n=n, steps=steps, input_range=rng, seed=seed,
+                         batch_size=500, strategy=dist, on_progress=progress("synthesize"))
+        if state is not None:
+            state.save_synthetic(syn_key, syn)
     lap("synthesize")
 
     with dist.scope():
         student = design_student(teacher, width=width, seed=seed)
+    checkpoint = state.load_student(student_key) if state is not None else None
+    start_epoch, opt_state = 0, None
+    if checkpoint is not None:
+        start_epoch, weights, opt_state = checkpoint
+        student.set_weights(weights)
+
+    def save_epoch(epoch, opt_vars):
+        if state is not None:
+            state.save_student(student_key, epoch, student.get_weights(), opt_vars)
+
     distill(teacher, student, syn, epochs=epochs, temperature=temperature, seed=seed, strategy=dist,
+            start_epoch=start_epoch, optimizer_state=opt_state, on_epoch_end=save_epoch,
             on_progress=progress("distill"))
     if dist.num_replicas_in_sync > 1:  # export and fine-tune a plain copy, outside the strategy
         plain = design_student(teacher, width=width, seed=seed)
@@ -201,7 +221,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     lap("check")
     timings["total"] = round(time.perf_counter() - t_start, 2)
 
-    report = build_report(replicas=dist.num_replicas_in_sync, finetune=finetune, teacher=teacher, student=final,
+    report = build_report(notes=state.notes if state is not None else [], replicas=dist.num_replicas_in_sync,
+                          finetune=finetune, teacher=teacher, student=final,
                           board=board, fit=fit, syn=syn,
                           reason=reason, sizing=sizing, budget=budget, accuracy=accuracy, width=width,
                           input_range=rng, n=n, steps=steps, epochs=epochs, temperature=temperature, seed=seed,
@@ -211,13 +232,23 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
                           test_data=(x_test, y_test) if data is not None else None)
 
 
+def _stats_id(stats) -> str | None:
+    """A short identity of a stats file's contents, for resume keys."""
+    if stats is None:
+        return None
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(stats.header, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _size_record(tflite: bytes) -> dict:
     import gzip
 
     return {"model_bytes": len(tflite), "gzip_bytes": len(gzip.compress(tflite, mtime=0))}
 
 
-def build_report(*, replicas, finetune, teacher, student, board, fit, syn, reason, sizing, budget, accuracy, width,
+def build_report(*, notes, replicas, finetune, teacher, student, board, fit, syn, reason, sizing, budget, accuracy, width,
                  input_range, n, steps, epochs, temperature, seed, timings) -> dict:
     """The JSON report. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
     return {
@@ -249,6 +280,7 @@ def build_report(*, replicas, finetune, teacher, student, board, fit, syn, reaso
         "finetune": finetune,
         "seed": seed,
         "replicas": replicas,
+        "resumed": list(notes),
         "seconds": timings,
         "pass": bool(fit.fits),
     }

@@ -1,0 +1,71 @@
+"""Interrupt and resume: completed stages are reused when inputs and options match, refused otherwise."""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from tinydistill.cli import main
+from tinydistill.resume import state_folder
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+ARGS = ["--input-range", "0,1", "--inputs", "120", "--steps", "5", "--epochs", "4", "--width", "0.5", "--quiet"]
+
+
+def test_interrupt_then_resume(tiny_h5, tmp_path, monkeypatch):
+    import tinydistill.distillation as dmod
+
+    out = tmp_path / "out"
+    real = dmod.distill
+
+    def interrupted(*a, **kw):  # Ctrl-C after two epochs
+        user_cb = kw["on_epoch_end"]
+
+        def cb(epoch, opt_state):
+            user_cb(epoch, opt_state)
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        return real(*a, **{**kw, "on_epoch_end": cb})
+
+    monkeypatch.setattr("tinydistill.pipeline.distill", interrupted)
+    r = run("compress", tiny_h5, *ARGS, "-o", out)
+    assert r.exit_code == 130 and "--resume" in r.output
+    assert not out.exists()  # no half-written result
+    state = state_folder(str(out))
+    assert sorted(os.listdir(state)) == ["distillation.json", "student.npz", "synthesis.json", "synthetic.npz"]
+    monkeypatch.setattr("tinydistill.pipeline.distill", real)
+
+    # other options: refused, naming what changed
+    r = run("compress", tiny_h5, *ARGS[:-1], "--seed", "5", "--quiet", "-o", out, "--resume")
+    assert r.exit_code == 1 and "seed (was 0, now 5)" in " ".join(r.output.split())
+    assert os.path.isdir(state) and not out.exists()
+
+    r = run("compress", tiny_h5, *ARGS, "-o", out, "--resume", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert any("synthetic inputs reused" in n for n in report["resumed"])
+    assert any("after epoch 2" in n for n in report["resumed"])
+    assert (out / "student.tflite").exists() and not os.path.exists(state)
+
+
+def test_resume_without_state_starts_fresh(tiny_h5, tmp_path):
+    out = tmp_path / "out"
+    r = run("compress", tiny_h5, *ARGS, "-o", out, "--resume")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "report.json").read_text())["resumed"] == []
+
+
+@pytest.mark.parametrize("changed", [["--epochs", "5"]])
+def test_distillation_options_change_keeps_synthesis(tiny_h5, tmp_path, changed):
+    from tinydistill.resume import RunState
+
+    st = RunState(str(tmp_path / "s"), resume=True)
+    st.save_student({"epochs": 4}, 2, [], [])
+    with pytest.raises(Exception, match="epochs \\(was 4, now 5\\)"):
+        st.load_student({"epochs": 5})
