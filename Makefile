@@ -16,10 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
 	touch $@
 
-# Compress the shipped example teacher (no data and no network needed); with
+# Compress the shipped example teacher for a Raspberry Pi Pico (RP2040, Cortex-M0+):
+# no data and no network needed; the student is sized to the board. With
 # MNIST beside the project, also measure accuracy on its test set.
 demo: install
-	$(BIN)/tinydistill compress examples/mnist/teacher.h5 --board cortex-m4 \
+	$(BIN)/tinydistill compress examples/mnist/teacher.h5 --board cortex-m0plus \
 		--stats examples/mnist/teacher.stats.npz \
 		$(if $(wildcard $(TINYDISTILL_DATA)/mnist),--data $(TINYDISTILL_DATA)/mnist) -o demo-out
 	@echo; cat demo-out/report.md

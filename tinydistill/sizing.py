@@ -109,6 +109,8 @@ def size_student(teacher, board, budget: Budget, *, widths=WIDTHS, on_progress=N
         if on_progress:
             on_progress(i + 1, len(widths))
         if not cand.violations(budget):
+            if on_progress:  # the search is over: the bar ends here, not at the last width
+                on_progress(len(widths), len(widths))
             if len(tried) == 1:
                 why = f"the search space: width {w:g} is the largest tried, and it fits"
             else:
