@@ -161,7 +161,9 @@ def fit_to_teacher(ds: Dataset, input_shape: tuple, num_classes: int, input_rang
     x = ds.x
     want = tuple(input_shape)
     if tuple(x.shape[1:]) != want:
-        if int(np.prod(x.shape[1:])) == int(np.prod(want)) and [d for d in x.shape[1:] if d != 1] == [d for d in want if d != 1]:
+        same_size = int(np.prod(x.shape[1:])) == int(np.prod(want))
+        # a channel axis of 1 added or dropped, or images flattened for a dense (MLP) teacher
+        if same_size and ([d for d in x.shape[1:] if d != 1] == [d for d in want if d != 1] or len(want) == 1):
             x = x.reshape((len(x),) + want)
         else:
             raise DataError(

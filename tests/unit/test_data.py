@@ -99,3 +99,11 @@ def test_shared_mnist(shared_data):
     ds = load_data(os.path.join(shared_data, "mnist"), split="test")
     assert ds.x.shape == (10000, 28, 28)
     assert np.bincount(ds.y).tolist()[:3] == [980, 1135, 1032]
+
+
+def test_images_flattened_for_a_dense_teacher():
+    from tinydistill.data import Dataset
+
+    ds = Dataset(x=np.arange(2 * 4 * 4, dtype=np.uint8).reshape(2, 4, 4), y=np.array([0, 1]), source="s")
+    x, _ = fit_to_teacher(ds, (16,), 2, (0, 255))
+    assert x.shape == (2, 16) and x[1, 0] == 16  # row-major, as Keras' Flatten
