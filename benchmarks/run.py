@@ -216,6 +216,7 @@ def main():
         for name, accs, secs in results:
             lines.append(f"| {name} | {100 * np.mean(accs):.2f} % | {', '.join(f'{100 * a:.2f}' for a in accs)} "
                          f"| {np.mean(secs):,.0f} |")
+        sections = _read_sections(args.out)  # again: another run may have written meanwhile
         sections[title] = "\n".join(lines)
         _write(args.out, sections)  # after every suite: a long run keeps what it finished
 
