@@ -100,8 +100,8 @@ def _read_config(path: str) -> tuple[str, dict]:
     """Return (format, model config) without deserialising any layer."""
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "saved_model.pb")):
-            meta = os.path.join(path, "keras_metadata.pb")
-            return "savedmodel", {} if not os.path.exists(meta) else {}
+            # a SavedModel holds traced graphs, not Python code: there is no layer config to screen
+            return "savedmodel", {}
         raise ModelLoadError(f"{path} is a folder without saved_model.pb: pass a .h5, .keras or SavedModel folder")
     size = os.path.getsize(path)
     if size == 0:

@@ -188,3 +188,13 @@ def test_shared_broken_models(shared_data):
         load_teacher(os.path.join(shared_data, "broken-models", "custom_layers_qkeras.h5"))
     with pytest.raises(ModelLoadError, match="weights only"):
         load_teacher(os.path.join(shared_data, "broken-models", "weights_only.h5"))
+
+
+def test_savedmodel_folder_loads(tmp_path, tiny_model):
+    path = tmp_path / "sm"
+    tiny_model.save(path, save_format="tf")
+    t = load_teacher(str(path))
+    assert t.num_classes == 3 and t.input_shape == (8, 8, 1)
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(ModelLoadError, match="without saved_model.pb"):
+        load_teacher(str(tmp_path / "empty_dir"))
