@@ -265,16 +265,17 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
               "max_ram": parse_bytes(max_ram) if max_ram else None, "max_latency_ms": max_latency_ms}
     if input_range is not None:
         parse_range(input_range)  # a malformed range fails before the model is loaded
-    t0 = time.perf_counter()
-    t = load_teacher(teacher, trust_model=trust_model)
-    st = load_stats(stats_path, t) if stats_path else None
-    data = load_data(data_path, split="test") if data_path else None
-    load_s = time.perf_counter() - t0
-
     from .resume import RunState, state_folder
 
     state = RunState(state_folder(output), resume=resume)
     with _Progress(quiet or as_json) as progress:
+        t0 = time.perf_counter()
+        progress("load", 0, 1)
+        t = load_teacher(teacher, trust_model=trust_model)
+        st = load_stats(stats_path, t) if stats_path else None
+        data = load_data(data_path, split="test") if data_path else None
+        progress("load", 1, 1)
+        load_s = time.perf_counter() - t0
         result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=input_range, n=n,
                      steps=steps, epochs=epochs, temperature=temperature, seed=seed, qat=qat, prune=prune,
                      strategy=strategy, state=state, on_progress=progress, **limits)

@@ -204,13 +204,19 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         lap("finetune")
     final = with_output_activation(student, teacher)
 
+    if on_progress:
+        on_progress("export", 0, 1)
     tflite = export_int8(final, syn.x, seed=seed)
+    if on_progress:
+        on_progress("export", 1, 1)
     if finetune is not None:
         finetune["after"] = _size_record(tflite)
         finetune["note"] = ("TFLite Micro stores weights densely: pruning does not shrink flash unless the runtime "
                             "exploits sparsity; it shrinks the compressed (gzip) size, e.g. for over-the-air updates")
     lap("export")
 
+    if on_progress:
+        on_progress("check", 0, 1)
     fit = check(tflite, board, x=x_test if data is not None else None, y=y_test if data is not None else None)
     cc, h = c_source(tflite, arena_bytes=fit.arena_bytes)
     accuracy = None
@@ -218,6 +224,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         accuracy = {"teacher_float": _accuracy(teacher.model, x_test, y_test),
                     "student_float": _accuracy(final, x_test, y_test),
                     "student_int8": fit.int8_accuracy, "examples": int(len(y_test))}
+    if on_progress:
+        on_progress("check", 1, 1)
     lap("check")
     timings["total"] = round(time.perf_counter() - t_start, 2)
 
