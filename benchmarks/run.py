@@ -145,26 +145,21 @@ def suite_cifar(seeds):
     return t, run_suite("cifar", t, None, 0.5, None, test, rng, seeds, real_epochs=0, kd_epochs=30, bn_teacher=True)
 
 
-def suite_int8(seeds):
-    """Float vs int8 (synthetic calibration) vs int8 (real calibration) vs QAT, LeNet-5-half with stats."""
+def _int8_fidelity(t, stats, rng, x, y, real_calib, seeds, *, n=12000, epochs=30, tag="int8"):
+    """Float vs int8 (synthetic calibration) vs int8 (real calibration) vs QAT for one teacher."""
     from tinydistill.finetune import quantization_aware
 
-    t = td.load_teacher(os.path.join(DATA, "teachers", "mnist_lenet5.h5"))
-    rng = (0.0, 1.0)
-    xtr, ytr = fit_to_teacher(mnist("train"), t.input_shape, 10, rng)
-    x, y = fit_to_teacher(mnist("test"), t.input_shape, 10, rng)
-    stats = td.record_stats(t, xtr, ytr, input_range=rng)
     rows = {"float student": [], "int8, synthetic calibration": [], "int8, real calibration": [], "int8, QAT (5 epochs)": []}
     secs = {k: [] for k in rows}
     for seed in range(seeds):
         t0 = time.perf_counter()
-        syn = td.synthesize(t, stats, input_range=rng, seed=seed)
-        s = td.distill(t, td.design_student(t, width=0.5, seed=seed), syn, epochs=30, seed=seed)
+        syn = td.synthesize(t, stats, n=n, input_range=rng, seed=seed)
+        s = td.distill(t, td.design_student(t, width=0.5, seed=seed), syn, epochs=epochs, seed=seed)
         base = time.perf_counter() - t0
         f = with_output_activation(s, t)
         rows["float student"].append(float((f.predict(x, verbose=0, batch_size=1024).argmax(1) == y).mean()))
         secs["float student"].append(base)
-        for name, calib in (("int8, synthetic calibration", syn.x), ("int8, real calibration", xtr[:2000])):
+        for name, calib in (("int8, synthetic calibration", syn.x), ("int8, real calibration", real_calib)):
             t1 = time.perf_counter()
             rows[name].append(float((int8_predictions(td.export_int8(f, calib, seed=seed), x) == y).mean()))
             secs[name].append(base + time.perf_counter() - t1)
@@ -172,14 +167,36 @@ def suite_int8(seeds):
         q = with_output_activation(quantization_aware(t, s, syn, epochs=5, seed=seed), t)
         rows["int8, QAT (5 epochs)"].append(float((int8_predictions(td.export_int8(q, syn.x, seed=seed), x) == y).mean()))
         secs["int8, QAT (5 epochs)"].append(base + time.perf_counter() - t1)
-        print(f"[int8] seed {seed}: " + ", ".join(f"{k} {v[-1]:.2%}" for k, v in rows.items()), flush=True)
-    return t, [(k, rows[k], secs[k]) for k in rows]
+        print(f"[{tag}] seed {seed}: " + ", ".join(f"{k} {v[-1]:.2%}" for k, v in rows.items()), flush=True)
+    return [(k, rows[k], secs[k]) for k in rows]
+
+
+def suite_int8(seeds):
+    """LeNet-5-half distilled with stats; real calibration: 2,000 MNIST training images."""
+    t = td.load_teacher(os.path.join(DATA, "teachers", "mnist_lenet5.h5"))
+    rng = (0.0, 1.0)
+    xtr, ytr = fit_to_teacher(mnist("train"), t.input_shape, 10, rng)
+    x, y = fit_to_teacher(mnist("test"), t.input_shape, 10, rng)
+    stats = td.record_stats(t, xtr, ytr, input_range=rng)
+    return t, _int8_fidelity(t, stats, rng, x, y, xtr[:2000], seeds)
+
+
+def suite_int8_cifar(seeds):
+    """ResNet-8 width 0.5 from BN statistics (4,000 inputs, 20 epochs: fidelity, not quality).
+    No CIFAR training set here: real calibration uses every 5th test_q75 image, and all rows are
+    measured on the other 8,000."""
+    t = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
+    rng = (0.0, 255.0)
+    x, y = fit_to_teacher(load_data(os.path.join(DATA, "cifar10", "test_q75.npz")), t.input_shape, 10, rng)
+    calib = np.arange(len(x)) % 5 == 0
+    return t, _int8_fidelity(t, None, rng, x[~calib], y[~calib], x[calib], seeds, n=4000, epochs=20, tag="int8-cifar")
 
 
 SUITES = {"lenet5": ("LeNet-5 -> LeNet-5-half, MNIST", suite_lenet5),
           "fc": ("FC 784-1200-1200-10 -> 784-800-800-10, MNIST", suite_fc),
           "cifar": ("CIFAR-10 ResNet-8 (MLPerf Tiny) -> width 0.5, test_q75", suite_cifar),
-          "int8": ("int8 fidelity: LeNet-5-half distilled with stats, MNIST", suite_int8)}
+          "int8": ("int8 fidelity: LeNet-5-half distilled with stats, MNIST", suite_int8),
+          "int8-cifar": ("int8 fidelity: ResNet-8 width 0.5 from BatchNorm statistics, CIFAR-10", suite_int8_cifar)}
 
 
 def machine() -> str:
