@@ -42,8 +42,9 @@ class _Group(click.Group):
             _console().print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             ctx.exit(1)
         except KeyboardInterrupt:
-            _console().print("[bold red]interrupted:[/] no result was written; completed stages are kept: "
-                             "run the same command with --resume to continue")
+            hint = ("; completed stages are kept: run the same command with --resume to continue"
+                    if ctx.invoked_subcommand == "compress" else "")
+            _console().print(f"[bold red]interrupted:[/] no result was written{hint}")
             ctx.exit(130)
         except MemoryError:
             _console().print("[bold red]error:[/] out of memory: use fewer --inputs or a smaller --width")
