@@ -214,6 +214,7 @@ def main():
     ap.add_argument("--suite", nargs="+", choices=list(SUITES), default=list(SUITES))  # all: about 2 h on 2 cores
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    ap.add_argument("--note", default="", help="A line added to each section, e.g. about the machine's load.")
     args = ap.parse_args()
     if not os.path.isdir(DATA):
         sys.exit(f"error: shared data not found at {DATA}: set TINYDISTILL_DATA")
@@ -227,8 +228,8 @@ def main():
                  f"Command: `python benchmarks/run.py --suite {key} --seeds {args.seeds}` (commit {commit or '?'})  ",
                  f"Machine: {machine()}  ", f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
                  f"Teacher: {os.path.basename(teacher.path)}, {teacher.params:,} parameters. "
-                 f"Suite wall time {time.perf_counter() - t0:,.0f} s.", "",
-                 "| method | int8 accuracy (mean) | per seed | seconds per run (mean) |",
+                 f"Suite wall time {time.perf_counter() - t0:,.0f} s." + (f" {args.note}" if args.note else ""), "",
+                 "| method | accuracy (mean) | per seed | seconds per run (mean) |",
                  "| --- | ---: | --- | ---: |"]
         for name, accs, secs in results:
             lines.append(f"| {name} | {100 * np.mean(accs):.2f} % | {', '.join(f'{100 * a:.2f}' for a in accs)} "
@@ -248,8 +249,9 @@ def _read_sections(path) -> dict:
 
 
 def _write(path, sections) -> None:
-    header = ("# Benchmark results\n\nEach figure: the int8 student (full-integer, run with LiteRT) on the real test "
-              "set, mean over seeds. Seconds: synthesis + distillation of one run on the machine named. "
+    header = ("# Benchmark results\n\nEach figure: the int8 student (full-integer, run with LiteRT; the 'float "
+              "student' rows: the Keras model) on the real test set, mean over seeds. Seconds: synthesis + "
+              "distillation of one run on the machine named. "
               "Produced by `make bench`; every section says its own command and date.\n\n")
     order = [SUITES[k][0] for k in SUITES]
     body = "\n\n".join(sections[t] for t in sorted(sections, key=lambda t: order.index(t) if t in order else 99))
