@@ -38,6 +38,9 @@ def tf():
         try:
             with capture_c_output():
                 import tensorflow
+
+                # device discovery (CUDA probing on machines without a GPU) prints too
+                tensorflow.config.list_physical_devices()
         except ImportError:
             from .errors import TinyDistillError
 
