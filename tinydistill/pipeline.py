@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -122,6 +123,14 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     def progress(stage):
         return (lambda done, total: on_progress(stage, done, total)) if on_progress else None
 
+    @contextlib.contextmanager
+    def one_step(stage):  # a stage without inner steps still shows as started and done
+        if on_progress:
+            on_progress(stage, 0, 1)
+        yield
+        if on_progress:
+            on_progress(stage, 1, 1)
+
     def lap(stage):
         nonlocal tick
         now = time.perf_counter()
@@ -204,28 +213,22 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         lap("finetune")
     final = with_output_activation(student, teacher)
 
-    if on_progress:
-        on_progress("export", 0, 1)
-    tflite = export_int8(final, syn.x, seed=seed)
-    if on_progress:
-        on_progress("export", 1, 1)
+    with one_step("export"):
+        tflite = export_int8(final, syn.x, seed=seed)
     if finetune is not None:
         finetune["after"] = _size_record(tflite)
         finetune["note"] = ("TFLite Micro stores weights densely: pruning does not shrink flash unless the runtime "
                             "exploits sparsity; it shrinks the compressed (gzip) size, e.g. for over-the-air updates")
     lap("export")
 
-    if on_progress:
-        on_progress("check", 0, 1)
-    fit = check(tflite, board, x=x_test if data is not None else None, y=y_test if data is not None else None)
+    with one_step("check"):
+        fit = check(tflite, board, x=x_test if data is not None else None, y=y_test if data is not None else None)
+        accuracy = None
+        if data is not None:
+            accuracy = {"teacher_float": _accuracy(teacher.model, x_test, y_test),
+                        "student_float": _accuracy(final, x_test, y_test),
+                        "student_int8": fit.int8_accuracy, "examples": int(len(y_test))}
     cc, h = c_source(tflite, arena_bytes=fit.arena_bytes)
-    accuracy = None
-    if data is not None:
-        accuracy = {"teacher_float": _accuracy(teacher.model, x_test, y_test),
-                    "student_float": _accuracy(final, x_test, y_test),
-                    "student_int8": fit.int8_accuracy, "examples": int(len(y_test))}
-    if on_progress:
-        on_progress("check", 1, 1)
     lap("check")
     timings["total"] = round(time.perf_counter() - t_start, 2)
 
