@@ -38,7 +38,8 @@ def load_interpreter(model_content: bytes, num_threads: int | None = None):
                        "): pip install ai-edge-litert, or tflite-runtime with numpy<2")
 
 
-def _quantize(x, detail):
+def quantize_input(x, detail):
+    """Float inputs to the model's input dtype with its own scale and zero point."""
     scale, zero = detail["quantization"]
     if not scale:
         return x.astype(detail["dtype"])
@@ -64,7 +65,7 @@ def verify(model_content: bytes, x: np.ndarray, y: np.ndarray | None = None, exp
     it, name = load_interpreter(model_content, num_threads)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     # inputs already in the model's input type are used as they are; floats are quantised here
-    q = x if x.dtype == inp["dtype"] else _quantize(np.asarray(x, np.float32), inp)
+    q = x if x.dtype == inp["dtype"] else quantize_input(np.asarray(x, np.float32), inp)
     preds = np.empty(len(x), np.int64)
     t0 = time.perf_counter()
     for i in range(len(x)):

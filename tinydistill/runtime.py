@@ -14,6 +14,7 @@ import tempfile
 import numpy as np
 
 from .errors import TinyDistillError
+from .ondevice import load_interpreter, quantize_input  # noqa: F401  (quantize_input: re-exported)
 
 
 class CapturedOutput:
@@ -100,31 +101,15 @@ def _package_parent() -> str:
 def litert_interpreter(tflite: bytes, num_threads: int | None = None):
     """A LiteRT (ai-edge-litert) or tflite-runtime interpreter, whichever works here.
 
-    tflite-runtime 2.14 imports with numpy 2 but fails inside ``Interpreter()``
-    ("_ARRAY_API not found"), so each candidate is tried up to a working interpreter.
+    The choice lives in :mod:`tinydistill.ondevice` (which must stay self-contained
+    for the device bundle); here its start-up chatter is silenced and its failure
+    becomes a TinyDistillError.
     """
-    errors = []
-    for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
-        try:
-            mod = __import__(module, fromlist=["Interpreter"])
-            with capture_c_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
-                it = mod.Interpreter(model_content=tflite, num_threads=num_threads)
-                it.allocate_tensors()
-            return it
-        except Exception as exc:  # ImportError, or numpy ABI errors inside the C extension
-            errors.append(f"{module.split('.')[0]}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    raise TinyDistillError("no TFLite interpreter works here (" + "; ".join(errors) +
-                           "): pip install ai-edge-litert (or tflite-runtime with numpy<2)")
-
-
-def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    """Float inputs to the model's input dtype using its scale and zero point."""
-    scale, zero = detail["quantization"]
-    dtype = detail["dtype"]
-    if scale:
-        info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-    return x.astype(dtype)
+    try:
+        with capture_c_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
+            return load_interpreter(tflite, num_threads)[0]
+    except RuntimeError as exc:
+        raise TinyDistillError(str(exc)) from None
 
 
 def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
