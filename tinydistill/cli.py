@@ -222,7 +222,8 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True),
               help="Latency limit per inference [board's budget: 100 ms MCU, 20 ms Linux].")
 @click.option("--method", default="auto", show_default=True,
-              type=click.Choice(["auto", "all-layers", "top-layer", "bn", "prior"]), help="Synthesis method.")
+              type=click.Choice(["auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior"]),
+              help="Synthesis method (auto: stats file > BatchNorm statistics > no-metadata prior).")
 @click.option("--inputs", "n", default=12000, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
 @click.option("--steps", default=40, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Distillation epochs.")

@@ -175,6 +175,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
 
     with dist.scope():
         student = design_student(teacher, width=width, seed=seed)
+    init_note = student.init_note
     checkpoint = state.load_student(student_key) if state is not None else None
     start_epoch, opt_state = 0, None
     if checkpoint is not None:
@@ -189,7 +190,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
             start_epoch=start_epoch, optimizer_state=opt_state, on_epoch_end=save_epoch,
             on_progress=progress("distill"))
     if dist.num_replicas_in_sync > 1:  # export and fine-tune a plain copy, outside the strategy
-        plain = design_student(teacher, width=width, seed=seed)
+        plain = design_student(teacher, width=width, seed=seed, init="random")
         plain.set_weights(student.get_weights())
         student = plain
     lap("distill")
@@ -232,7 +233,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     lap("check")
     timings["total"] = round(time.perf_counter() - t_start, 2)
 
-    report = build_report(notes=state.notes if state is not None else [], replicas=dist.num_replicas_in_sync,
+    report = build_report(notes=state.notes if state is not None else [], init_note=init_note,
+                          replicas=dist.num_replicas_in_sync,
                           finetune=finetune, teacher=teacher, student=final,
                           board=board, fit=fit, syn=syn,
                           reason=reason, sizing=sizing, budget=budget, accuracy=accuracy, width=width,
@@ -259,8 +261,8 @@ def _size_record(tflite: bytes) -> dict:
     return {"model_bytes": len(tflite), "gzip_bytes": len(gzip.compress(tflite, mtime=0))}
 
 
-def build_report(*, notes, replicas, finetune, teacher, student, board, fit, syn, reason, sizing, budget, accuracy, width,
-                 input_range, n, steps, epochs, temperature, seed, timings) -> dict:
+def build_report(*, notes, init_note, replicas, finetune, teacher, student, board, fit, syn, reason, sizing, budget,
+                 accuracy, width, input_range, n, steps, epochs, temperature, seed, timings) -> dict:
     """The JSON report. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
     return {
         "tool": {"name": "tinydistill", "version": __version__},
@@ -268,7 +270,7 @@ def build_report(*, notes, replicas, finetune, teacher, student, board, fit, syn
                     "input_shape": list(teacher.input_shape), "input_range": list(input_range),
                     "num_classes": teacher.num_classes, "output": teacher.output_kind,
                     "batchnorm_layers": len(teacher.bn_layers)},
-        "student": {"params": int(student.count_params()), "width": width,
+        "student": {"params": int(student.count_params()), "width": width, "init": init_note,
                     "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes,
                     "runtime_code_bytes_estimate": fit.runtime_flash_bytes, "flash_bytes": fit.flash_bytes,
                     "ram_bytes": fit.ram_bytes, "macs": fit.macs, "latency_ms_estimate": fit.latency_ms, "ops": fit.ops},
@@ -334,7 +336,9 @@ def report_markdown(report: dict) -> str:
                      f"of {v['samples']} inputs.")
     syn = report["synthesis"]
     z = report["sizing"]
-    lines.append(f"Student width {z['width']:g}, chosen by {z['why']}.")
+    lines.append(f"Student width {z['width']:g}, chosen by {z['why']}; "
+                 + ("initialised with the teacher's most important channels."
+                    if s.get("init") == "teacher" else f"initialised at {s.get('init', 'random')}."))
     lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
                  f"({s['macs']:,} MACs; model in the README).")
     lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "

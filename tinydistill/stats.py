@@ -19,6 +19,7 @@ import numpy as np
 from . import __version__, _compat
 from .errors import StatsError, StatsMismatchError
 from .fileio import atomic_write
+from .graph import DENSE_LIKE, DEPTHWISE, PASS_THROUGH, UnsupportedGraph, layer_graph, output_shape
 
 FORMAT = "tinydistill.stats"
 VERSION = 1
@@ -27,6 +28,10 @@ INPUT = "__input__"
 
 
 MAX_GRID = 8
+# Layer pairs (Lopes et al.'s spectral variant): the share of a pair's graph-Fourier basis kept,
+# lowest frequencies first, and the least number of coefficients.
+SPECTRAL_KEEP = 0.25
+SPECTRAL_MIN = 2
 
 
 def grid_size(extent: int) -> int:
@@ -38,6 +43,24 @@ def region_pool(a: np.ndarray, gh: int, gw: int) -> np.ndarray:
     """Mean over each of gh x gw equal regions of a (B, H, W, C) array -> (B, gh, gw, C)."""
     b, h, w, c = a.shape
     return a.reshape(b, gh, h // gh, gw, w // gw, c).mean(axis=(2, 4))
+
+
+@dataclass
+class PairStats:
+    """Spectral statistics of two recorded layers joined by one weight matrix (Lopes et al.'s layer pairs).
+
+    The pair is a bipartite graph (the layers' channels as nodes, summed absolute weights as
+    edges). A sample's signal is the concatenation of both layers' channel means, standardised;
+    its coefficients on the lowest-frequency eigenvectors of the graph's normalised Laplacian are
+    ``signal @ projection - offset``. Recorded: their per-class mean and std.
+    """
+
+    source: str
+    target: str
+    projection: np.ndarray  # (channels of source + target, k), standardisation folded in
+    offset: np.ndarray  # (k,)
+    mean: np.ndarray  # (classes, k)
+    std: np.ndarray  # (classes, k)
 
 
 @dataclass
@@ -53,6 +76,7 @@ class Stats:
         region_mean, region_std: for spatial layers (and image inputs), per class and per
             region of a coarse grid (at most 8 x 8), shape (classes, gh, gw, channels): where
             in the map activity is, as Lopes et al.'s per-neuron statistics, at a fraction of the size.
+        pairs: the layer-pair spectral statistics, a list of :class:`PairStats`.
         counts: examples seen per class.
         header: the JSON header as a dict.
     """
@@ -67,6 +91,7 @@ class Stats:
     header: dict = field(default_factory=dict)
     region_mean: dict = field(default_factory=dict)
     region_std: dict = field(default_factory=dict)
+    pairs: list = field(default_factory=list)
 
     def global_moments(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """All-class mean and std of a layer, from the per-class moments."""
@@ -114,6 +139,8 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
     rsums, rsqs = {}, {}  # per-region sums for spatial layers
     grids = {}
     counts = np.zeros(C, np.int64)
+    pairs = layer_pairs(teacher)
+    pooled_sums, pooled_sqs = {}, {}  # per pair: per-class sums of the pooled signal and of its outer products
 
     @tf.function(reduce_retracing=True)
     def forward(xb):
@@ -126,6 +153,7 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
         acts = [xb] + [a.numpy() for a in _as_list(forward(tf.constant(xb)))]
         onehot = np.eye(C, dtype=np.float64)[yb]  # (B, C)
         counts += onehot.sum(0).astype(np.int64)
+        pooled = {}
         for name, a in zip(names, acts):
             a = np.asarray(a, np.float64)
             if a.ndim == 4 and (a.shape[1] > 1 or a.shape[2] > 1):
@@ -140,6 +168,11 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
             sums[name] = sums.get(name, 0) + onehot.T @ s
             sqs[name] = sqs.get(name, 0) + onehot.T @ q
             pos[name] = pos.get(name, 0) + onehot.sum(0) * a.shape[1]
+            pooled[name] = s / a.shape[1]
+        for i, (src, dst, _) in enumerate(pairs):
+            z = np.concatenate([pooled[src], pooled[dst]], axis=1)
+            pooled_sums[i] = pooled_sums.get(i, 0) + onehot.T @ z
+            pooled_sqs[i] = pooled_sqs.get(i, 0) + np.einsum("bc,bi,bj->cij", onehot, z, z)
         if on_progress:
             on_progress(min(start + batch_size, n), n)
     missing = np.flatnonzero(counts == 0)
@@ -156,15 +189,96 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
         m = rsums[name] / counts[:, None]
         rmean[name] = m.reshape(C, gh, gw, ch).astype(np.float32)
         rstd[name] = np.sqrt(np.maximum(rsqs[name] / counts[:, None] - m ** 2, 0.0)).reshape(C, gh, gw, ch).astype(np.float32)
+    pair_stats = [_spectral(src, dst, adj, pooled_sums[i], pooled_sqs[i], counts) for i, (src, dst, adj) in enumerate(pairs)]
     header = {
         "format": FORMAT, "version": VERSION, "tinydistill_version": __version__,
         "fingerprint": teacher.fingerprint, "teacher": os.path.basename(teacher.path),
         "input_shape": list(teacher.input_shape), "input_range": [float(v) for v in input_range],
         "observed_input_range": [float(x.min()), float(x.max())],
         "num_classes": C, "layers": names, "examples": int(n), "region_layers": list(grids),
+        "pairs": [[p.source, p.target] for p in pair_stats],
     }
     return Stats(fingerprint=teacher.fingerprint, input_range=tuple(header["input_range"]), num_classes=C,
-                 layers=names, mean=mean, std=std, counts=counts, header=header, region_mean=rmean, region_std=rstd)
+                 layers=names, mean=mean, std=std, counts=counts, header=header, region_mean=rmean, region_std=rstd,
+                 pairs=pair_stats)
+
+
+def layer_pairs(teacher) -> list[tuple[str, str, np.ndarray]]:
+    """Recorded layers joined by one weighted layer: (source, target, |weights| summed to (C_src, C_dst)).
+
+    Between the two only channel-preserving layers (activations, BatchNorm, pooling, dropout,
+    depthwise convolutions) and a Flatten may lie; pairs across a merge (residual ``Add``) are
+    left out, since no single weight matrix joins them.
+    """
+    lm = teacher.logits_model
+    try:
+        graph = layer_graph(lm)
+    except UnsupportedGraph:
+        return []
+    nodes = {node.name: node for node in graph}
+    recorded = {name: name for name in teacher.probe_layers}
+    recorded[graph[-1].name] = LOGITS
+    for node in graph:
+        if node.kind == "InputLayer":
+            recorded[node.name] = INPUT
+    channelwise = PASS_THROUGH | DEPTHWISE | {"BatchNormalization"}
+    pairs = []
+    for name, label in recorded.items():
+        if label == INPUT:
+            continue
+        cur = name
+        while nodes[cur].kind not in DENSE_LIKE:  # back to the weighted layer that makes it
+            if nodes[cur].kind not in channelwise or len(nodes[cur].inputs) != 1:
+                cur = None
+                break
+            cur = nodes[cur].inputs[0]
+        if cur is None:
+            continue
+        kernel = lm.get_layer(cur).get_weights()[0]
+        adj = np.abs(kernel).reshape(-1, kernel.shape[-2], kernel.shape[-1]).sum(0)  # (in, out)
+        src = nodes[cur].inputs[0] if nodes[cur].inputs else None
+        while src is not None and src not in recorded:  # back to the recorded layer it reads
+            node = nodes[src]
+            if node.kind == "Flatten":
+                channels = output_shape(lm, node.inputs[0])[-1]
+                adj = adj.reshape(-1, channels, adj.shape[-1]).sum(0)
+            elif node.kind not in channelwise or len(node.inputs) != 1:
+                src = None
+                break
+            src = node.inputs[0]
+        if src is not None and adj.shape[0] == output_shape(lm, src)[-1]:
+            pairs.append((recorded[src], label, adj))
+    return pairs
+
+
+def _spectral(source, target, adj, sums, sqs, counts) -> PairStats:
+    """Spectral coefficients' per-class moments from the pooled signal's per-class first and second moments."""
+    n_src, n_dst = adj.shape
+    n = n_src + n_dst
+    w = adj / max(float(adj.max()), 1e-12)
+    a = np.zeros((n, n))
+    a[:n_src, n_src:] = w
+    a[n_src:, :n_src] = w.T
+    deg = np.maximum(a.sum(1), 1e-12)
+    lap = np.eye(n) - a / np.sqrt(deg[:, None] * deg[None, :])
+    _, vecs = np.linalg.eigh(lap)  # ascending: lowest graph frequencies first
+    k = min(n, max(SPECTRAL_MIN, int(np.ceil(SPECTRAL_KEEP * n))))
+    basis = vecs[:, :k]
+    basis = basis * np.where(basis.sum(0) < 0, -1.0, 1.0)  # a fixed sign per eigenvector
+    cnt = counts[:, None].astype(np.float64)
+    mean_c = sums / cnt  # (C, n)
+    cov_c = sqs / cnt[:, :, None] - mean_c[:, :, None] * mean_c[:, None, :]
+    frac = (counts / counts.sum())[:, None]
+    g_mean = (frac * mean_c).sum(0)
+    g_var = (frac * (np.diagonal(cov_c, axis1=1, axis2=2) + mean_c ** 2)).sum(0) - g_mean ** 2
+    g_std = np.sqrt(np.maximum(g_var, 0.0))
+    g_std = np.maximum(g_std, 1e-3 * max(float(g_std.max()), 1e-12)) + 1e-12
+    proj = basis / g_std[:, None]
+    offset = (g_mean / g_std) @ basis
+    mean = mean_c @ proj - offset
+    var = np.einsum("ik,cij,jk->ck", proj, cov_c, proj)
+    return PairStats(source=source, target=target, projection=proj.astype(np.float32), offset=offset.astype(np.float32),
+                     mean=mean.astype(np.float32), std=np.sqrt(np.maximum(var, 0.0)).astype(np.float32))
 
 
 def _as_list(v):
@@ -180,6 +294,9 @@ def stats_to_bytes(stats: Stats) -> bytes:
         if name in stats.region_mean:
             arrays[f"rmean_{i}"] = stats.region_mean[name]
             arrays[f"rstd_{i}"] = stats.region_std[name]
+    for i, p in enumerate(stats.pairs):
+        for key in ("projection", "offset", "mean", "std"):
+            arrays[f"pair{i}_{key}"] = getattr(p, key)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -236,8 +353,10 @@ def load_stats(path: str, teacher=None) -> Stats:
         counts = arrays["counts"]
         rmean = {n: arrays[f"rmean_{i}"] for i, n in enumerate(names) if f"rmean_{i}" in arrays}
         rstd = {n: arrays[f"rstd_{i}"] for i, n in enumerate(names) if f"rmean_{i}" in arrays}
+        pairs = [PairStats(src, dst, *(arrays[f"pair{i}_{key}"] for key in ("projection", "offset", "mean", "std")))
+                 for i, (src, dst) in enumerate(header.get("pairs", []))]
     except KeyError as exc:
         raise StatsError(f"{path} is incomplete (missing {exc}): record it again") from None
     return Stats(fingerprint=header["fingerprint"], input_range=tuple(header["input_range"]),
                  num_classes=int(header["num_classes"]), layers=names, mean=mean, std=std,
-                 counts=counts, header=header, region_mean=rmean, region_std=rstd)
+                 counts=counts, header=header, region_mean=rmean, region_std=rstd, pairs=pairs)

@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from . import _compat
 from .errors import TinyDistillError
+from .graph import (
+    DENSE_LIKE,
+    DEPTHWISE,
+    MERGES,
+    PASS_THROUGH,
+    PER_CHANNEL,
+    SEPARABLE,
+    UnsupportedGraph,
+    layer_graph,
+    output_shape,
+)
 
 # Config keys that set a layer's width.
 _WIDTH_KEYS = ("filters", "units")
@@ -18,24 +31,34 @@ def validate_width(width) -> float:
     return float(width)
 
 
-def design_student(teacher, *, width: float = 0.5, seed: int = 0):
-    """A fresh, untrained student whose layers are ``width`` times as wide as the teacher's.
+INITS = ("teacher", "random")
+
+
+def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "teacher"):
+    """A student whose layers are ``width`` times as wide as the teacher's, not yet distilled.
 
     Every convolution's ``filters`` and every dense layer's ``units`` are
     scaled (at least 1), except the classifier layer, which keeps one unit per
     class. The student outputs logits; parameters shrink roughly as ``width**2``.
 
+    With ``init="teacher"`` (the default) the student starts as the teacher's most
+    important channels (:func:`inherit_teacher_weights`); where the teacher's graph does
+    not allow that, it starts at random. ``student.init_note`` says which happened.
+
     Args:
         teacher: a :class:`~tinydistill.teacher.Teacher`.
         width: width multiplier in (0, 1].
         seed: initialisation seed.
+        init: ``"teacher"`` or ``"random"``.
 
     Example:
         >>> student = td.design_student(teacher, width=0.5)
-        >>> student.count_params() < teacher.params / 2
-        True
+        >>> student.count_params() < teacher.params / 2, student.init_note
+        (True, 'teacher')
     """
     validate_width(width)
+    if init not in INITS:
+        raise TinyDistillError(f"`init` must be one of {', '.join(INITS)}. Received: init={init!r}")
     k = _compat.keras()
     _compat.set_seed(seed)
     config = json.loads(json.dumps(teacher.logits_model.get_config()))
@@ -53,6 +76,11 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0):
         model = k.Sequential.from_config(config)
     else:
         model = k.Model.from_config(config)
+    note = "random"
+    if init == "teacher":
+        reason = inherit_teacher_weights(model, teacher)
+        note = "teacher" if reason is None else f"random ({reason})"
+    model.init_note = note
     return model
 
 
@@ -63,3 +91,173 @@ def with_output_activation(student, teacher):
         return student
     out = k.layers.Softmax(name="probabilities")(student.output)
     return k.Model(student.inputs, out, name="student")
+
+
+# --------------------------------------------------------------------------
+# Teacher initialisation: the student starts as the teacher's most important channels
+# --------------------------------------------------------------------------
+
+def _importance(teacher_model, name: str, folded_bn) -> np.ndarray:
+    """Per output channel: L1 norm of the channel's filter, scaled by a BatchNorm that directly follows it.
+
+    Magnitude criteria (Li et al., "Pruning Filters for Efficient ConvNets", 2017) need no data;
+    folding the BatchNorm scale in keeps them meaningful when a BN rescales each channel.
+    """
+    layer = teacher_model.get_layer(name)
+    kernel = layer.get_weights()[1 if layer.__class__.__name__ == "SeparableConv2D" else 0]
+    imp = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(0)
+    if folded_bn is not None:
+        bn = teacher_model.get_layer(folded_bn)
+        gamma = bn.gamma.numpy() if bn.scale else np.ones(kernel.shape[-1])
+        imp = imp * np.abs(gamma) / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+    return imp / max(float(imp.mean()), 1e-12)
+
+
+def inherit_teacher_weights(student, teacher) -> str | None:
+    """Initialise a width-scaled student with the teacher's most important channels.
+
+    Every width-scaled layer keeps the channels whose (BatchNorm-folded) filters have the
+    largest L1 norm; layers joined by an element-wise merge (residual ``Add``) keep the same
+    channels, and ``Flatten`` / ``Concatenate`` map channel indices exactly. The student starts
+    as a pruned teacher instead of at random, so distillation on synthetic data refines
+    features the teacher learnt on real data rather than learning them from scratch.
+
+    Returns:
+        None when the weights were inherited; otherwise the reason they could not be (the
+        student is left unchanged, with its random initialisation).
+    """
+    try:
+        _inherit(student, teacher.logits_model)
+    except UnsupportedGraph as exc:
+        return str(exc)
+    return None
+
+
+def channel_map(student, teacher) -> dict[str, np.ndarray]:
+    """For every layer of a teacher-initialised student, the teacher channels its output holds.
+
+    Raises:
+        TinyDistillError: the graph is not supported (see :func:`inherit_teacher_weights`).
+    """
+    try:
+        return _inherit(student, teacher.logits_model, assign=False)
+    except UnsupportedGraph as exc:
+        raise TinyDistillError(f"no channel map for this student: {exc}") from None
+
+
+def _inherit(student, teacher_model, *, assign: bool = True) -> dict[str, np.ndarray]:
+    graph = layer_graph(teacher_model)
+    last = graph[-1].name
+    consumers: dict[str, list[str]] = {}
+    for node in graph:
+        for src in node.inputs:
+            consumers.setdefault(src, []).append(node.name)
+    kinds = {node.name: node.kind for node in graph}
+    shape = {node.name: output_shape(teacher_model, node.name) for node in graph}
+
+    # 1. what each output's channels are: ("full", C) | ("space", id) | ("concat", [(desc, C)]) | ("flat", P, C, desc)
+    parent: list[int] = []  # union-find over channel spaces: merged layers must keep the same channels
+    space_of: dict[str, int] = {}
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    desc = {}
+    for node in graph:
+        name, cls, cfg = node.name, node.kind, node.config
+        ins = [desc[src] for src in node.inputs]
+        rank = len(shape[name])  # without the batch axis; Keras counts it in `axis`
+        if cfg.get("data_format", "channels_last") != "channels_last":
+            raise UnsupportedGraph(f"layer {name} is channels-first")
+        if cls == "InputLayer":
+            desc[name] = ("full", shape[name][-1])
+        elif cls in DENSE_LIKE or cls in SEPARABLE:
+            if cfg.get("groups", 1) != 1:
+                raise UnsupportedGraph(f"layer {name} is a grouped convolution")
+            if name == last:
+                desc[name] = ("full", shape[name][-1])
+            else:
+                space_of[name] = len(parent)
+                parent.append(len(parent))
+                desc[name] = ("space", space_of[name])
+        elif cls in DEPTHWISE:
+            if cfg.get("depth_multiplier", 1) != 1:
+                raise UnsupportedGraph(f"layer {name} has a depth multiplier")
+            desc[name] = ins[0]
+        elif cls in PASS_THROUGH or cls in PER_CHANNEL:
+            if cls in ("BatchNormalization", "LayerNormalization") and cfg.get("axis", -1) not in (-1, [-1], rank, [rank]):
+                raise UnsupportedGraph(f"layer {name} normalises another axis than the channels")
+            desc[name] = ins[0]
+        elif cls == "Flatten":
+            src = node.inputs[0]
+            desc[name] = ("flat", int(np.prod(shape[src][:-1])), shape[src][-1], ins[0])
+        elif cls in MERGES:
+            if all(d[0] == "space" for d in ins):
+                root = find(ins[0][1])
+                for d in ins[1:]:
+                    parent[find(d[1])] = root
+            elif any(d != ins[0] for d in ins):
+                raise UnsupportedGraph(f"merge {name} joins channels of different kinds")
+            desc[name] = ins[0]
+        elif cls == "Concatenate" and cfg.get("axis", -1) in (-1, rank):
+            desc[name] = ("concat", [(d, shape[src][-1]) for d, src in zip(ins, node.inputs)])
+        else:
+            raise UnsupportedGraph(f"layer {name} ({cls}) is not supported for teacher initialisation")
+
+    # 2. importance per channel space (summed over merged layers) and the channels kept
+    scores: dict[int, np.ndarray] = {}
+    keep_n: dict[int, int] = {}
+    for name, idx in space_of.items():
+        nxt = consumers.get(name, [])
+        bn = nxt[0] if len(nxt) == 1 and kinds[nxt[0]] == "BatchNormalization" else None
+        root = find(idx)
+        scores[root] = scores.get(root, 0) + _importance(teacher_model, name, bn)
+        n = output_shape(student, name)[-1]
+        if keep_n.setdefault(root, n) != n:
+            raise UnsupportedGraph(f"layers merged with {name} have different widths in the student")
+    keep = {root: np.sort(np.argsort(-scores[root], kind="stable")[:keep_n[root]]) for root in scores}
+
+    def channels(d) -> np.ndarray:
+        if d[0] == "full":
+            return np.arange(d[1])
+        if d[0] == "space":
+            return keep[find(d[1])]
+        if d[0] == "flat":
+            _, positions, per, inner = d
+            return (np.arange(positions)[:, None] * per + channels(inner)[None, :]).reshape(-1)
+        parts, offset = [], 0
+        for inner, width in d[1]:
+            parts.append(channels(inner) + offset)
+            offset += width
+        return np.concatenate(parts)
+
+    # 3. slice every weighted layer; assign only once all fit, so a failure leaves the student as it was
+    staged = []
+    for node in graph:
+        weights = teacher_model.get_layer(node.name).get_weights() if node.kind != "InputLayer" else []
+        if not weights:
+            continue
+        cls = node.kind
+        cin = channels(desc[node.inputs[0]]) if node.inputs else None
+        cout = channels(desc[node.name])
+        if cls in DENSE_LIKE:
+            new = [weights[0][..., cin, :][..., cout]] + [b[cout] for b in weights[1:]]
+        elif cls in SEPARABLE:
+            new = [weights[0][..., cin, :], weights[1][..., cin, :][..., cout]] + [b[cout] for b in weights[2:]]
+        elif cls in DEPTHWISE:
+            new = [weights[0][..., cin, :]] + [b[cin] for b in weights[1:]]
+        elif cls in PER_CHANNEL:
+            new = [w[..., cin] for w in weights]
+        else:
+            raise UnsupportedGraph(f"layer {node.name} ({cls}) has weights this initialisation cannot map")
+        target = student.get_layer(node.name)
+        if [w.shape for w in new] != [tuple(w.shape) for w in target.weights]:
+            raise UnsupportedGraph(f"layer {node.name}: the student's weights do not match the teacher's channels")
+        staged.append((target, new))
+    if assign:
+        for target, new in staged:
+            target.set_weights(new)
+    return {name: channels(d) for name, d in desc.items() if d[0] != "flat"}

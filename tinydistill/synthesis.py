@@ -1,16 +1,21 @@
 """Synthesis: reconstruct inputs from the teacher so they can replace the training data.
 
 Every method optimises a batch of inputs by gradient descent inside one
-compiled ``tf.function`` step, with per-class conditioning (each batch is
-class-balanced and a cross-entropy term pulls each input to its class):
+compiled ``tf.function`` step. Batches are class-balanced and every input is
+pulled towards a class target, so the set covers all classes:
 
-``all-layers``  Lopes et al. 2017: match the recorded per-class mean and std
-                of every probed layer (and of the input).
-``top-layer``   Lopes et al. 2017: match only the logits statistics.
-``bn``          DeepInversion / ZeroQ: match the BatchNorm running statistics
-                the teacher already carries, plus a smoothness prior.
-``prior``       no metadata: class targets plus image priors (TV, range).
-``auto``        the strongest signal the teacher has: stats > BN > prior.
+``all-layers``   Lopes et al. 2017: match the recorded per-class mean and std of every
+                 probed layer (and of the input), per channel and per region of a coarse grid.
+``top-layer``    Lopes et al. 2017: match only the logits statistics.
+``layer-pairs``  Lopes et al. 2017's spectral variant: for each pair of recorded layers joined
+                 by a weight matrix, match the per-class moments of the activations' coefficients
+                 on the lowest-frequency eigenvectors of that pair's graph Laplacian.
+``bn``           DeepInversion / ZeroQ: match the BatchNorm running statistics the teacher
+                 already carries, plus a smoothness prior.
+``prior``        no metadata (ZSKD-style): soft class targets drawn from a Dirichlet whose
+                 concentration follows the class similarity of the last layer's weights, from
+                 flat starting images, with a smoothness prior.
+``auto``         the strongest signal the teacher has: stats > BN > prior.
 
 Moments are compared in units of the recorded spread of each channel, so
 the loss is independent of a layer's or an input's scale (raw 0-255 inputs
@@ -28,8 +33,45 @@ from . import _compat
 from .errors import TinyDistillError
 from .stats import INPUT, LOGITS
 
-METHODS = ("auto", "all-layers", "top-layer", "bn", "prior")
+METHODS = ("auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior")
+_STATS_METHODS = ("all-layers", "top-layer", "layer-pairs")
 _EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a method shapes its inputs besides the metadata it matches.
+
+    Each method has measured defaults (:data:`RECIPES`); benchmarks switch one knob at a time.
+
+    Attributes:
+        per_class: match moments per class, each input pulled to its class (else the moments of
+            all classes together and no class term: Lopes et al.'s metadata without the labels).
+        targets: ``"onehot"`` (cross-entropy to the class) or ``"dirichlet"`` (ZSKD soft targets:
+            a Dirichlet draw concentrated by the class similarity of the last layer's weights,
+            matched at temperature 20, so inputs spread between similar classes).
+        start: ``"stats"`` (the recorded per-class input moments), ``"flat"`` (one random level
+            per input plus faint noise: the smoothness prior then adds structure) or ``"noise"``.
+        smoothness: total-variation weight on image inputs (unit-range pixels).
+        lr: Adam step on inputs, in units of the input range.
+    """
+
+    per_class: bool = True
+    targets: str = "onehot"
+    start: str = "stats"
+    smoothness: float = 0.5
+    lr: float = 0.05
+
+
+RECIPES = {
+    "all-layers": Recipe(),
+    "top-layer": Recipe(),
+    "layer-pairs": Recipe(),
+    "bn": Recipe(start="noise"),
+    "prior": Recipe(targets="dirichlet", start="flat", smoothness=2.0),
+}
+_DIRICHLET_TEMPERATURE = 20.0
+_DIRICHLET_BETAS = (1.0, 0.1)  # ZSKD's two concentration scales, alternating: spread and peaked targets
 
 
 @dataclass
@@ -38,7 +80,7 @@ class SyntheticSet:
 
     Attributes:
         x: inputs in the teacher's input range, float32.
-        y: the class each input was optimised towards.
+        y: the class each input was optimised towards (the target's top class).
         logits: the teacher's logits on ``x``.
         method: the synthesis method used.
     """
@@ -71,25 +113,71 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
         if teacher.has_batchnorm:
             return "bn", f"the teacher has {len(teacher.bn_layers)} BatchNorm layers (running statistics)"
         return "prior", "the teacher has neither a statistics file nor BatchNorm layers"
-    if method in ("all-layers", "top-layer") and stats is None:
+    if method in _STATS_METHODS and stats is None:
         raise TinyDistillError(f"method {method!r} needs a statistics file: pass --stats FILE "
                                "(record one with 'tinydistill stats') or use --method auto")
+    if method == "layer-pairs" and not stats.pairs:
+        raise TinyDistillError("method 'layer-pairs' needs layer-pair statistics, which this stats file lacks "
+                               "(recorded by an older tinydistill, or no two recorded layers share a weight matrix): "
+                               "re-record it with 'tinydistill stats' or use --method all-layers")
     if method == "bn" and not teacher.has_batchnorm:
         raise TinyDistillError("method 'bn' needs BatchNorm layers and this teacher has none: "
                                "use --method auto")
     return method, "chosen by the user"
 
 
-def _moment_targets(teacher, stats, method):
-    """Per-layer targets: (layer names, tensors to probe, class means, class stds, global scale)."""
-    names = [LOGITS] if method == "top-layer" else [n for n in stats.layers]
+def class_similarity(teacher) -> np.ndarray:
+    """ZSKD's class similarity: cosine similarity of the last layer's class weight vectors, min-max scaled per row."""
+    kernel = teacher.logits_model.layers[-1].get_weights()[0]
+    kernel = kernel.reshape(-1, kernel.shape[-1])
+    unit = kernel / np.maximum(np.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
+    sim = unit.T @ unit
+    lo, hi = sim.min(1, keepdims=True), sim.max(1, keepdims=True)
+    return (sim - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def dirichlet_targets(rng, y: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """ZSKD soft targets: for class ``y[i]``, a Dirichlet draw with concentration ``beta * similarity[y[i]]``.
+
+    ``beta`` alternates between 1 (spread over similar classes) and 0.1 (peaked, not always on
+    ``y[i]``); the draws are matched at temperature 20.
+    """
+    beta = np.where(np.arange(len(y)) % 2 == 0, *_DIRICHLET_BETAS)[:, None]
+    return np.stack([rng.dirichlet(a) for a in np.maximum(beta * similarity[y], 1e-3)]).astype(np.float32)
+
+
+def _moment_targets(stats, names, per_class):
+    """(layer, target mean, target std, scale) per layer: class moments (C, ch), or all-class ones (1, ch)."""
     targets = []
     for n in names:
-        _, gstd = stats.global_moments(n)
+        gmean, gstd = stats.global_moments(n)
         scale = np.maximum(gstd, _EPS * max(float(gstd.max()), 1e-6)) + 1e-8
-        targets.append((n, stats.mean[n].astype(np.float32), stats.std[n].astype(np.float32),
-                        scale.astype(np.float32)))
+        mean, std = (stats.mean[n], stats.std[n]) if per_class else (gmean[None], gstd[None])
+        targets.append((n, mean.astype(np.float32), std.astype(np.float32), scale.astype(np.float32)))
     return targets
+
+
+def _global_region_moments(stats, n):
+    """All-class mean and std per region, from the per-class ones."""
+    w = (stats.counts / stats.counts.sum())[:, None, None, None]
+    m, s = stats.region_mean[n], stats.region_std[n]
+    mean = (w * m).sum(0)
+    var = (w * (s ** 2 + m ** 2)).sum(0) - mean ** 2
+    return mean[None], np.sqrt(np.maximum(var, 0.0))[None]
+
+
+def _pair_targets(stats, per_class):
+    """(source, target, projection, offset, mean, std, scale) per recorded layer pair."""
+    out = []
+    for p in stats.pairs:
+        w = (stats.counts / stats.counts.sum())[:, None]
+        gmean = (w * p.mean).sum(0)
+        gstd = np.sqrt(np.maximum((w * (p.std ** 2 + p.mean ** 2)).sum(0) - gmean ** 2, 0.0))
+        scale = np.maximum(gstd, _EPS * max(float(gstd.max()), 1e-6)) + 1e-8
+        mean, std = (p.mean, p.std) if per_class else (gmean[None], gstd[None])
+        out.append((p.source, p.target, p.projection, p.offset, mean.astype(np.float32), std.astype(np.float32),
+                    scale.astype(np.float32)))
+    return out
 
 
 def _class_moments(tf, a, w):
@@ -135,17 +223,20 @@ def _is_image(shape) -> bool:
     return len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
 
 
-def _validate(teacher, n, steps, batch_size, input_range):
+def _validate(teacher, n, steps, batch_size, input_range, recipe):
     if n < 1 or steps < 1 or batch_size < 1:
         raise TinyDistillError(f"`n`, `steps` and `batch_size` must be >= 1. Received: n={n}, steps={steps}, "
                                f"batch_size={batch_size}")
     if input_range is None:
         raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI "
                                "(e.g. 0,1 or 0,255) or a stats file that records it")
+    if recipe.targets not in ("onehot", "dirichlet") or recipe.start not in ("stats", "flat", "noise"):
+        raise TinyDistillError(f"recipe targets must be 'onehot' or 'dirichlet' and start 'stats', 'flat' or "
+                               f"'noise'. Received: targets={recipe.targets!r}, start={recipe.start!r}")
 
 
 def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, steps: int = 40,
-               batch_size: int = 500, lr: float = 0.05, input_range=None, seed: int = 0,
+               batch_size: int = 500, input_range=None, seed: int = 0, recipe: Recipe | None = None,
                strategy=None, on_progress=None) -> SyntheticSet:
     """Synthesise ``n`` class-balanced inputs from the teacher (and its metadata).
 
@@ -156,9 +247,9 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
         n: number of inputs.
         steps: Adam steps per batch.
         batch_size: inputs optimised together (moments are matched per batch).
-        lr: Adam step size, in units of the input range.
         input_range: the teacher's input range; defaults to the stats' one.
         seed: random seed.
+        recipe: a :class:`Recipe` overriding the method's defaults (:data:`RECIPES`).
         strategy: a ``tf.distribute`` strategy; each replica optimises its share of every
             batch (default: the current strategy, i.e. one device).
         on_progress: optional callable ``(done, total)`` counted in inputs.
@@ -170,8 +261,9 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
     """
     if input_range is None and stats is not None:
         input_range = tuple(stats.input_range)
-    _validate(teacher, n, steps, batch_size, input_range)
     method, _ = resolve_method(method, teacher, stats)
+    recipe = recipe or RECIPES[method]
+    _validate(teacher, n, steps, batch_size, input_range, recipe)
     tf, k = _compat.tf(), _compat.keras()
     lo, hi = (float(v) for v in input_range)
     span = hi - lo
@@ -179,35 +271,39 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
     shape = tuple(teacher.input_shape)
     rng = np.random.default_rng(seed)
     lm = teacher.logits_model
+    per_class = recipe.per_class
 
+    # what the method matches: moments of named layers, their regions, layer-pair spectra, or BatchNorm inputs
+    moments, regions, pairs, bn_targets = [], [], [], []
     if method in ("all-layers", "top-layer"):
-        targets = _moment_targets(teacher, stats, method)
-        layer_names = [t[0] for t in targets if t[0] not in (INPUT, LOGITS)]
-        probe = k.Model(lm.inputs, [lm.get_layer(nm).output for nm in layer_names] + [lm.output])
+        moments = _moment_targets(stats, [LOGITS] if method == "top-layer" else list(stats.layers), per_class)
+        if method == "all-layers":
+            for nm, _, _, sc in moments:
+                if nm in stats.region_mean:
+                    rm, rs = (stats.region_mean[nm], stats.region_std[nm]) if per_class else _global_region_moments(stats, nm)
+                    c_, gh, gw, ch = rm.shape
+                    regions.append((nm, gh, gw, rm.reshape(c_, -1).astype(np.float32),
+                                    rs.reshape(c_, -1).astype(np.float32), np.tile(sc, gh * gw)))
+    elif method == "layer-pairs":
+        pairs = _pair_targets(stats, per_class)
     elif method == "bn":
-        bns = [lm.get_layer(nm) for nm in teacher.bn_layers]
-        probe = k.Model(lm.inputs, [b.input for b in bns] + [lm.output])
-        targets = []
-        for b in bns:
-            mean = b.moving_mean.numpy().astype(np.float32)
+        for nm in teacher.bn_layers:
+            b = lm.get_layer(nm)
             std = np.sqrt(b.moving_variance.numpy() + b.epsilon).astype(np.float32)
-            targets.append((b.name, mean, std, std))
-    else:
-        probe = k.Model(lm.inputs, [lm.output])
-        targets = []
-    targets_tf = [(nm, tf.constant(m), tf.constant(s), tf.constant(sc)) for nm, m, s, sc in targets]
-    # per-region targets (where in each map activity is), scaled like their channel
-    regions = []
-    if method == "all-layers":
-        for nm, _, _, sc in targets:
-            if nm in stats.region_mean:
-                rm, rs = stats.region_mean[nm], stats.region_std[nm]
-                c_, gh, gw, ch = rm.shape
-                regions.append((nm, gh, gw, tf.constant(rm.reshape(c_, -1)), tf.constant(rs.reshape(c_, -1)),
-                                tf.constant(np.tile(sc, gh * gw))))
+            bn_targets.append((nm, b.moving_mean.numpy().astype(np.float32), std))
+    needed = {nm for nm, *_ in moments} | {nm for nm, *_ in regions} | {p[0] for p in pairs} | {p[1] for p in pairs}
+    layer_names = sorted(needed - {INPUT, LOGITS})
+    probe = k.Model(lm.inputs, [lm.get_layer(nm).output for nm in layer_names]
+                    + [lm.get_layer(nm).input for nm, *_ in bn_targets] + [lm.output])
+    const = tf.constant
+    moments_tf = [(nm, const(m), const(sd), const(sc)) for nm, m, sd, sc in moments]
+    regions_tf = [(nm, gh, gw, const(m), const(sd), const(sc)) for nm, gh, gw, m, sd, sc in regions]
+    pairs_tf = [(a, b, const(pr), const(off), const(m), const(sd), const(sc)) for a, b, pr, off, m, sd, sc in pairs]
+    bn_tf = [(const(m), const(sd)) for _, m, sd in bn_targets]
     image = _is_image(shape)
-    w_tv = 0.05 if image else 0.0  # weak smoothness prior on the unit-range input
-    w_ce = 1.0
+    w_tv = recipe.smoothness if image else 0.0
+    temperature = _DIRICHLET_TEMPERATURE if recipe.targets == "dirichlet" else 1.0
+    w_class = 1.0 if per_class else 0.0
 
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
@@ -215,43 +311,45 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
         raise TinyDistillError(f"`batch_size` ({batch_size}) must be a multiple of the {replicas} replicas")
     per_replica = batch_size // replicas
 
-    def loss_fn(u_, y_, w_):
+    def matched(mean, std, mt, st, sc, present):
+        d = tf.square((mean - mt) / sc) + tf.square((std - st) / sc)
+        return tf.reduce_sum(d * present) / (tf.reduce_sum(present) * d.shape[-1])
+
+    def loss_fn(u_, target_, w_):
         x_ = lo + span * u_
         outs = probe(x_, training=False)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         logits = outs[-1]
-        loss = w_ce * tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y_, logits))
-        if method in ("all-layers", "top-layer"):
-            acts = dict(zip(layer_names, outs[:-1]))
-            acts[LOGITS] = logits
-            acts[INPUT] = x_
-            present = tf.cast(tf.reduce_sum(w_, axis=1) > 0, tf.float32)[:, None]
-            terms = []
-            for nm, mt, st, sc in targets_tf:
-                mean, std = _class_moments(tf, acts[nm], w_)
-                d = tf.square((mean - mt) / sc) + tf.square((std - st) / sc)
-                terms.append(tf.reduce_sum(d * present) / (tf.reduce_sum(present) * d.shape[-1]))
-            for nm, gh, gw, mt, st, sc in regions:
-                mean, std = _region_class_moments(tf, acts[nm], w_, gh, gw)
-                d = tf.square((mean - mt) / sc) + tf.square((std - st) / sc)
-                terms.append(tf.reduce_sum(d * present) / (tf.reduce_sum(present) * d.shape[-1]))
-            loss += tf.add_n(terms)
-        elif method == "bn":
-            terms = []
-            for (_, mt, st, sc), a in zip(targets_tf, outs[:-1]):
-                mean, std = _batch_moments(tf, a)
-                terms.append(tf.reduce_mean(tf.square((mean - mt) / sc) + tf.square((std - st) / sc)))
+        acts = dict(zip(layer_names, outs))
+        acts[LOGITS], acts[INPUT] = logits, x_
+        loss = w_class * tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(target_, logits / temperature))
+        present = tf.cast(tf.reduce_sum(w_, axis=1) > 0, tf.float32)[:, None]  # classes in this batch
+        terms = []
+        for nm, mt, st, sc in moments_tf:
+            terms.append(matched(*_class_moments(tf, acts[nm], w_), mt, st, sc, present))
+        for nm, gh, gw, mt, st, sc in regions_tf:
+            terms.append(matched(*_region_class_moments(tf, acts[nm], w_, gh, gw), mt, st, sc, present))
+        for a, b, proj, off, mt, st, sc in pairs_tf:
+            pooled = [tf.reduce_mean(tf.reshape(acts[nm], (tf.shape(x_)[0], -1, acts[nm].shape[-1])), axis=1)
+                      for nm in (a, b)]
+            coeffs = tf.matmul(tf.concat(pooled, axis=1), proj) - off
+            terms.append(matched(*_class_moments(tf, coeffs, w_), mt, st, sc, present))
+        for (mt, st), a in zip(bn_tf, outs[len(layer_names):-1]):
+            mean, std = _batch_moments(tf, a)
+            terms.append(tf.reduce_mean(tf.square((mean - mt) / st) + tf.square((std - st) / st)))
+        if terms:
             loss += tf.add_n(terms)
         if w_tv:
-            loss += w_tv * _total_variation(tf, u_) * 10.0
+            loss += w_tv * _total_variation(tf, u_)
         return loss
 
     b1, b2 = 0.9, 0.999
+    lr = recipe.lr
 
-    def replica_step(u_, m_, v_, y_, w_, t):
+    def replica_step(u_, m_, v_, target_, w_, t):
         with tf.GradientTape() as tape:
             tape.watch(u_)
-            loss = loss_fn(u_, y_, w_)
+            loss = loss_fn(u_, target_, w_)
         g = tape.gradient(loss, u_)
         # Adam on the inputs themselves, written out: the state is per batch and per
         # replica, which a Keras optimizer (one set of slots per variable) does not fit.
@@ -261,8 +359,8 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
         return tf.clip_by_value(u_ - step_, 0.0, 1.0), m_, v_
 
     @tf.function
-    def step(u_, m_, v_, y_, w_, t):
-        return strategy.run(replica_step, args=(u_, m_, v_, y_, w_, t))
+    def step(u_, m_, v_, target_, w_, t):
+        return strategy.run(replica_step, args=(u_, m_, v_, target_, w_, t))
 
     def distribute(chunks):
         """One chunk per replica (the default strategy simply gets the single chunk)."""
@@ -273,12 +371,14 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
     def final_logits(x_):
         return lm(x_, training=False)
 
-    if stats is not None and INPUT in stats.mean:
+    if recipe.start == "stats" and stats is not None and INPUT in stats.mean:
         in_mean = (stats.mean[INPUT] - lo) / span  # (C, ch) in unit range
         in_std = stats.std[INPUT] / span
     else:
         in_mean = np.full((C, shape[-1]), 0.5, np.float32)
         in_std = np.full((C, shape[-1]), 0.25, np.float32)
+    similarity = class_similarity(teacher) if recipe.targets == "dirichlet" else None
+    channel_shape = (batch_size,) + (1,) * (len(shape) - 1) + (shape[-1],)
 
     xs, ys, ls = [], [], []
     n_batches = math.ceil(n / batch_size)
@@ -286,22 +386,32 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = 12000, ste
     for bi in range(n_batches):
         y = (np.arange(batch_size) + bi * batch_size) % C
         y = rng.permutation(y).astype(np.int32)
-        init = rng.normal(size=(batch_size,) + shape).astype(np.float32)
-        init = in_mean[y].reshape((batch_size,) + (1,) * (len(shape) - 1) + (shape[-1],)) + \
-            init * in_std[y].reshape((batch_size,) + (1,) * (len(shape) - 1) + (shape[-1],))
-        init = np.clip(init, 0.0, 1.0)
+        if similarity is not None:
+            target = dirichlet_targets(rng, y, similarity)
+            y = target.argmax(1).astype(np.int32)
+        else:
+            target = np.eye(C, dtype=np.float32)[y]
+        noise = rng.normal(size=(batch_size,) + shape).astype(np.float32)
+        if recipe.start == "flat":  # one random level per input and channel, faint noise
+            init = rng.uniform(0.0, 1.0, channel_shape) + 0.03 * noise
+        else:
+            init = in_mean[y].reshape(channel_shape) + noise * in_std[y].reshape(channel_shape)
+        init = np.clip(init, 0.0, 1.0).astype(np.float32)
         parts = [slice(r * per_replica, (r + 1) * per_replica) for r in range(replicas)]
         weights = []
-        for sl in parts:  # per-class averaging weights within each replica's share
-            w = np.zeros((C, per_replica), np.float32)
-            w[y[sl], np.arange(per_replica)] = 1.0
+        for sl in parts:  # per-class averaging weights within each replica's share (one row: all together)
+            if per_class:
+                w = np.zeros((C, per_replica), np.float32)
+                w[y[sl], np.arange(per_replica)] = 1.0
+            else:
+                w = np.ones((1, per_replica), np.float32)
             weights.append(w / np.maximum(w.sum(1, keepdims=True), 1.0))
         u_t = distribute([init[sl] for sl in parts])
         m_t = distribute([np.zeros_like(init[sl]) for sl in parts])
         v_t = distribute([np.zeros_like(init[sl]) for sl in parts])
-        y_t, w_t = distribute([y[sl] for sl in parts]), distribute(weights)
+        target_t, w_t = distribute([target[sl] for sl in parts]), distribute(weights)
         for t in range(1, steps + 1):
-            u_t, m_t, v_t = step(u_t, m_t, v_t, y_t, w_t, tf.constant(float(t)))
+            u_t, m_t, v_t = step(u_t, m_t, v_t, target_t, w_t, tf.constant(float(t)))
         u_final = np.concatenate([np.asarray(part) for part in strategy.experimental_local_results(u_t)])
         take = min(batch_size, n - done)
         x = (lo + span * u_final)[:take]

@@ -95,7 +95,7 @@ def test_tflm_abort_is_a_clean_error(tiny_teacher):
     """A model that makes TFLite Micro abort() (a dead layer quantised to a ~0 scale) must not kill the tool."""
     from tinydistill.student import design_student, with_output_activation
 
-    model = with_output_activation(design_student(tiny_teacher, width=0.25, seed=0), tiny_teacher)
+    model = with_output_activation(design_student(tiny_teacher, width=0.25, seed=0, init="random"), tiny_teacher)
     for w in model.weights:  # kill fc1: every ReLU output is 0 on every input
         if w.name.startswith("fc1/"):
             w.assign(np.full(w.shape, -1.0 if "bias" in w.name else 0.0, np.float32))

@@ -93,3 +93,37 @@ def test_missing_class_refused(tiny_teacher):
     x, y = toy_data(60)
     with pytest.raises(StatsError, match="no examples of classes \\[2\\]"):
         record_stats(tiny_teacher, x[y < 2], y[y < 2], input_range=(0, 1))
+
+
+def test_layer_pairs_follow_the_weights(tiny_teacher, tiny_stats):
+    # tiny: input -> conv1 (relu) -> pool -> flatten -> fc1 (relu) -> out
+    pairs = [(p.source, p.target) for p in tiny_stats.pairs]
+    assert pairs == [(INPUT, "conv1"), ("conv1", "fc1"), ("fc1", LOGITS)]
+    conv_fc = tiny_stats.pairs[1]
+    assert conv_fc.projection.shape == (8 + 16, 6)  # a quarter of the pair's graph-Fourier basis
+
+
+def test_layer_pair_moments_equal_direct_computation(tiny_teacher, tiny_stats):
+    """The coefficients' moments are derived from pooled first and second moments; check them directly."""
+    x, y = toy_data(600, seed=1)
+    k = _compat.keras()
+    lm = tiny_teacher.logits_model
+    pair = tiny_stats.pairs[1]
+    a, b = k.Model(lm.inputs, [lm.get_layer(pair.source).output, lm.get_layer(pair.target).output]).predict(x, verbose=0)
+    z = np.concatenate([a.mean((1, 2)), b], axis=1)
+    coeffs = z @ pair.projection - pair.offset
+    for cls in range(3):
+        np.testing.assert_allclose(pair.mean[cls], coeffs[y == cls].mean(0), atol=2e-4)
+        np.testing.assert_allclose(pair.std[cls], coeffs[y == cls].std(0), rtol=1e-3, atol=2e-4)
+    # standardised: all classes together have mean 0 and unit scale before projection
+    np.testing.assert_allclose(coeffs.mean(0), 0.0, atol=1e-3)
+
+
+def test_layer_pairs_roundtrip(tmp_path, tiny_teacher, tiny_stats):
+    p = tmp_path / "t.stats.npz"
+    save_stats(tiny_stats, str(p))
+    back = load_stats(str(p), tiny_teacher)
+    assert [(q.source, q.target) for q in back.pairs] == [(q.source, q.target) for q in tiny_stats.pairs]
+    for q, r in zip(back.pairs, tiny_stats.pairs):
+        np.testing.assert_array_equal(q.projection, r.projection)
+        np.testing.assert_array_equal(q.std, r.std)

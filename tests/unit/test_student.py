@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from tinydistill import _compat
 from tinydistill.errors import TinyDistillError
-from tinydistill.student import design_student, with_output_activation
+from tinydistill.student import channel_map, design_student, with_output_activation
 from tinydistill.teacher import describe
 
 
@@ -19,9 +20,15 @@ def test_full_width_has_teacher_params(tiny_teacher):
     assert design_student(tiny_teacher, width=1.0).count_params() == tiny_teacher.params
 
 
-def test_fresh_weights(tiny_teacher):
-    s = design_student(tiny_teacher, width=1.0)
+def test_random_init_gives_fresh_weights(tiny_teacher):
+    s = design_student(tiny_teacher, width=1.0, init="random")
+    assert s.init_note == "random"
     assert not np.allclose(s.get_layer("conv1").get_weights()[0], tiny_teacher.model.get_layer("conv1").get_weights()[0])
+
+
+def test_init_validated(tiny_teacher):
+    with pytest.raises(TinyDistillError, match="`init` must be one of teacher, random"):
+        design_student(tiny_teacher, init="pretrained")
 
 
 @pytest.mark.parametrize("width", [0, -0.5, 1.5, "half"])
@@ -37,3 +44,76 @@ def test_bn_student_and_softmax_interface(tiny_bn_model):
     final = with_output_activation(s, t)
     p = final.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)
     np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+
+
+def _branchy(seed=0):
+    """Residual Add, Concatenate, depthwise and Flatten -> Dense: the graph shapes teacher init must map."""
+    k = _compat.keras()
+    _compat.set_seed(seed)
+    i = k.Input((8, 8, 2))
+    a = k.layers.Conv2D(8, 3, padding="same", name="stem")(i)
+    a = k.layers.BatchNormalization(name="stem_bn")(a)
+    a = k.layers.ReLU(name="stem_relu")(a)
+    b = k.layers.DepthwiseConv2D(3, padding="same", name="dw")(a)
+    b = k.layers.Conv2D(8, 1, name="pw")(b)
+    r = k.layers.Add(name="res")([a, b])
+    c = k.layers.Conv2D(4, 1, activation="relu", name="side")(r)
+    cat = k.layers.Concatenate(name="cat")([r, c])
+    p = k.layers.MaxPooling2D(name="pool")(cat)
+    f = k.layers.Flatten(name="flat")(p)
+    h = k.layers.Dense(6, activation="relu", name="fc")(f)
+    o = k.layers.Dense(3, name="out")(h)
+    m = k.Model(i, o)
+    rng = np.random.default_rng(seed)  # non-trivial BatchNorm statistics
+    m.get_layer("stem_bn").set_weights([rng.uniform(0.5, 2, 8), rng.normal(0, 0.1, 8), rng.normal(0, 0.2, 8),
+                                        rng.uniform(0.5, 2, 8)])
+    return m
+
+
+@pytest.mark.parametrize("build", ["tiny", "bn", "branchy", "sequential"])
+def test_full_width_teacher_init_is_the_teacher(build, tiny_teacher, tiny_bn_model):
+    k = _compat.keras()
+    if build == "tiny":
+        t = tiny_teacher
+    elif build == "bn":
+        t = describe(tiny_bn_model)
+    elif build == "branchy":
+        t = describe(_branchy())
+    else:
+        t = describe(k.Sequential([k.layers.Conv2D(4, 3, activation="relu", input_shape=(8, 8, 1)),
+                                   k.layers.Flatten(), k.layers.Dense(3)]))
+    s = design_student(t, width=1.0)
+    assert s.init_note == "teacher"
+    x = np.random.default_rng(1).uniform(0, 1, (5,) + t.input_shape).astype("float32")
+    np.testing.assert_allclose(s.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_merged_branches_keep_the_same_channels():
+    t = describe(_branchy())
+    s = design_student(t, width=0.5)
+    assert s.init_note == "teacher"
+    cmap = channel_map(s, t)
+    np.testing.assert_array_equal(cmap["stem"], cmap["pw"])  # the residual Add joins them
+    np.testing.assert_array_equal(cmap["res"], cmap["stem"])
+    assert len(cmap["cat"]) == 4 + 2 and (cmap["cat"][4:] >= 8).all()  # concat: the side branch after offset 8
+    # the student's slices are the teacher's weights at those channels
+    w_t, w_s = t.logits_model.get_layer("pw").get_weights()[0], s.get_layer("pw").get_weights()[0]
+    np.testing.assert_array_equal(w_s, w_t[..., cmap["stem"], :][..., cmap["pw"]])
+
+
+def test_keeps_the_largest_filters(tiny_teacher):
+    s = design_student(tiny_teacher, width=0.5)
+    kernel = tiny_teacher.logits_model.get_layer("conv1").get_weights()[0]
+    norms = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(0)
+    np.testing.assert_array_equal(channel_map(s, tiny_teacher)["conv1"], np.sort(np.argsort(-norms)[:4]))
+
+
+def test_unsupported_graph_falls_back_to_random():
+    k = _compat.keras()
+    i = k.Input((8, 8, 1))
+    h = k.layers.Conv2D(4, 3, activation="relu")(i)
+    h = k.layers.Permute((2, 1, 3), name="transpose")(h)
+    h = k.layers.GlobalAveragePooling2D()(h)
+    t = describe(k.Model(i, k.layers.Dense(3)(h)))
+    s = design_student(t, width=0.5)
+    assert s.init_note.startswith("random (") and "transpose" in s.init_note

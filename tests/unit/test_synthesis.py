@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tinydistill.errors import TinyDistillError
-from tinydistill.synthesis import resolve_method, synthesize
+from tinydistill.synthesis import Recipe, class_similarity, dirichlet_targets, resolve_method, synthesize
 from tinydistill.teacher import describe
 
 
@@ -26,7 +26,7 @@ def test_input_range_required(tiny_teacher):
         synthesize(tiny_teacher, None, n=10, steps=1)
 
 
-@pytest.mark.parametrize("method", ["all-layers", "top-layer", "prior"])
+@pytest.mark.parametrize("method", ["all-layers", "top-layer", "layer-pairs"])
 def test_synthetic_inputs_are_class_conditioned(tiny_teacher, tiny_stats, method):
     syn = synthesize(tiny_teacher, tiny_stats, method=method, n=60, steps=40, batch_size=30, seed=0)
     assert syn.x.shape == (60, 8, 8, 1) and syn.x.dtype == np.float32
@@ -69,3 +69,68 @@ def test_seeded_and_deterministic(tiny_teacher, tiny_stats):
 def test_non_multiple_batch(tiny_teacher, tiny_stats):
     syn = synthesize(tiny_teacher, tiny_stats, n=25, steps=2, batch_size=10, seed=0)
     assert len(syn) == 25 and len(syn.y) == 25 and len(syn.logits) == 25
+
+
+def test_prior_runs_without_metadata(tiny_teacher):
+    syn = synthesize(tiny_teacher, None, method="prior", n=90, steps=40, batch_size=90, input_range=(0, 1), seed=0)
+    assert syn.method == "prior" and set(syn.y.tolist()) == {0, 1, 2}
+    assert syn.teacher_agreement >= 0.6  # most inputs reach their soft target's top class
+
+
+def test_dirichlet_targets_follow_class_similarity():
+    sim = np.array([[1.0, 0.8, 0.0], [0.8, 1.0, 0.1], [0.0, 0.1, 1.0]])
+    y = np.repeat(np.arange(3), 2000)
+    t = dirichlet_targets(np.random.default_rng(0), y, sim)
+    np.testing.assert_allclose(t.sum(1), 1.0, rtol=1e-5)
+    spread = t[::2]  # beta 1: mass shared with similar classes, none with dissimilar ones
+    assert spread[y[::2] == 0, 1].mean() > 0.3 and spread[y[::2] == 0, 2].mean() < 0.01
+    peaked = t[1::2]  # beta 0.1: mostly one class, usually the conditioning one
+    assert np.median(peaked.max(1)) > 0.9
+    assert (peaked.argmax(1) == y[1::2]).mean() > 0.4
+
+
+def test_class_similarity_from_last_layer(tiny_teacher):
+    sim = class_similarity(tiny_teacher)
+    assert sim.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(sim), 1.0)
+    assert sim.min() >= 0.0 and sim.max() <= 1.0
+
+
+def test_layer_pairs_match_recorded_spectra_better_than_noise(tiny_teacher, tiny_stats):
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    lm = tiny_teacher.logits_model
+    pair = tiny_stats.pairs[1]  # conv1 -> fc1
+    probe = k.Model(lm.inputs, [lm.get_layer(pair.source).output, lm.get_layer(pair.target).output])
+    syn = synthesize(tiny_teacher, tiny_stats, method="layer-pairs", n=90, steps=80, batch_size=90, seed=0)
+    noise = np.random.default_rng(0).uniform(0, 1, syn.x.shape).astype("float32")
+
+    def err(x):
+        a, b = probe.predict(x, verbose=0)
+        c = np.concatenate([a.mean((1, 2)), b], axis=1) @ pair.projection - pair.offset
+        return np.mean([np.abs(c[syn.y == j].std(0) - pair.std[j]).mean() for j in range(3)])
+
+    assert err(syn.x) < 0.5 * err(noise)
+
+
+def test_without_class_conditioning_matches_all_class_moments(tiny_teacher, tiny_stats):
+    syn = synthesize(tiny_teacher, tiny_stats, n=90, steps=60, batch_size=90, seed=0, recipe=Recipe(per_class=False))
+    mean, std = tiny_stats.global_moments("fc1")
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    a = k.Model(tiny_teacher.logits_model.inputs, tiny_teacher.logits_model.get_layer("fc1").output).predict(syn.x, verbose=0)
+    assert np.abs(a.mean(0) - mean).mean() < 0.5 * np.abs(mean).mean()
+
+
+def test_recipe_validated(tiny_teacher, tiny_stats):
+    with pytest.raises(TinyDistillError, match="recipe targets must be"):
+        synthesize(tiny_teacher, tiny_stats, n=10, steps=1, recipe=Recipe(targets="uniform"))
+
+
+def test_layer_pairs_need_pair_statistics(tiny_teacher, tiny_stats):
+    import dataclasses
+
+    with pytest.raises(TinyDistillError, match="layer-pair statistics.*re-record"):
+        resolve_method("layer-pairs", tiny_teacher, dataclasses.replace(tiny_stats, pairs=[]))
