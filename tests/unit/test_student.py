@@ -101,11 +101,15 @@ def test_merged_branches_keep_the_same_channels():
     np.testing.assert_array_equal(w_s, w_t[..., cmap["stem"], :][..., cmap["pw"]])
 
 
-def test_keeps_the_largest_filters(tiny_teacher):
+def test_keeps_the_most_important_channels(tiny_teacher):
+    """Importance: the filter's L1 norm times the L1 norm of the weights reading the channel (fc1, via Flatten)."""
     s = design_student(tiny_teacher, width=0.5)
-    kernel = tiny_teacher.logits_model.get_layer("conv1").get_weights()[0]
-    norms = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(0)
-    np.testing.assert_array_equal(channel_map(s, tiny_teacher)["conv1"], np.sort(np.argsort(-norms)[:4]))
+    lm = tiny_teacher.logits_model
+    kernel = lm.get_layer("conv1").get_weights()[0]
+    made = np.abs(kernel).reshape(-1, 8).sum(0)
+    used = np.abs(lm.get_layer("fc1").get_weights()[0]).reshape(-1, 8, 16).sum((0, 2))  # 4x4 positions x 8 channels
+    expected = np.sort(np.argsort(-(made / made.mean()) * (used / used.mean()))[:4])
+    np.testing.assert_array_equal(channel_map(s, tiny_teacher)["conv1"], expected)
 
 
 def test_unsupported_graph_falls_back_to_random():
