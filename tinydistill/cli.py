@@ -224,10 +224,13 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--method", default="auto", show_default=True,
               type=click.Choice(["auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior"]),
               help="Synthesis method (auto: stats file > BatchNorm statistics > no-metadata prior).")
-@click.option("--inputs", "n", default=12000, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
-@click.option("--steps", default=40, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
+@click.option("--inputs", "n", default=24000, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
+@click.option("--steps", default=80, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
-@click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--kd-loss", "loss", default="mse", show_default=True, type=click.Choice(["mse", "kl"]),
+              help="Distillation loss: mse on logits, or kl on softened probabilities (with --temperature).")
+@click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="KD temperature (with --kd-loss kl).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--strategy", default="default", show_default=True, type=click.Choice(["default", "mirrored", "multi-worker"]),
               help="tf.distribute strategy for synthesis and distillation (multi-worker: set TF_CONFIG on each worker).")
@@ -240,7 +243,7 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, max_flash, max_ram,
-             max_latency_ms, method, n, steps, epochs, temperature, seed, strategy, resume, qat, prune, output,
+             max_latency_ms, method, n, steps, epochs, loss, temperature, seed, strategy, resume, qat, prune, output,
              trust_model, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .boards import load_board, load_board_file
@@ -279,7 +282,7 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         progress("load", 1, 1)
         load_s = time.perf_counter() - t0
         result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=input_range, n=n,
-                     steps=steps, epochs=epochs, temperature=temperature, seed=seed, qat=qat, prune=prune,
+                     steps=steps, epochs=epochs, loss=loss, temperature=temperature, seed=seed, qat=qat, prune=prune,
                      strategy=strategy, state=state, on_progress=progress, **limits)
     report = result.report
     report["seconds"]["load"] = round(load_s, 2)

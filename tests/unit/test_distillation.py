@@ -7,15 +7,19 @@ from tinydistill.student import design_student
 from tinydistill.synthesis import synthesize
 
 
-def test_distill_transfers_the_teacher(tiny_teacher, tiny_stats, toy_test):
+@pytest.mark.parametrize("loss", ["mse", "kl"])
+def test_distill_transfers_the_teacher(tiny_teacher, tiny_stats, toy_test, loss):
     x, y = toy_test
     syn = synthesize(tiny_teacher, tiny_stats, n=600, steps=100, batch_size=60, seed=0)
-    student = design_student(tiny_teacher, width=0.5, seed=0)
+    student = design_student(tiny_teacher, width=0.5, seed=0, init="random")  # learn it all from synthetic inputs
     before = (student.predict(x, verbose=0).argmax(1) == y).mean()
-    distill(tiny_teacher, student, syn, epochs=30, batch_size=32, seed=0)
+    distill(tiny_teacher, student, syn, epochs=30, batch_size=32, seed=0, loss=loss)
     after = (student.predict(x, verbose=0).argmax(1) == y).mean()
     # trained only on synthetic inputs, the student must solve the real task
     assert after >= 0.85, (before, after)
+    if loss == "mse":  # logit matching: the student's logits approach the teacher's, not only its argmax
+        gap = np.abs(student.predict(syn.x, verbose=0) - syn.logits).mean()
+        assert gap < 0.25 * np.abs(syn.logits).mean(), gap
 
 
 def test_validation(tiny_teacher, tiny_stats):
@@ -25,6 +29,8 @@ def test_validation(tiny_teacher, tiny_stats):
         distill(tiny_teacher, s, syn, temperature=0)
     with pytest.raises(TinyDistillError, match="epochs"):
         distill(tiny_teacher, s, syn, epochs=0)
+    with pytest.raises(TinyDistillError, match="`loss` must be one of mse, kl"):
+        distill(tiny_teacher, s, syn, loss="l1")
     syn.x = syn.x[:0]
     with pytest.raises(TinyDistillError, match="empty"):
         distill(tiny_teacher, s, syn)
