@@ -18,6 +18,8 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -30,7 +32,7 @@ from tinydistill import _compat  # noqa: E402
 from tinydistill.data import fit_to_teacher, load_data  # noqa: E402
 from tinydistill.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student import with_output_activation  # noqa: E402
-from tinydistill.synthesis import SyntheticSet  # noqa: E402
+from tinydistill.synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, RECIPES, Recipe, SyntheticSet  # noqa: E402
 from tinydistill.teacher import describe  # noqa: E402
 
 DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -50,54 +52,100 @@ def train_on_labels(teacher, width, x, y, epochs, seed):
     return student
 
 
-def rows_for(teacher, stats, width, train, test, rng, seed, *, real_epochs, kd_epochs, bn_teacher=False):
-    """(row name, callable returning (student, calibration inputs)) for one suite."""
+# Lopes et al.'s recipe inside our engine: whole-layer moments only, a randomly initialised
+# student, KL at their temperature 8. Our defaults differ in exactly these three knobs.
+LOPES = {"recipe": Recipe(regions=False), "init": "random", "loss": "kl", "temperature": 8.0}
+
+
+def _as_set(x, teacher, method):
+    return SyntheticSet(x=x, y=np.zeros(len(x), np.int64), logits=np.zeros((len(x), teacher.num_classes), np.float32),
+                        method=method)
+
+
+def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs, n=DEFAULT_INPUTS, steps=DEFAULT_STEPS,
+             suite="main"):
+    """(row name, callable returning (student, calibration inputs)) for one suite.
+
+    ``suite``: ``"main"`` (the published table's rows), ``"ablations"`` (our best, one knob
+    changed per row) or ``"bn"`` (a teacher with BatchNorm and no stats file).
+    """
     lo, hi = rng
     xtr, ytr = train if train is not None else (None, None)
+
+    def kd(x, init="teacher", loss="mse", temperature=4.0, augment=True):
+        s = td.design_student(teacher, width=width, seed=seed, init=init)
+        return td.distill(teacher, s, _as_set(x, teacher, "given"), epochs=kd_epochs, loss=loss,
+                          temperature=temperature, seed=seed, augment=augment), x
 
     def real_labels():
         return train_on_labels(teacher, width, xtr, ytr, real_epochs, seed), xtr
 
     def real_kd():
         s = td.design_student(teacher, width=width, seed=seed)
-        syn = SyntheticSet(x=xtr, y=ytr, logits=np.zeros((len(ytr), teacher.num_classes), np.float32), method="real")
-        return td.distill(teacher, s, syn, epochs=real_epochs, seed=seed), xtr
+        return td.distill(teacher, s, _as_set(xtr, teacher, "real"), epochs=real_epochs, seed=seed), xtr
 
     def noise_kd():
         g = np.random.default_rng(seed)
-        x = np.clip(g.normal((lo + hi) / 2, (hi - lo) / 4, (12000,) + teacher.input_shape), lo, hi).astype(np.float32)
-        syn = SyntheticSet(x=x, y=np.zeros(len(x), np.int64), logits=np.zeros((len(x), teacher.num_classes)), method="noise")
-        s = td.design_student(teacher, width=width, seed=seed)
-        return td.distill(teacher, s, syn, epochs=kd_epochs, seed=seed), x
+        x = np.clip(g.normal((lo + hi) / 2, (hi - lo) / 4, (n,) + teacher.input_shape), lo, hi).astype(np.float32)
+        return kd(x)
 
-    def synthetic(method, st):
+    def synthetic(method, st, recipe=None, **distill_kw):
         def run():
-            syn = td.synthesize(teacher, st, method=method, input_range=rng, seed=seed)
+            syn = td.synthesize(teacher, st, method=method, n=n, steps=steps, input_range=rng, seed=seed, recipe=recipe)
+            return kd(syn.x, **distill_kw)
+        return run
+
+    def refreshed(method, st):
+        """Half the inputs, half the epochs; then a fresh half pushed to where student and teacher
+        disagree (DeepInversion's competition), and the other half of the epochs on both halves."""
+        def run():
+            first = td.synthesize(teacher, st, method=method, n=n // 2, steps=steps, input_range=rng, seed=seed)
             s = td.design_student(teacher, width=width, seed=seed)
-            return td.distill(teacher, s, syn, epochs=kd_epochs, seed=seed), syn.x
+            td.distill(teacher, s, first, epochs=kd_epochs // 2, seed=seed)
+            second = td.synthesize(teacher, st, method=method, n=n - n // 2, steps=steps, input_range=rng,
+                                   seed=seed + 1000, student=s)
+            x = np.concatenate([first.x, second.x])
+            return td.distill(teacher, s, _as_set(x, teacher, method), epochs=kd_epochs - kd_epochs // 2,
+                              seed=seed + 1000), x
         return run
 
     rows = []
-    if train is not None:
-        rows += [("student trained on real labels", real_labels), ("real-data KD", real_kd)]
-    rows.append(("Gaussian-noise KD", noise_kd))
-    if stats is not None:
-        rows += [("top-layer (Lopes et al.)", synthetic("top-layer", stats)),
-                 ("all-layers + regions: best with stats (ours)", synthetic("all-layers", stats))]
-    if bn_teacher:
-        rows.append(("BatchNorm statistics: best without a stats file (ours)", synthetic("bn", None)))
-    else:
-        rows.append(("no metadata: best without stats (ours)", synthetic("prior", None)))
+    if suite == "main":
+        if train is not None:
+            rows += [("student trained on real labels", real_labels), ("real-data KD", real_kd)]
+        rows.append(("Gaussian-noise KD", noise_kd))
+        rows += [("top-layer (Lopes et al.'s recipe)", synthetic("top-layer", stats, **LOPES)),
+                 ("all-layers (Lopes et al.'s recipe)", synthetic("all-layers", stats, **LOPES)),
+                 ("layer-pairs spectral (Lopes et al.'s recipe)", synthetic("layer-pairs", stats, **LOPES)),
+                 ("best with stats (ours: all-layers + regions, defaults)", synthetic("all-layers", stats)),
+                 ("best without stats (ours: no-metadata prior, defaults)", synthetic("prior", None))]
+    elif suite == "ablations":
+        best, prior = RECIPES["all-layers"], RECIPES["prior"]
+        # the two default rows are the main suite's "best with stats" and "best without stats"
+        rows += [("with stats: randomly initialised student", synthetic("all-layers", stats, init="random")),
+                 ("with stats: KL (T=4) instead of logit MSE", synthetic("all-layers", stats, loss="kl")),
+                 ("with stats: no per-class conditioning", synthetic("all-layers", stats, replace(best, per_class=False))),
+                 ("with stats: no augmentation in distillation", synthetic("all-layers", stats, augment=False)),
+                 ("with stats: pool refreshed halfway with disagreement samples", refreshed("all-layers", stats)),
+                 ("with stats: layer-pairs spectral, our defaults", synthetic("layer-pairs", stats)),
+                 ("no metadata: one-hot targets instead of Dirichlet",
+                  synthetic("prior", None, replace(prior, targets="onehot"))),
+                 ("no metadata: randomly initialised student", synthetic("prior", None, init="random"))]
+    elif suite == "bn":
+        rows += [("Gaussian-noise KD", noise_kd),
+                 ("BatchNorm statistics (ours, DeepInversion-style)", synthetic("bn", None))]
+        if train is not None:
+            rows.insert(0, ("reference: KD on real images (see note)", real_kd))
     return rows
 
 
 def run_suite(name, teacher, stats, width, train, test, rng, seeds, **kw):
     x, y = test
     results = []
-    for row_name, _ in rows_for(teacher, stats, width, train, test, rng, 0, **kw):
+    for row_name, _ in rows_for(teacher, stats, width, train, rng, 0, **kw):
         accs, secs = [], []
         for seed in range(seeds):
-            fn = dict(rows_for(teacher, stats, width, train, test, rng, seed, **kw))[row_name]
+            fn = dict(rows_for(teacher, stats, width, train, rng, seed, **kw))[row_name]
             t0 = time.perf_counter()
             student, calib = fn()
             acc = int8_accuracy(teacher, student, calib, x, y, seed)
@@ -112,13 +160,23 @@ def mnist(split):
     return load_data(os.path.join(DATA, "mnist"), split=split)
 
 
-def suite_lenet5(seeds):
+def _lenet5():
     t = td.load_teacher(os.path.join(DATA, "teachers", "mnist_lenet5.h5"))
     rng = (0.0, 1.0)
     train = fit_to_teacher(mnist("train"), t.input_shape, 10, rng)
     test = fit_to_teacher(mnist("test"), t.input_shape, 10, rng)
-    stats = td.record_stats(t, *train, input_range=rng)
+    return t, rng, train, test, td.record_stats(t, *train, input_range=rng)
+
+
+def suite_lenet5(seeds):
+    t, rng, train, test, stats = _lenet5()
     return t, run_suite("lenet5", t, stats, 0.5, train, test, rng, seeds, real_epochs=8, kd_epochs=30)
+
+
+def suite_ablations(seeds):
+    t, rng, train, test, stats = _lenet5()
+    return t, run_suite("ablations", t, stats, 0.5, train, test, rng, seeds, real_epochs=8, kd_epochs=30,
+                        suite="ablations")
 
 
 def suite_fc(seeds):
@@ -138,11 +196,60 @@ def suite_fc(seeds):
     return t, run_suite("fc", t, stats, 800 / 1200, (xtr, ytr), test, rng, seeds, real_epochs=8, kd_epochs=30)
 
 
+CIFAR_INPUTS, CIFAR_STEPS = 12000, 40
+
+
 def suite_cifar(seeds):
+    """ResNet-8 -> width 0.5 (a quarter of the parameters) from BatchNorm statistics. There is no
+    CIFAR-10 training set here: every row is measured on the odd-numbered half of test_q75, and the
+    reference row distils on the even-numbered half (5,000 real images, 30 epochs)."""
     t = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
     rng = (0.0, 255.0)
-    test = fit_to_teacher(load_data(os.path.join(DATA, "cifar10", "test_q75.npz")), t.input_shape, 10, rng)
-    return t, run_suite("cifar", t, None, 0.5, None, test, rng, seeds, real_epochs=0, kd_epochs=30, bn_teacher=True)
+    x, y = fit_to_teacher(load_data(os.path.join(DATA, "cifar10", "test_q75.npz")), t.input_shape, 10, rng)
+    even = np.arange(len(x)) % 2 == 0
+    return t, run_suite("cifar", t, None, 0.5, (x[even], y[even]), (x[~even], y[~even]), rng, seeds,
+                        real_epochs=30, kd_epochs=30, n=CIFAR_INPUTS, steps=CIFAR_STEPS, suite="bn")
+
+
+def _step_seconds(fn, repeats):
+    fn()  # trace and warm up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def suite_speed(seeds):
+    """Seconds per synthesis step against one bare teacher forward+backward (gradient with respect
+    to the inputs) on the same batch of 500. A method's step time is the slope between a 20-step and
+    a 60-step run on one batch, so tracing and the final labelling pass do not count."""
+    tf = _compat.tf()
+    lenet, rng, train, _, stats = _lenet5()
+    cifar = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
+    cases = [(lenet, stats, (0.0, 1.0), ["top-layer", "all-layers", "layer-pairs", "prior"]),
+             (cifar, None, (0.0, 255.0), ["bn", "prior"])]
+    results = []
+    for t, st, r, methods in cases:
+        x = tf.constant(np.random.default_rng(0).uniform(r[0], r[1], (500,) + t.input_shape).astype(np.float32))
+
+        @tf.function
+        def bare(x=x, m=t.logits_model):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(m(x, training=False))
+            return tape.gradient(loss, x)
+
+        base = min(_step_seconds(bare, 50) for _ in range(max(seeds, 1)))
+        for method in methods:
+            runs = {}
+            for steps in (20, 60):
+                run = partial(td.synthesize, t, st, method=method, n=500, steps=steps, input_range=r, seed=0)
+                runs[steps] = min(_step_seconds(run, 1) for _ in range(max(seeds, 1)))
+            per_step = (runs[60] - runs[20]) / 40
+            print(f"[speed] {os.path.basename(t.path)} {method}: {1000 * per_step:.1f} ms/step, "
+                  f"bare {1000 * base:.1f} ms, ratio {per_step / base:.2f}", flush=True)
+            results.append((os.path.basename(t.path), method, per_step, base))
+    return lenet, results
 
 
 def _int8_fidelity(t, stats, rng, x, y, real_calib, seeds, *, n=12000, epochs=30, tag="int8"):
@@ -192,9 +299,11 @@ def suite_int8_cifar(seeds):
     return t, _int8_fidelity(t, None, rng, x[~calib], y[~calib], x[calib], seeds, n=4000, epochs=20, tag="int8-cifar")
 
 
-SUITES = {"lenet5": ("LeNet-5 -> LeNet-5-half, MNIST", suite_lenet5),
+SUITES = {"speed": ("Synthesis step time against a bare teacher forward+backward", suite_speed),
+          "lenet5": ("LeNet-5 -> LeNet-5-half, MNIST", suite_lenet5),
           "fc": ("FC 784-1200-1200-10 -> 784-800-800-10, MNIST", suite_fc),
           "cifar": ("CIFAR-10 ResNet-8 (MLPerf Tiny) -> width 0.5, test_q75", suite_cifar),
+          "ablations": ("Ablations: LeNet-5 -> LeNet-5-half, MNIST, one knob changed per row", suite_ablations),
           "int8": ("int8 fidelity: LeNet-5-half distilled with stats, MNIST", suite_int8),
           "int8-cifar": ("int8 fidelity: ResNet-8 width 0.5 from BatchNorm statistics, CIFAR-10", suite_int8_cifar)}
 
@@ -229,11 +338,19 @@ def main():
                  f"Machine: {machine()}  ", f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
                  f"Teacher: {os.path.basename(teacher.path)}, {teacher.params:,} parameters. "
                  f"Suite wall time {time.perf_counter() - t0:,.0f} s." + (f" {args.note}" if args.note else ""), "",
-                 "| method | accuracy (mean) | per seed | seconds per run (mean) |",
-                 "| --- | ---: | --- | ---: |"]
-        for name, accs, secs in results:
-            lines.append(f"| {name} | {100 * np.mean(accs):.2f} % | {', '.join(f'{100 * a:.2f}' for a in accs)} "
-                         f"| {np.mean(secs):,.0f} |")
+                 ]
+        if key == "speed":
+            lines += [(fn.__doc__ or "").replace("\n    ", " ").strip(), "",
+                      "| teacher | method | ms per step | bare fwd+bwd ms | ratio |", "| --- | --- | ---: | ---: | ---: |"]
+            lines += [f"| {tn} | {m} | {1000 * ps:.1f} | {1000 * b:.1f} | {ps / b:.2f} |" for tn, m, ps, b in results]
+        else:
+            if key == "cifar":
+                lines += [(fn.__doc__ or "").replace("\n    ", " ").strip() +
+                          f" Synthesis: {CIFAR_INPUTS:,} inputs x {CIFAR_STEPS} steps.", ""]
+            lines += ["| method | accuracy (mean) | per seed | seconds per run (mean) |", "| --- | ---: | --- | ---: |"]
+            for name, accs, secs in results:
+                lines.append(f"| {name} | {100 * np.mean(accs):.2f} % | {', '.join(f'{100 * a:.2f}' for a in accs)} "
+                             f"| {np.mean(secs):,.0f} |")
         sections = _read_sections(args.out)  # again: another run may have written meanwhile
         sections[title] = "\n".join(lines)
         _write(args.out, sections)  # after every suite: a long run keeps what it finished

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .errors import OutputError, TinyDistillError
+from .synthesis import DEFAULT_INPUTS, DEFAULT_STEPS
 from .units import format_bytes, parse_bytes
 
 _DEBUG = os.environ.get("TINYDISTILL_DEBUG") == "1"
@@ -224,8 +225,8 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--method", default="auto", show_default=True,
               type=click.Choice(["auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior"]),
               help="Synthesis method (auto: stats file > BatchNorm statistics > no-metadata prior).")
-@click.option("--inputs", "n", default=24000, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
-@click.option("--steps", default=80, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
+@click.option("--inputs", "n", default=DEFAULT_INPUTS, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
+@click.option("--steps", default=DEFAULT_STEPS, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
 @click.option("--kd-loss", "loss", default="mse", show_default=True, type=click.Choice(["mse", "kl"]),
               help="Distillation loss: mse on logits, or kl on softened probabilities (with --temperature).")

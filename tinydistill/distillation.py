@@ -25,7 +25,7 @@ def _validate(data, epochs, temperature, batch_size, loss):
 
 def distill(teacher, student, data, *, epochs: int = 30, loss: str = "mse", temperature: float = 4.0, batch_size: int = 128,
             lr: float = 2e-3, seed: int = 0, strategy=None, on_progress=None, on_step=None, recalibrate: bool = True,
-            start_epoch: int = 0, optimizer_state=None, on_epoch_end=None):
+            start_epoch: int = 0, optimizer_state=None, on_epoch_end=None, augment: bool = True):
     """Train ``student`` to match the teacher's outputs on ``data``.
 
     The teacher labels every batch on the fly, so augmented inputs (random
@@ -56,6 +56,7 @@ def distill(teacher, student, data, *, epochs: int = 30, loss: str = "mse", temp
         start_epoch, optimizer_state: continue an interrupted run (the student already
             holds the weights of epoch ``start_epoch``; the optimiser's state is restored).
         on_epoch_end: optional callable ``(epochs done, optimiser state)``, e.g. to checkpoint.
+        augment: random shifts (image inputs) and mixes of two inputs, labelled by the teacher.
 
     Returns:
         The trained student (the same object, trained in place).
@@ -88,7 +89,7 @@ def distill(teacher, student, data, *, epochs: int = 30, loss: str = "mse", temp
     T = float(temperature)
     use_kl = loss == "kl"
 
-    def augment(x):
+    def mix(x):
         if shift is not None:
             x = shift(x, training=True)
         # mix pairs of inputs; the teacher labels the mix, so the target stays exact
@@ -99,7 +100,8 @@ def distill(teacher, student, data, *, epochs: int = 30, loss: str = "mse", temp
         return lam * x + (1.0 - lam) * tf.reverse(x, axis=[0])
 
     def replica_step(x):
-        x = augment(x)
+        if augment:
+            x = mix(x)
         t = tm(x, training=False)
         with tf.GradientTape() as tape:
             s = student(x, training=True)

@@ -19,7 +19,7 @@ from .scale import get_strategy
 from .sizing import Budget, SizingResult, measure_width, size_student
 from .stats import Stats
 from .student import design_student, validate_width, with_output_activation
-from .synthesis import SyntheticSet, resolve_method, synthesize
+from .synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, SyntheticSet, resolve_method, synthesize
 from .teacher import Teacher, load_teacher
 from .units import format_bytes
 
@@ -81,7 +81,7 @@ def resolve_input_range(input_range, stats) -> tuple[float, float]:
 
 def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=None, width="auto",
              max_flash: int | None = None, max_ram: int | None = None, max_latency_ms: float | None = None,
-             method: str = "auto", input_range=None, n: int = 24000, steps: int = 80, epochs: int = 30,
+             method: str = "auto", input_range=None, n: int = DEFAULT_INPUTS, steps: int = DEFAULT_STEPS, epochs: int = 30,
              loss: str = "mse", temperature: float = 4.0, seed: int = 0, qat: bool = False, prune: float | None = None,
              finetune_epochs: int = 5, strategy="default", state=None, on_progress=None) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
