@@ -63,3 +63,13 @@ def test_batchnorm_recalibrated_to_clean_inputs(tiny_bn_model):
     acts = _compat.keras().Model(student.inputs, bn.input)(x, training=False).numpy().reshape(-1, bn.moving_mean.shape[0])
     np.testing.assert_allclose(bn.moving_mean.numpy(), acts.mean(0), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(bn.moving_variance.numpy(), acts.var(0), rtol=1e-3, atol=1e-9)
+
+
+def test_augmentation_can_be_switched_off(tiny_teacher, tiny_stats):
+    syn = synthesize(tiny_teacher, tiny_stats, n=40, steps=2, batch_size=40)
+    w = {}
+    for augment in (True, False):
+        s = design_student(tiny_teacher, seed=1)
+        distill(tiny_teacher, s, syn, epochs=2, batch_size=16, seed=1, augment=augment)
+        w[augment] = s.get_weights()
+    assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(w[True], w[False]))

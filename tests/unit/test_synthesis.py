@@ -134,3 +134,17 @@ def test_layer_pairs_need_pair_statistics(tiny_teacher, tiny_stats):
 
     with pytest.raises(TinyDistillError, match="layer-pair statistics.*re-record"):
         resolve_method("layer-pairs", tiny_teacher, dataclasses.replace(tiny_stats, pairs=[]))
+
+
+def test_regions_off_is_whole_layer_moments_only(tiny_teacher, tiny_stats):
+    """Recipe(regions=False) ignores the stats' region moments: the same as a stats file without them."""
+    import dataclasses
+
+    assert tiny_stats.region_mean, "the fixture must record region moments for this test to mean anything"
+    plain = dataclasses.replace(tiny_stats, region_mean={}, region_std={})
+    a = synthesize(tiny_teacher, tiny_stats, method="all-layers", n=40, steps=5, batch_size=40, seed=0,
+                   recipe=Recipe(regions=False))
+    b = synthesize(tiny_teacher, plain, method="all-layers", n=40, steps=5, batch_size=40, seed=0)
+    c = synthesize(tiny_teacher, tiny_stats, method="all-layers", n=40, steps=5, batch_size=40, seed=0)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert np.abs(a.x - c.x).max() > 1e-4
