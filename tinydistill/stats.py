@@ -32,11 +32,23 @@ MAX_GRID = 8
 # lowest frequencies first, and the least number of coefficients.
 SPECTRAL_KEEP = 0.25
 SPECTRAL_MIN = 2
+_PAIR_BYTES = 1 << 30  # at most 1 GiB of per-class second moments per layer pair
 
 
 def grid_size(extent: int) -> int:
     """Regions along one spatial axis: the largest divisor of ``extent`` that is <= MAX_GRID."""
     return max(d for d in range(1, min(extent, MAX_GRID) + 1) if extent % d == 0)
+
+
+def _add_class_outer_products(acc: np.ndarray, onehot: np.ndarray, z: np.ndarray) -> None:
+    """acc[c] += sum of outer products z_b z_b^T over the batch rows of class c, in place: one BLAS
+    product per class over its own rows (an einsum over batch x classes x k x k took an hour for
+    a 1200-wide dense pair)."""
+    for c in range(onehot.shape[1]):
+        rows = np.flatnonzero(onehot[:, c])
+        if len(rows):
+            zc = z[rows]
+            acc[c] += (zc * onehot[rows, c, None]).T @ zc
 
 
 def region_pool(a: np.ndarray, gh: int, gw: int) -> np.ndarray:
@@ -139,7 +151,8 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
     rsums, rsqs = {}, {}  # per-region sums for spatial layers
     grids = {}
     counts = np.zeros(C, np.int64)
-    pairs = layer_pairs(teacher)
+    # a pair's per-class second moments take C * (channels)^2 doubles: pairs too wide for that are left out
+    pairs = [p for p in layer_pairs(teacher) if C * (sum(p[2].shape) ** 2) * 8 <= _PAIR_BYTES]
     pooled_sums, pooled_sqs = {}, {}  # per pair: per-class sums of the pooled signal and of its outer products
 
     @tf.function(reduce_retracing=True)
@@ -172,7 +185,9 @@ def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_si
         for i, (src, dst, _) in enumerate(pairs):
             z = np.concatenate([pooled[src], pooled[dst]], axis=1)
             pooled_sums[i] = pooled_sums.get(i, 0) + onehot.T @ z
-            pooled_sqs[i] = pooled_sqs.get(i, 0) + np.einsum("bc,bi,bj->cij", onehot, z, z)
+            if i not in pooled_sqs:
+                pooled_sqs[i] = np.zeros((C, z.shape[1], z.shape[1]))
+            _add_class_outer_products(pooled_sqs[i], onehot, z)
         if on_progress:
             on_progress(min(start + batch_size, n), n)
     missing = np.flatnonzero(counts == 0)
@@ -276,7 +291,7 @@ def _spectral(source, target, adj, sums, sqs, counts) -> PairStats:
     proj = basis / g_std[:, None]
     offset = (g_mean / g_std) @ basis
     mean = mean_c @ proj - offset
-    var = np.einsum("ik,cij,jk->ck", proj, cov_c, proj)
+    var = np.einsum("ik,cij,jk->ck", proj, cov_c, proj, optimize=True)
     return PairStats(source=source, target=target, projection=proj.astype(np.float32), offset=offset.astype(np.float32),
                      mean=mean.astype(np.float32), std=np.sqrt(np.maximum(var, 0.0)).astype(np.float32))
 
