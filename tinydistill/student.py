@@ -229,6 +229,8 @@ def _inherit(student, teacher_model, *, assign: bool = True) -> dict[str, np.nda
         if node.kind in DENSE_LIKE or node.kind in SEPARABLE:
             kernel = teacher_model.get_layer(node.name).get_weights()[1 if node.kind in SEPARABLE else 0]
             used = np.abs(kernel).sum(axis=tuple(i for i in range(kernel.ndim) if i != kernel.ndim - 2))
+            if node.kind in SEPARABLE:  # pointwise inputs are (channel, multiplier) pairs, channel-major
+                used = used.reshape(-1, int(node.config.get("depth_multiplier", 1))).sum(1)
             credit(desc[node.inputs[0]], used)
     scores: dict[int, np.ndarray] = {}
     keep_n: dict[int, int] = {}

@@ -121,3 +121,18 @@ def test_unsupported_graph_falls_back_to_random():
     t = describe(k.Model(i, k.layers.Dense(3)(h)))
     s = design_student(t, width=0.5)
     assert s.init_note.startswith("random (") and "transpose" in s.init_note
+
+
+def test_separable_with_depth_multiplier_does_not_crash():
+    """A channel multiplier the channel mapping does not cover: a random start, with the reason."""
+    from tinydistill import _compat
+    from tinydistill.teacher import describe
+
+    k = _compat.keras()
+    _compat.set_seed(0)
+    i = k.Input((16, 16, 3))
+    x = k.layers.Conv2D(8, 3, activation="relu")(i)
+    x = k.layers.SeparableConv2D(12, 3, depth_multiplier=2, activation="relu")(x)
+    o = k.layers.Dense(4)(k.layers.GlobalAveragePooling2D()(x))
+    student = design_student(describe(k.Model(i, o)), width=0.5, seed=0)
+    assert student.init_note.startswith("random (")
