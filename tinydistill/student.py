@@ -97,6 +97,11 @@ def with_output_activation(student, teacher):
 # Teacher initialisation: the student starts as the teacher's most important channels
 # --------------------------------------------------------------------------
 
+def _kernel(layer) -> np.ndarray:
+    """The kernel that mixes channels: a SeparableConv's pointwise one, else the first weight."""
+    return layer.get_weights()[1 if layer.__class__.__name__ in SEPARABLE else 0]
+
+
 def _importance(teacher_model, name: str, folded_bn) -> np.ndarray:
     """Per output channel: L1 norm of the channel's filter, scaled by a BatchNorm that directly follows it.
 
@@ -104,7 +109,7 @@ def _importance(teacher_model, name: str, folded_bn) -> np.ndarray:
     folding the BatchNorm scale in keeps them meaningful when a BN rescales each channel.
     """
     layer = teacher_model.get_layer(name)
-    kernel = layer.get_weights()[1 if layer.__class__.__name__ in SEPARABLE else 0]
+    kernel = _kernel(layer)
     imp = np.abs(kernel).reshape(-1, kernel.shape[-1]).sum(0)
     if folded_bn is not None:
         bn = teacher_model.get_layer(folded_bn)
@@ -227,7 +232,7 @@ def _inherit(student, teacher_model, *, assign: bool = True) -> dict[str, np.nda
 
     for node in graph:
         if node.kind in DENSE_LIKE or node.kind in SEPARABLE:
-            kernel = teacher_model.get_layer(node.name).get_weights()[1 if node.kind in SEPARABLE else 0]
+            kernel = _kernel(teacher_model.get_layer(node.name))
             used = np.abs(kernel).sum(axis=tuple(i for i in range(kernel.ndim) if i != kernel.ndim - 2))
             if node.kind in SEPARABLE:  # pointwise inputs are (channel, multiplier) pairs, channel-major
                 used = used.reshape(-1, int(node.config.get("depth_multiplier", 1))).sum(1)
