@@ -74,8 +74,9 @@ RECIPES = {
     "bn": Recipe(start="noise"),
     "prior": Recipe(targets="dirichlet", start="flat", smoothness=2.0),
 }
-# measured on LeNet-5 -> half with stats (int8): 24k inputs x 80 steps 98.50 %; 48k inputs or
-# 120 steps no better; 24k x 40 steps 98.33 % and 12k x 40 98.23 % (those two with the KL loss)
+# measured on LeNet-5 -> half with stats (int8): 24k inputs x 80 steps 98.48 % (benchmarks, 2 seeds);
+# in single-seed trials 48k inputs or 120 steps were no better, 24k x 40 steps gave 98.33 % and
+# 12k x 40 98.23 % (those two with the KL loss)
 DEFAULT_INPUTS = 24000
 DEFAULT_STEPS = 80
 _DIRICHLET_TEMPERATURE = 20.0
@@ -126,7 +127,8 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
                                "(record one with 'tinydistill stats') or use --method auto")
     if method == "layer-pairs" and not stats.pairs:
         raise TinyDistillError("method 'layer-pairs' needs layer-pair statistics, which this stats file lacks "
-                               "(recorded by an older tinydistill, or no two recorded layers share a weight matrix): "
+                               "(recorded by an older tinydistill, no two recorded layers share a weight matrix, or every pair "
+                               "is too wide to record: over 1 GiB of second moments): "
                                "re-record it with 'tinydistill stats' or use --method all-layers")
     if method == "bn" and not teacher.has_batchnorm:
         raise TinyDistillError("method 'bn' needs BatchNorm layers and this teacher has none: "
