@@ -196,7 +196,7 @@ def suite_fc(seeds):
     return t, run_suite("fc", t, stats, 800 / 1200, (xtr, ytr), test, rng, seeds, real_epochs=8, kd_epochs=30)
 
 
-CIFAR_INPUTS, CIFAR_STEPS = 12000, 40
+CIFAR_INPUTS, CIFAR_STEPS = 12000, 80
 
 
 def suite_cifar(seeds):

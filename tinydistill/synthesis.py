@@ -34,6 +34,7 @@ from .errors import TinyDistillError
 from .stats import INPUT, LOGITS
 
 METHODS = ("auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior")
+STARTS = ("stats", "flat", "noise", "smooth")
 _STATS_METHODS = ("all-layers", "top-layer", "layer-pairs")
 _EPS = 1e-3
 
@@ -51,8 +52,14 @@ class Recipe:
             a Dirichlet draw concentrated by the class similarity of the last layer's weights,
             matched at temperature 20, so inputs spread between similar classes).
         start: ``"stats"`` (the recorded per-class input moments), ``"flat"`` (one random level
-            per input plus faint noise: the smoothness prior then adds structure) or ``"noise"``.
+            per input plus faint noise: the smoothness prior then adds structure), ``"noise"``
+            (white noise) or ``"smooth"`` (multi-scale noise with most of its power at low spatial
+            frequencies, as in natural images: on CIFAR-10 it gives the contrast real images have,
+            which white noise smoothed by the optimiser never reaches; 2,000 inputs: 41 % vs 30 %).
         smoothness: total-variation weight on image inputs (unit-range pixels).
+        class_weight: weight of the class (cross-entropy) term against the matched statistics.
+        jitter: shift each image batch by a random offset of up to 1/16 of its size at every
+            step (DeepInversion), so no feature depends on the exact pixel grid.
         lr: Adam step on inputs, in units of the input range (constant: annealing it to zero
             measured worse, 98.44 vs 98.50 % on LeNet-5, as if settled inputs were less diverse).
         regions: ``all-layers`` also matches the moments of each spatial region of a feature map
@@ -65,13 +72,18 @@ class Recipe:
     smoothness: float = 0.5
     lr: float = 0.05
     regions: bool = True
+    class_weight: float = 1.0
+    jitter: bool = False
 
 
 RECIPES = {
     "all-layers": Recipe(),
     "top-layer": Recipe(),
     "layer-pairs": Recipe(),
-    "bn": Recipe(start="noise"),
+    # measured on CIFAR-10 ResNet-8 -> width 0.5, 2,000 inputs x 100 steps (float, one seed): white-noise
+    # start, lr 0.05, TV 0.5, class weight 1 (the former recipe) 25 %; smooth start 41 %; then lr 0.02 and
+    # class weight 0.2 44 %; without jitter 26 %
+    "bn": Recipe(start="smooth", lr=0.02, smoothness=0.05, class_weight=0.2, jitter=True),
     "prior": Recipe(targets="dirichlet", start="flat", smoothness=2.0),
 }
 # measured on LeNet-5 -> half with stats (int8): 24k inputs x 80 steps 98.48 % (benchmarks, 2 seeds);
@@ -233,6 +245,24 @@ def _total_variation(tf, u):
     return dh + dw
 
 
+def smooth_noise(rng, n: int, shape: tuple) -> np.ndarray:
+    """``n`` noise images of ``shape`` (H, W, C) with unit standard deviation per image and an
+    amplitude spectrum falling as 1/sqrt(scale): Gaussian noise drawn on 2x2, 4x4, ... grids up to
+    the image size, each resized bilinearly to the full size, weighted by ``size ** -0.5`` and summed."""
+    tf = _compat.tf()
+    h, w, c = shape
+    z = np.zeros((n, h, w, c), np.float32)
+    r = 2
+    while True:
+        gh, gw = min(r, h), min(r, w)
+        grid = rng.normal(size=(n, gh, gw, c)).astype(np.float32)
+        z += tf.image.resize(grid, (h, w), method="bilinear").numpy() * (max(gh, gw) ** -0.5)
+        if gh == h and gw == w:
+            break
+        r *= 2
+    return z / (z.reshape(n, -1).std(axis=1).reshape(n, 1, 1, 1) + 1e-8)
+
+
 def _is_image(shape) -> bool:
     return len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
 
@@ -244,9 +274,9 @@ def _validate(teacher, n, steps, batch_size, input_range, recipe):
     if input_range is None:
         raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI "
                                "(e.g. 0,1 or 0,255) or a stats file that records it")
-    if recipe.targets not in ("onehot", "dirichlet") or recipe.start not in ("stats", "flat", "noise"):
-        raise TinyDistillError(f"recipe targets must be 'onehot' or 'dirichlet' and start 'stats', 'flat' or "
-                               f"'noise'. Received: targets={recipe.targets!r}, start={recipe.start!r}")
+    if recipe.targets not in ("onehot", "dirichlet") or recipe.start not in STARTS:
+        raise TinyDistillError(f"recipe targets must be 'onehot' or 'dirichlet' and start one of {', '.join(STARTS)}. "
+                               f"Received: targets={recipe.targets!r}, start={recipe.start!r}")
 
 
 def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_INPUTS, steps: int = DEFAULT_STEPS,
@@ -335,7 +365,8 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
     image = _is_image(shape)
     w_tv = recipe.smoothness if image else 0.0
     temperature = _DIRICHLET_TEMPERATURE if recipe.targets == "dirichlet" else 1.0
-    w_class = 1.0 if per_class else 0.0
+    w_class = recipe.class_weight if per_class else 0.0
+    jitter = max(1, round(min(shape[0], shape[1]) / 16)) if image and recipe.jitter else 0
 
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
@@ -343,8 +374,10 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
         raise TinyDistillError(f"`batch_size` ({batch_size}) must be a multiple of the {replicas} replicas")
     per_replica = batch_size // replicas
 
-    def loss_fn(u_, target_, w_):
+    def loss_fn(u_, target_, w_, shift_):
         x_ = lo + span * u_
+        if jitter:
+            x_ = tf.roll(x_, shift_, axis=[1, 2])
         outs = probe(x_, training=False)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         logits = outs[-1]
@@ -390,10 +423,10 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
     b1, b2 = 0.9, 0.999
     lr = recipe.lr
 
-    def replica_step(u_, m_, v_, target_, w_, t):
+    def replica_step(u_, m_, v_, target_, w_, t, shift_):
         with tf.GradientTape() as tape:
             tape.watch(u_)
-            loss = loss_fn(u_, target_, w_)
+            loss = loss_fn(u_, target_, w_, shift_)
         g = tape.gradient(loss, u_)
         # Adam on the inputs themselves, written out: the state is per batch and per
         # replica, which a Keras optimizer (one set of slots per variable) does not fit.
@@ -403,8 +436,8 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
         return tf.clip_by_value(u_ - step_, 0.0, 1.0), m_, v_
 
     @tf.function
-    def step(u_, m_, v_, target_, w_, t):
-        return strategy.run(replica_step, args=(u_, m_, v_, target_, w_, t))
+    def step(u_, m_, v_, target_, w_, t, shift_):
+        return strategy.run(replica_step, args=(u_, m_, v_, target_, w_, t, shift_))
 
     def distribute(chunks):
         """One chunk per replica (the default strategy simply gets the single chunk)."""
@@ -438,6 +471,8 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
         noise = rng.normal(size=(batch_size,) + shape).astype(np.float32)
         if recipe.start == "flat":  # one random level per input and channel, faint noise
             init = rng.uniform(0.0, 1.0, channel_shape) + 0.03 * noise
+        elif recipe.start == "smooth" and image:
+            init = in_mean[y].reshape(channel_shape) + in_std[y].reshape(channel_shape) * smooth_noise(rng, batch_size, shape)
         else:
             init = in_mean[y].reshape(channel_shape) + noise * in_std[y].reshape(channel_shape)
         init = np.clip(init, 0.0, 1.0).astype(np.float32)
@@ -454,8 +489,9 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
         m_t = distribute([np.zeros_like(init[sl]) for sl in parts])
         v_t = distribute([np.zeros_like(init[sl]) for sl in parts])
         target_t, w_t = distribute([target[sl] for sl in parts]), distribute(weights)
+        shifts = rng.integers(-jitter, jitter + 1, size=(steps, 2)).astype(np.int32)
         for t in range(1, steps + 1):
-            u_t, m_t, v_t = step(u_t, m_t, v_t, target_t, w_t, tf.constant(float(t)))
+            u_t, m_t, v_t = step(u_t, m_t, v_t, target_t, w_t, tf.constant(float(t)), tf.constant(shifts[t - 1]))
         u_final = np.concatenate([np.asarray(part) for part in strategy.experimental_local_results(u_t)])
         take = min(batch_size, n - done)
         x = (lo + span * u_final)[:take]
