@@ -209,13 +209,19 @@ def suite_fc(seeds):
 CIFAR_INPUTS, CIFAR_STEPS = 12000, 80
 
 
+def _cifar():
+    """The ResNet-8 teacher, its input range, and test_q75 scaled for it (there is no CIFAR-10 training set here)."""
+    t = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
+    rng = (0.0, 255.0)
+    x, y = fit_to_teacher(load_data(os.path.join(DATA, "cifar10", "test_q75.npz")), t.input_shape, 10, rng)
+    return t, rng, x, y
+
+
 def suite_cifar(seeds):
     """ResNet-8 -> width 0.5 (a quarter of the parameters) from BatchNorm statistics. There is no
     CIFAR-10 training set here: every row is measured on the odd-numbered half of test_q75, and the
     reference row distils on the even-numbered half (5,000 real images, 30 epochs)."""
-    t = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
-    rng = (0.0, 255.0)
-    x, y = fit_to_teacher(load_data(os.path.join(DATA, "cifar10", "test_q75.npz")), t.input_shape, 10, rng)
+    t, rng, x, y = _cifar()
     even = np.arange(len(x)) % 2 == 0
     return t, run_suite("cifar", t, None, 0.5, (x[even], y[even]), (x[~even], y[~even]), rng, seeds,
                         real_epochs=30, kd_epochs=30, n=CIFAR_INPUTS, steps=CIFAR_STEPS, suite="bn")
@@ -228,9 +234,7 @@ def suite_bn_ablations(seeds):
     """ResNet-8 -> width 0.5 from BatchNorm statistics, one knob of the bn recipe changed per row; a
     small budget (2,000 inputs x 100 steps, 30 epochs), so the figures sit well below the cifar suite's.
     Measured on the odd-numbered half of test_q75."""
-    t = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
-    rng = (0.0, 255.0)
-    x, y = fit_to_teacher(load_data(os.path.join(DATA, "cifar10", "test_q75.npz")), t.input_shape, 10, rng)
+    t, rng, x, y = _cifar()
     odd = np.arange(len(x)) % 2 == 1
     return t, run_suite("bn-ablations", t, None, 0.5, None, (x[odd], y[odd]), rng, seeds, real_epochs=0,
                         kd_epochs=30, n=BN_ABLATION_INPUTS, steps=BN_ABLATION_STEPS, suite="bn-ablations")
@@ -317,9 +321,7 @@ def suite_int8_cifar(seeds):
     """ResNet-8 width 0.5 from BN statistics (4,000 inputs, 20 epochs: fidelity, not quality).
     No CIFAR training set here: real calibration uses every 5th test_q75 image, and all rows are
     measured on the other 8,000."""
-    t = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
-    rng = (0.0, 255.0)
-    x, y = fit_to_teacher(load_data(os.path.join(DATA, "cifar10", "test_q75.npz")), t.input_shape, 10, rng)
+    t, rng, x, y = _cifar()
     calib = np.arange(len(x)) % 5 == 0
     return t, _int8_fidelity(t, None, rng, x[~calib], y[~calib], x[calib], seeds, n=4000, epochs=20, tag="int8-cifar")
 
