@@ -213,7 +213,9 @@ def _sample_moments(tf, a, grid=None):
     """Per-sample channel moments (B, ch) x 2, and region moments (B, gh*gw*ch) x 2 when ``grid`` is given.
 
     The channel moments of a spatial map are the mean of its equal-sized regions' moments, so the
-    map is pooled once (two ``avg_pool`` calls: measured faster than pooling a concatenation).
+    map is pooled once: two ``avg_pool`` calls forward, and a gradient written out as one
+    broadcast multiply-add (the two ``AvgPoolGrad`` kernels autodiff would run cost a third of a
+    LeNet-5 teacher's forward+backward).
     """
     b, ch = tf.shape(a)[0], a.shape[-1]
     if grid is None:
@@ -222,16 +224,56 @@ def _sample_moments(tf, a, grid=None):
     gh, gw = grid
     h, wd = a.shape[1], a.shape[2]
     window = (h // gh, wd // gw)
-    r1 = tf.reshape(tf.nn.avg_pool2d(a, window, window, "VALID"), (b, gh * gw, ch))
-    r2 = tf.reshape(tf.nn.avg_pool2d(tf.square(a), window, window, "VALID"), (b, gh * gw, ch))
+
+    @tf.custom_gradient
+    def pooled(a):
+        first = tf.nn.avg_pool2d(a, window, window, "VALID")
+        second = tf.nn.avg_pool2d(tf.square(a), window, window, "VALID")
+
+        def grad(d_first, d_second):  # each pixel feeds its region's mean with weight 1 / (region size)
+            k = 1.0 / (window[0] * window[1])
+            # (B * gh, rows per region, W * ch): each region's coefficients tiled along its columns and
+            # broadcast down its rows (a 3-D broadcast: 1.1 ms on LeNet-5's first layer, 1.7 ms in 6-D)
+            rows = tf.reshape(a, (-1, window[0], wd * ch))
+
+            def spread(d):
+                return tf.reshape(tf.tile(tf.reshape(d, (-1, 1, gw, 1, ch)), (1, 1, 1, window[1], 1)), (-1, 1, wd * ch))
+
+            return tf.reshape(rows * spread(d_second * (2.0 * k)) + spread(d_first * k), tf.shape(a))
+
+        return (first, second), grad
+
+    first, second = pooled(a)
+    r1, r2 = tf.reshape(first, (b, gh * gw, ch)), tf.reshape(second, (b, gh * gw, ch))
     channel = (tf.reduce_mean(r1, axis=1), tf.reduce_mean(r2, axis=1))
     return channel, (tf.reshape(r1, (b, -1)), tf.reshape(r2, (b, -1)))
 
 
 def _batch_moments(tf, a):
+    """Channel mean and std of ``a`` over every other axis (what a BatchNorm layer normalises by).
+
+    The forward pass is TensorFlow's fused BatchNorm kernel (one pass over ``a`` for both
+    moments) and the gradient is written out as one multiply-add per element: on the CIFAR-10
+    ResNet-8 the generic ``tf.nn.moments`` and its autodiff cost 2.4x as much, a third of a
+    teacher forward+backward on its own.
+    """
     ch = a.shape[-1]
-    a = tf.reshape(a, (-1, ch))
-    mean, var = tf.nn.moments(a, axes=[0])
+
+    @tf.custom_gradient
+    def moments(a):
+        flat = tf.reshape(a, (-1, ch))
+        n = tf.cast(tf.shape(flat)[0], tf.float32)
+        _, mean, var = tf.compat.v1.nn.fused_batch_norm(tf.reshape(flat, (1, -1, 1, ch)), tf.ones(ch), tf.zeros(ch),
+                                                       is_training=True)[:3]
+        var = var * ((n - 1.0) / n)  # the kernel returns the unbiased variance
+
+        def grad(d_mean, d_var):  # d mean / da = 1/n, d var / da = 2 (a - mean) / n
+            scale = (2.0 / n) * d_var
+            return tf.reshape(flat * scale + (d_mean / n - scale * mean), tf.shape(a))
+
+        return (mean, var), grad
+
+    mean, var = moments(a)
     return mean, tf.sqrt(var + 1e-8)
 
 
