@@ -30,6 +30,7 @@ sys.path.insert(0, ROOT)
 import tinydistill as td  # noqa: E402
 from tinydistill import _compat  # noqa: E402
 from tinydistill.data import fit_to_teacher, load_data  # noqa: E402
+from tinydistill.distillation import DEFAULT_EPOCHS  # noqa: E402
 from tinydistill.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student import with_output_activation  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, RECIPES, Recipe, SyntheticSet  # noqa: E402
@@ -139,8 +140,9 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
                  ("no jitter", synthetic("bn", None, replace(bn, jitter=False))),
                  ("lr 0.05 instead of 0.02", synthetic("bn", None, replace(bn, lr=0.05))),
                  ("class weight 1 instead of 0.2", synthetic("bn", None, replace(bn, class_weight=1.0))),
-                 ("the former recipe (white noise, lr 0.05, TV 0.5, class weight 1, no jitter)",
-                  synthetic("bn", None, Recipe(start="noise")))]
+                 ("no random flips", synthetic("bn", None, replace(bn, flip="off"))),
+                 ("the former recipe (white noise, lr 0.05, TV 0.5, class weight 1, no jitter or flips)",
+                  synthetic("bn", None, Recipe(start="noise", flip="off")))]
     elif suite == "bn":
         rows += [("Gaussian-noise KD", noise_kd),
                  ("BatchNorm statistics (ours, DeepInversion-style)", synthetic("bn", None))]
@@ -180,12 +182,12 @@ def _lenet5():
 
 def suite_lenet5(seeds):
     t, rng, train, test, stats = _lenet5()
-    return t, run_suite("lenet5", t, stats, 0.5, train, test, rng, seeds, real_epochs=8, kd_epochs=30)
+    return t, run_suite("lenet5", t, stats, 0.5, train, test, rng, seeds, real_epochs=8, kd_epochs=DEFAULT_EPOCHS)
 
 
 def suite_ablations(seeds):
     t, rng, train, test, stats = _lenet5()
-    return t, run_suite("ablations", t, stats, 0.5, train, test, rng, seeds, real_epochs=8, kd_epochs=30,
+    return t, run_suite("ablations", t, stats, 0.5, train, test, rng, seeds, real_epochs=8, kd_epochs=DEFAULT_EPOCHS,
                         suite="ablations")
 
 
@@ -203,7 +205,7 @@ def suite_fc(seeds):
     m.fit(xtr, ytr, batch_size=128, epochs=10, verbose=0)
     t = describe(m, path="fc1200 (trained by the benchmark)")
     stats = td.record_stats(t, xtr, ytr, input_range=rng)
-    return t, run_suite("fc", t, stats, 800 / 1200, (xtr, ytr), test, rng, seeds, real_epochs=8, kd_epochs=30)
+    return t, run_suite("fc", t, stats, 800 / 1200, (xtr, ytr), test, rng, seeds, real_epochs=8, kd_epochs=DEFAULT_EPOCHS)
 
 
 CIFAR_INPUTS, CIFAR_STEPS = 12000, 80
@@ -220,11 +222,12 @@ def _cifar():
 def suite_cifar(seeds):
     """ResNet-8 -> width 0.5 (a quarter of the parameters) from BatchNorm statistics. There is no
     CIFAR-10 training set here: every row is measured on the odd-numbered half of test_q75, and the
-    reference row distils on the even-numbered half (5,000 real images, 30 epochs)."""
+    reference row distils on the even-numbered half (5,000 real images, as many epochs as the others)."""
     t, rng, x, y = _cifar()
     even = np.arange(len(x)) % 2 == 0
     return t, run_suite("cifar", t, None, 0.5, (x[even], y[even]), (x[~even], y[~even]), rng, seeds,
-                        real_epochs=30, kd_epochs=30, n=CIFAR_INPUTS, steps=CIFAR_STEPS, suite="bn")
+                        real_epochs=DEFAULT_EPOCHS, kd_epochs=DEFAULT_EPOCHS, n=CIFAR_INPUTS, steps=CIFAR_STEPS,
+                        suite="bn")
 
 
 BN_ABLATION_INPUTS, BN_ABLATION_STEPS = 2000, 100

@@ -18,6 +18,7 @@ import click
 import numpy as np
 
 from . import __version__
+from .distillation import DEFAULT_EPOCHS
 from .errors import OutputError, TinyDistillError
 from .synthesis import DEFAULT_INPUTS, DEFAULT_STEPS
 from .units import format_bytes, parse_bytes
@@ -227,11 +228,14 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
               help="Synthesis method (auto: stats file > BatchNorm statistics > no-metadata prior).")
 @click.option("--inputs", "n", default=DEFAULT_INPUTS, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
 @click.option("--steps", default=DEFAULT_STEPS, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
-@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
+@click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
 @click.option("--kd-loss", "loss", default="mse", show_default=True, type=click.Choice(["mse", "kl"]),
               help="Distillation loss: mse on logits, or kl on softened probabilities (with --temperature).")
 @click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="KD temperature (with --kd-loss kl).")
+@click.option("--flip", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+              help="Flip images left to right at random while synthesising them (auto: if the teacher keeps its "
+                   "class on most flipped inputs).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--strategy", default="default", show_default=True, type=click.Choice(["default", "mirrored", "multi-worker"]),
               help="tf.distribute strategy for synthesis and distillation (multi-worker: set TF_CONFIG on each worker).")
@@ -244,7 +248,7 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, max_flash, max_ram,
-             max_latency_ms, method, n, steps, epochs, loss, temperature, seed, strategy, resume, qat, prune, output,
+             max_latency_ms, method, n, steps, epochs, loss, temperature, flip, seed, strategy, resume, qat, prune, output,
              trust_model, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .boards import load_board, load_board_file
@@ -284,6 +288,7 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         load_s = time.perf_counter() - t0
         result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=input_range, n=n,
                      steps=steps, epochs=epochs, loss=loss, temperature=temperature, seed=seed, qat=qat, prune=prune,
+                     flip=flip,
                      strategy=strategy, state=state, on_progress=progress, **limits)
     report = result.report
     report["seconds"]["load"] = round(load_s, 2)

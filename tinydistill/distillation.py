@@ -10,6 +10,9 @@ from . import _compat
 from .errors import TinyDistillError
 
 LOSSES = ("mse", "kl")
+# 60 epochs against 30 (int8): LeNet-5 with stats 98.56 / 98.55 % against 98.52 / 98.45 % (two seeds);
+# CIFAR-10 ResNet-8 from 2,000 BatchNorm-synthesised inputs 43.9 % against 39.9 % (one seed)
+DEFAULT_EPOCHS = 60
 
 
 def _validate(data, epochs, temperature, batch_size, loss):
@@ -23,7 +26,8 @@ def _validate(data, epochs, temperature, batch_size, loss):
         raise TinyDistillError(f"`loss` must be one of {', '.join(LOSSES)}. Received: loss={loss!r}")
 
 
-def distill(teacher, student, data, *, epochs: int = 30, loss: str = "mse", temperature: float = 4.0, batch_size: int = 128,
+def distill(teacher, student, data, *, epochs: int = DEFAULT_EPOCHS, loss: str = "mse", temperature: float = 4.0,
+            batch_size: int = 128,
             lr: float = 2e-3, seed: int = 0, strategy=None, on_progress=None, on_step=None, recalibrate: bool = True,
             start_epoch: int = 0, optimizer_state=None, on_epoch_end=None, augment: bool = True):
     """Train ``student`` to match the teacher's outputs on ``data``.

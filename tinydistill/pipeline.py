@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import __version__, _compat
 from .boards import Board, load_board
 from .data import Dataset, fit_to_teacher, parse_range
-from .distillation import distill
+from .distillation import DEFAULT_EPOCHS, distill
 from .errors import BudgetError, TinyDistillError
 from .export import c_source, export_int8, resolver_header
 from .fitcheck import CheckResult, check, int8_predictions
@@ -19,7 +19,7 @@ from .scale import get_strategy
 from .sizing import Budget, SizingResult, measure_width, size_student
 from .stats import Stats
 from .student import design_student, validate_width, with_output_activation
-from .synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, SyntheticSet, resolve_method, synthesize
+from .synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, FLIP_AGREEMENT, FLIPS, RECIPES, SyntheticSet, resolve_method, synthesize
 from .teacher import Teacher, load_teacher
 from .units import format_bytes
 
@@ -81,9 +81,11 @@ def resolve_input_range(input_range, stats) -> tuple[float, float]:
 
 def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=None, width="auto",
              max_flash: int | None = None, max_ram: int | None = None, max_latency_ms: float | None = None,
-             method: str = "auto", input_range=None, n: int = DEFAULT_INPUTS, steps: int = DEFAULT_STEPS, epochs: int = 30,
-             loss: str = "mse", temperature: float = 4.0, seed: int = 0, qat: bool = False, prune: float | None = None,
-             finetune_epochs: int = 5, strategy="default", state=None, on_progress=None) -> CompressResult:
+             method: str = "auto", input_range=None, n: int = DEFAULT_INPUTS, steps: int = DEFAULT_STEPS,
+             epochs: int = DEFAULT_EPOCHS,
+             loss: str = "mse", temperature: float = 4.0, seed: int = 0, flip: str = "auto", qat: bool = False,
+             prune: float | None = None, finetune_epochs: int = 5, strategy="default", state=None,
+             on_progress=None) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
 
     Args:
@@ -100,6 +102,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         method: synthesis method (see :data:`tinydistill.synthesis.METHODS`).
         input_range: the teacher's input range; defaults to the stats' one.
         n, steps: synthetic inputs and optimisation steps per batch.
+        flip: flip images left to right at random while synthesising them: ``"on"``, ``"off"``
+            or ``"auto"`` (when the teacher is mostly mirror-invariant; see :class:`~tinydistill.synthesis.Recipe`).
         epochs, loss, temperature: distillation settings (see :func:`~tinydistill.distillation.distill`).
         seed: one seed for the whole run.
         qat: quantisation-aware fine-tuning with tfmot after distillation.
@@ -137,6 +141,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         timings[stage] = round(now - tick, 2)
         tick = now
 
+    if flip not in FLIPS:
+        raise TinyDistillError(f"`flip` must be one of {', '.join(FLIPS)}. Received: flip={flip!r}")
     if not isinstance(teacher, Teacher):
         teacher = load_teacher(teacher)
     if not isinstance(board, Board):
@@ -162,13 +168,15 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
 
     dist = get_strategy(strategy) if isinstance(strategy, str) else strategy
     syn_key = {"teacher": teacher.fingerprint, "stats": _stats_id(stats), "method": method_used, "inputs": n,
-               "steps": steps, "seed": seed, "input_range": list(rng), "replicas": dist.num_replicas_in_sync}
+               "steps": steps, "seed": seed, "input_range": list(rng), "replicas": dist.num_replicas_in_sync,
+               "flip": flip}
     student_key = dict(syn_key, width=width, epochs=epochs, loss=loss, temperature=temperature)
     _compat.set_seed(seed)
     syn = state.load_synthetic(syn_key) if state is not None else None
     if syn is None:
         syn = synthesize(teacher, stats, method=method_used, n=n, steps=steps, input_range=rng, seed=seed,
-                         batch_size=500, strategy=dist, on_progress=progress("synthesize"))
+                         batch_size=500, recipe=replace(RECIPES[method_used], flip=flip), strategy=dist,
+                         on_progress=progress("synthesize"))
         if state is not None:
             state.save_synthetic(syn_key, syn)
     lap("synthesize")
@@ -288,7 +296,8 @@ def build_report(*, notes, init_note, replicas, finetune, teacher, student, boar
                               "arena_bytes": c.arena_bytes, "latency_ms": c.latency_ms} for c in sizing.tried]},
         "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
         "synthesis": {"method": syn.method, "why": reason, "inputs": n, "steps": steps,
-                      "teacher_agreement": syn.teacher_agreement},
+                      "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
+                      "flip_agreement": syn.flip_agreement},
         "distillation": {"epochs": epochs, "loss": loss, "temperature": temperature if loss == "kl" else None},
         "finetune": finetune,
         "seed": seed,
@@ -297,6 +306,15 @@ def build_report(*, notes, init_note, replicas, finetune, teacher, student, boar
         "seconds": timings,
         "pass": bool(fit.fits),
     }
+
+
+def _flip_note(syn: dict) -> str:
+    agreement = syn.get("flip_agreement")
+    if agreement is None:
+        return ""
+    verdict = "flipped left to right at random while optimised" if syn.get("flipped") else "not flipped"
+    return (f" Images {verdict}: the teacher keeps its class on {agreement:.0%} of flipped ones "
+            f"(auto flips from {FLIP_AGREEMENT:.0%}).")
 
 
 def _row(label, *sizes) -> str:
@@ -342,7 +360,7 @@ def report_markdown(report: dict) -> str:
     lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
                  f"({s['macs']:,} MACs; model in the README).")
     lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "
-              f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class.",
+              f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class." + _flip_note(syn),
               f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
               "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]

@@ -62,13 +62,17 @@ class RunState:
         if not self._key_matches("synthesis", key) or not os.path.exists(self._path("synthetic.npz")):
             return None
         with np.load(self._path("synthetic.npz"), allow_pickle=False) as z:
-            syn = SyntheticSet(x=z["x"], y=z["y"], logits=z["logits"], method=str(z["method"]))
+            agreement = float(z["flip_agreement"]) if "flip_agreement" in z.files else float("nan")
+            syn = SyntheticSet(x=z["x"], y=z["y"], logits=z["logits"], method=str(z["method"]),
+                               flipped=bool(z["flipped"]) if "flipped" in z.files else False,
+                               flip_agreement=None if np.isnan(agreement) else agreement)
         self.notes.append(f"resumed: {len(syn):,} synthetic inputs reused")
         return syn
 
     def save_synthetic(self, key: dict, syn: SyntheticSet) -> None:
         buf = io.BytesIO()
-        np.savez(buf, x=syn.x, y=syn.y, logits=syn.logits, method=np.array(syn.method))
+        np.savez(buf, x=syn.x, y=syn.y, logits=syn.logits, method=np.array(syn.method), flipped=np.array(syn.flipped),
+                 flip_agreement=np.array(np.nan if syn.flip_agreement is None else syn.flip_agreement))
         self._save("synthetic.npz", buf.getvalue())
         self._save("synthesis.json", json.dumps(key).encode())
 

@@ -35,6 +35,10 @@ from .stats import INPUT, LOGITS
 
 METHODS = ("auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior")
 STARTS = ("stats", "flat", "noise", "smooth")
+FLIPS = ("auto", "on", "off")
+# a teacher that keeps its top-1 class on most flipped inputs treats left and right alike (measured on
+# synthetic inputs: CIFAR-10 ResNet-8 0.71, LeNet-5 on digits 0.36 with stats and 0.29 without)
+FLIP_AGREEMENT = 0.5
 _STATS_METHODS = ("all-layers", "top-layer", "layer-pairs")
 _EPS = 1e-3
 
@@ -64,6 +68,11 @@ class Recipe:
         class_weight: weight of the class (cross-entropy) term against the matched statistics.
         jitter: shift each image batch by a random offset of up to 1/16 of its size at every
             step (DeepInversion), so no feature depends on the exact pixel grid.
+        flip: flip each image batch left to right at random at every step (DeepInversion), so the
+            inputs look like a class from both sides: ``"on"``, ``"off"``, or ``"auto"``: from the
+            second batch on, if the teacher keeps its top-1 class on at least half of the first
+            batch flipped (:attr:`SyntheticSet.flip_agreement`). Digits, say, are then never flipped. On
+            CIFAR-10 (2,000 inputs) it measured +4.6 pp; flipping while distilling instead: -4 pp.
     """
 
     per_class: bool = True
@@ -74,6 +83,7 @@ class Recipe:
     regions: bool = True
     class_weight: float = 1.0
     jitter: bool = False
+    flip: str = "auto"
 
 
 RECIPES = {
@@ -104,12 +114,17 @@ class SyntheticSet:
         y: the class each input was optimised towards (the target's top class).
         logits: the teacher's logits on ``x``.
         method: the synthesis method used.
+        flipped: whether images were flipped at random while they were optimised.
+        flip_agreement: fraction of the first batch whose teacher class survives a left-right
+            flip (None: not images).
     """
 
     x: np.ndarray
     y: np.ndarray
     logits: np.ndarray
     method: str
+    flipped: bool = False
+    flip_agreement: float | None = None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -316,9 +331,10 @@ def _validate(teacher, n, steps, batch_size, input_range, recipe):
     if input_range is None:
         raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI "
                                "(e.g. 0,1 or 0,255) or a stats file that records it")
-    if recipe.targets not in ("onehot", "dirichlet") or recipe.start not in STARTS:
-        raise TinyDistillError(f"recipe targets must be 'onehot' or 'dirichlet' and start one of {', '.join(STARTS)}. "
-                               f"Received: targets={recipe.targets!r}, start={recipe.start!r}")
+    if recipe.targets not in ("onehot", "dirichlet") or recipe.start not in STARTS or recipe.flip not in FLIPS:
+        raise TinyDistillError(f"recipe targets must be 'onehot' or 'dirichlet', start one of {', '.join(STARTS)} and "
+                               f"flip one of {', '.join(FLIPS)}. Received: targets={recipe.targets!r}, "
+                               f"start={recipe.start!r}, flip={recipe.flip!r}")
 
 
 def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_INPUTS, steps: int = DEFAULT_STEPS,
@@ -409,6 +425,8 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
     temperature = _DIRICHLET_TEMPERATURE if recipe.targets == "dirichlet" else 1.0
     w_class = recipe.class_weight if per_class else 0.0
     jitter = max(1, round(min(shape[0], shape[1]) / 16)) if image and recipe.jitter else 0
+    flip = image and recipe.flip != "off"  # the flip is traced; whether it happens is decided per step
+    flipping, agreement = image and recipe.flip == "on", None
 
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
@@ -419,7 +437,9 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
     def loss_fn(u_, target_, w_, shift_):
         x_ = lo + span * u_
         if jitter:
-            x_ = tf.roll(x_, shift_, axis=[1, 2])
+            x_ = tf.roll(x_, shift_[:2], axis=[1, 2])
+        if flip:
+            x_ = tf.cond(shift_[2] > 0, lambda: tf.reverse(x_, axis=[2]), lambda: x_)
         outs = probe(x_, training=False)
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         logits = outs[-1]
@@ -531,8 +551,12 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
         m_t = distribute([np.zeros_like(init[sl]) for sl in parts])
         v_t = distribute([np.zeros_like(init[sl]) for sl in parts])
         target_t, w_t = distribute([target[sl] for sl in parts]), distribute(weights)
-        # drawn only when jittering, so recipes without it keep their random stream (and measured results)
-        shifts = (rng.integers(-jitter, jitter + 1, size=(steps, 2)) if jitter else np.zeros((steps, 2))).astype(np.int32)
+        # drawn only when used, so recipes without them keep their random stream (and measured results)
+        shifts = np.zeros((steps, 3), np.int32)  # per step: row and column offsets, flip or not
+        if jitter:
+            shifts[:, :2] = rng.integers(-jitter, jitter + 1, size=(steps, 2))
+        if flipping:
+            shifts[:, 2] = rng.integers(0, 2, size=steps)
         for t in range(1, steps + 1):
             u_t, m_t, v_t = step(u_t, m_t, v_t, target_t, w_t, tf.constant(float(t)), tf.constant(shifts[t - 1]))
         u_final = np.concatenate([np.asarray(part) for part in strategy.experimental_local_results(u_t)])
@@ -541,8 +565,14 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
         xs.append(x)
         ys.append(y[:take])
         ls.append(final_logits(tf.constant(x)).numpy())
+        if bi == 0 and image:
+            agreement = float((ls[0].argmax(1) == final_logits(tf.constant(x[:, :, ::-1])).numpy().argmax(1)).mean())
+            if recipe.flip == "auto":
+                flipping = agreement >= FLIP_AGREEMENT
         done += take
         if on_progress:
             on_progress(done, n)
     return SyntheticSet(x=np.concatenate(xs).astype(np.float32), y=np.concatenate(ys).astype(np.int64),
-                        logits=np.concatenate(ls).astype(np.float32), method=method)
+                        logits=np.concatenate(ls).astype(np.float32), method=method,
+                        flipped=bool(flipping and (recipe.flip == "on" or n_batches > 1)),
+                        flip_agreement=agreement)

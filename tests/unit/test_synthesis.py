@@ -246,3 +246,42 @@ def test_region_moments_gradient_matches_autodiff():
     for o0, o1 in zip(outs0, outs1):
         np.testing.assert_allclose(o1, o0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-6)
+
+
+def _symmetric_teacher():
+    """A teacher that averages over positions: blind to left and right."""
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    _compat.set_seed(0)
+    i = k.Input((8, 8, 1))
+    pooled = k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 3, padding="same", activation="relu")(i))
+    return describe(k.Model(i, k.layers.Dense(3)(pooled)))
+
+
+def test_flip_auto_follows_the_teacher(tiny_teacher):
+    # the toy task's class is where a bright patch sits, left or right: a flip changes it
+    kw = dict(method="prior", n=40, steps=3, batch_size=20, input_range=(0.0, 1.0), seed=0)
+    plain = synthesize(tiny_teacher, None, **kw)
+    assert not plain.flipped and plain.flip_agreement < 0.5
+    forced = synthesize(tiny_teacher, None, recipe=Recipe(targets="dirichlet", start="flat", flip="on"), **kw)
+    assert forced.flipped and not np.allclose(forced.x, plain.x)
+    np.testing.assert_array_equal(
+        forced.x, synthesize(tiny_teacher, None, recipe=Recipe(targets="dirichlet", start="flat", flip="on"), **kw).x)
+    symmetric = synthesize(_symmetric_teacher(), None, **kw)
+    assert symmetric.flip_agreement == 1.0 and symmetric.flipped
+    one_batch = synthesize(_symmetric_teacher(), None, **dict(kw, n=20))
+    assert not one_batch.flipped  # decided after the first batch: nothing left to flip
+
+
+def test_flip_needs_an_image():
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    i = k.Input((12,))
+    syn = synthesize(describe(k.Model(i, k.layers.Dense(3)(i))), None, method="prior", n=20, steps=2, batch_size=10,
+                     input_range=(0.0, 1.0), recipe=Recipe(flip="on"))
+    assert syn.flip_agreement is None and not syn.flipped
+    with pytest.raises(TinyDistillError, match="flip one of auto, on, off"):
+        synthesize(describe(k.Model(i, k.layers.Dense(3)(i))), None, method="prior", n=10, steps=1,
+                   input_range=(0.0, 1.0), recipe=Recipe(flip="yes"))
