@@ -140,7 +140,7 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
                  ("no jitter", synthetic("bn", None, replace(bn, jitter=False))),
                  ("lr 0.05 instead of 0.02", synthetic("bn", None, replace(bn, lr=0.05))),
                  ("class weight 1 instead of 0.2", synthetic("bn", None, replace(bn, class_weight=1.0))),
-                 ("no random flips", synthetic("bn", None, replace(bn, flip="off"))),
+                 ("random flips (auto: on for this teacher)", synthetic("bn", None, replace(bn, flip="auto"))),
                  ("the former recipe (white noise, lr 0.05, TV 0.5, class weight 1, no jitter or flips)",
                   synthetic("bn", None, Recipe(start="noise", flip="off")))]
     elif suite == "bn":

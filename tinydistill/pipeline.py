@@ -83,7 +83,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
              max_flash: int | None = None, max_ram: int | None = None, max_latency_ms: float | None = None,
              method: str = "auto", input_range=None, n: int = DEFAULT_INPUTS, steps: int = DEFAULT_STEPS,
              epochs: int = DEFAULT_EPOCHS,
-             loss: str = "mse", temperature: float = 4.0, seed: int = 0, flip: str = "auto", qat: bool = False,
+             loss: str = "mse", temperature: float = 4.0, seed: int = 0, flip: str = "off", qat: bool = False,
              prune: float | None = None, finetune_epochs: int = 5, strategy="default", state=None,
              on_progress=None) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
@@ -102,7 +102,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         method: synthesis method (see :data:`tinydistill.synthesis.METHODS`).
         input_range: the teacher's input range; defaults to the stats' one.
         n, steps: synthetic inputs and optimisation steps per batch.
-        flip: flip images left to right at random while synthesising them: ``"on"``, ``"off"``
+        flip: flip images left to right at random while synthesising them: ``"off"``, ``"on"``
             or ``"auto"`` (when the teacher is mostly mirror-invariant; see :class:`~tinydistill.synthesis.Recipe`).
         epochs, loss, temperature: distillation settings (see :func:`~tinydistill.distillation.distill`).
         seed: one seed for the whole run.

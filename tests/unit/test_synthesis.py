@@ -260,17 +260,25 @@ def _symmetric_teacher():
 
 
 def test_flip_auto_follows_the_teacher(tiny_teacher):
+    from dataclasses import replace
+
+    from tinydistill.synthesis import RECIPES
+
+    def recipe(flip):
+        return replace(RECIPES["prior"], flip=flip)
+
     # the toy task's class is where a bright patch sits, left or right: a flip changes it
     kw = dict(method="prior", n=40, steps=3, batch_size=20, input_range=(0.0, 1.0), seed=0)
-    plain = synthesize(tiny_teacher, None, **kw)
-    assert not plain.flipped and plain.flip_agreement < 0.5
-    forced = synthesize(tiny_teacher, None, recipe=Recipe(targets="dirichlet", start="flat", flip="on"), **kw)
+    plain = synthesize(tiny_teacher, None, **kw)  # off by default
+    auto = synthesize(tiny_teacher, None, recipe=recipe("auto"), **kw)
+    assert not auto.flipped and auto.flip_agreement < 0.5
+    np.testing.assert_array_equal(auto.x, plain.x)
+    forced = synthesize(tiny_teacher, None, recipe=recipe("on"), **kw)
     assert forced.flipped and not np.allclose(forced.x, plain.x)
-    np.testing.assert_array_equal(
-        forced.x, synthesize(tiny_teacher, None, recipe=Recipe(targets="dirichlet", start="flat", flip="on"), **kw).x)
-    symmetric = synthesize(_symmetric_teacher(), None, **kw)
+    np.testing.assert_array_equal(forced.x, synthesize(tiny_teacher, None, recipe=recipe("on"), **kw).x)
+    symmetric = synthesize(_symmetric_teacher(), None, recipe=recipe("auto"), **kw)
     assert symmetric.flip_agreement == 1.0 and symmetric.flipped
-    one_batch = synthesize(_symmetric_teacher(), None, **dict(kw, n=20))
+    one_batch = synthesize(_symmetric_teacher(), None, recipe=recipe("auto"), **dict(kw, n=20))
     assert not one_batch.flipped  # decided after the first batch: nothing left to flip
 
 
