@@ -151,10 +151,15 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
     return rows
 
 
+ROWS: tuple = ()  # --rows: run only the rows whose name contains one of these
+
+
 def run_suite(name, teacher, stats, width, train, test, rng, seeds, **kw):
     x, y = test
     results = []
     for row_name, _ in rows_for(teacher, stats, width, train, rng, 0, **kw):
+        if ROWS and not any(r in row_name for r in ROWS):
+            continue
         accs, secs = [], []
         for seed in range(seeds):
             fn = dict(rows_for(teacher, stats, width, train, rng, seed, **kw))[row_name]
@@ -363,7 +368,12 @@ def main():
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--note", default="", help="A line added to each section, e.g. about the machine's load.")
+    ap.add_argument("--rows", nargs="+", default=[], metavar="TEXT",
+                    help="Run only the rows whose name contains TEXT; the section keeps its other rows and says which "
+                         "were re-measured, when and at which commit.")
     args = ap.parse_args()
+    global ROWS
+    ROWS = tuple(args.rows)
     if not os.path.isdir(DATA):
         sys.exit(f"error: shared data not found at {DATA}: set TINYDISTILL_DATA")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
@@ -391,8 +401,28 @@ def main():
                 lines.append(f"| {name} | {100 * np.mean(accs):.2f} % | {', '.join(f'{100 * a:.2f}' for a in accs)} "
                              f"| {np.mean(secs):,.0f} |")
         sections = _read_sections(args.out)  # again: another run may have written meanwhile
+        if ROWS and key != "speed" and title in sections:
+            lines = _merge_rows(sections[title], lines, results, args, commit)
         sections[title] = "\n".join(lines)
         _write(args.out, sections)  # after every suite: a long run keeps what it finished
+
+
+def _merge_rows(old: str, new: list, results, args, commit) -> list:
+    """The old section with the re-measured rows replaced (or added) and a line saying so."""
+    lines = old.split("\n")
+    fresh = {name: ln for ln in new if ln.startswith("| ") for name in [ln[2:].split(" | ")[0]]
+             if any(name == r[0] for r in results)}
+    for name, ln in fresh.items():
+        at = [i for i, old_ln in enumerate(lines) if old_ln.startswith(f"| {name} | ")]
+        if at:
+            lines[at[0]] = ln
+        else:
+            lines.append(ln)
+    when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    note = (f"Re-measured with `--rows {' '.join(args.rows)} --seeds {args.seeds}` at commit {commit or '?'} on "
+            f"{when}: {'; '.join(fresh)}. The other rows are from the run above." + (f" {args.note}" if args.note else ""))
+    header_end = next(i for i, ln in enumerate(lines) if ln.startswith("Teacher:"))
+    return lines[:header_end + 1] + ["", note] + lines[header_end + 1:]
 
 
 def _read_sections(path) -> dict:
