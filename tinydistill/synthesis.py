@@ -73,8 +73,8 @@ class Recipe:
             second batch on, if the teacher keeps its top-1 class on at least half of the first
             batch flipped (:attr:`SyntheticSet.flip_agreement`), so digits, say, are never flipped.
             Off by default: on CIFAR-10 (int8, one seed each) it measured +4.6 pp at 2,000 inputs x
-            100 steps and 30 epochs, but -3.4 pp at 2,000 x 80 and 60 epochs, and 45.6 % against
-            48.9 % (no flips, 30 epochs) at 12,000 x 80; flipping while distilling instead: -4 pp.
+            100 steps and 30 epochs, but -3.4 pp at 2,000 x 80 and -0.3 pp at 12,000 x 80 (both with
+            60 epochs); flipping while distilling instead: -4 pp.
     """
 
     per_class: bool = True
