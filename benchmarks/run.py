@@ -170,6 +170,9 @@ def run_suite(name, teacher, stats, width, train, test, rng, seeds, **kw):
             accs.append(acc)
             print(f"[{name}] {row_name} seed {seed}: int8 {acc:.2%} in {secs[-1]:.0f} s", flush=True)
         results.append((row_name, accs, secs))
+    if ROWS and not results:
+        sys.exit(f"error: no row of the {name} suite contains any of --rows {' '.join(ROWS)}: see the row names in "
+                 "benchmarks/RESULTS.md")
     return results
 
 
@@ -410,8 +413,8 @@ def main():
 def _merge_rows(old: str, new: list, results, args, commit) -> list:
     """The old section with the re-measured rows replaced (or added) and a line saying so."""
     lines = old.split("\n")
-    fresh = {name: ln for ln in new if ln.startswith("| ") for name in [ln[2:].split(" | ")[0]]
-             if any(name == r[0] for r in results)}
+    names = {r[0] for r in results}
+    fresh = {ln[2:].split(" | ")[0]: ln for ln in new if ln.startswith("| ") and ln[2:].split(" | ")[0] in names}
     for name, ln in fresh.items():
         at = [i for i, old_ln in enumerate(lines) if old_ln.startswith(f"| {name} | ")]
         if at:

@@ -93,7 +93,7 @@ RECIPES = {
     "top-layer": Recipe(),
     "layer-pairs": Recipe(),
     # CIFAR-10 ResNet-8 -> width 0.5: the former recipe (white noise, lr 0.05, TV 0.5, class weight 1, no
-    # jitter) 27.8 % int8 at 12k x 40; this one 49.0 % at 12k x 80 (benchmarks, 2 seeds); each knob's share:
+    # jitter) 27.8 % int8 at 12k x 40; this one 48.2 % at 12k x 80 (benchmarks, 2 seeds); each knob's share:
     # the bn-ablations suite
     "bn": Recipe(start="smooth", lr=0.02, smoothness=0.05, class_weight=0.2, jitter=True),
     "prior": Recipe(targets="dirichlet", start="flat", smoothness=2.0),
