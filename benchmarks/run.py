@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 import tinydistill as td  # noqa: E402
 from tinydistill import _compat  # noqa: E402
 from tinydistill.data import fit_to_teacher, load_data  # noqa: E402
-from tinydistill.distillation import DEFAULT_EPOCHS  # noqa: E402
+from tinydistill.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
 from tinydistill.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student import with_output_activation  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, RECIPES, Recipe, SyntheticSet  # noqa: E402
@@ -54,8 +54,8 @@ def train_on_labels(teacher, width, x, y, epochs, seed):
 
 
 # Lopes et al.'s recipe inside our engine: whole-layer moments only, a randomly initialised
-# student, KL at their temperature 8. Our defaults differ in exactly these three knobs.
-LOPES = {"recipe": Recipe(regions=False), "init": "random", "loss": "kl", "temperature": 8.0}
+# student, KL at their temperature 8, outputs only. Our defaults differ in exactly these four knobs.
+LOPES = {"recipe": Recipe(regions=False), "init": "random", "loss": "kl", "temperature": 8.0, "features": 0.0}
 
 
 def _as_set(x, teacher, method):
@@ -74,10 +74,10 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
     lo, hi = rng
     xtr, ytr = train if train is not None else (None, None)
 
-    def kd(x, init="teacher", loss="mse", temperature=4.0, augment=True):
+    def kd(x, init="teacher", loss="mse", temperature=4.0, augment=True, features=FEATURE_WEIGHT):
         s = td.design_student(teacher, width=width, seed=seed, init=init)
         return td.distill(teacher, s, _as_set(x, teacher, "given"), epochs=kd_epochs, loss=loss,
-                          temperature=temperature, seed=seed, augment=augment), x
+                          temperature=temperature, seed=seed, augment=augment, features=features), x
 
     def real_labels():
         return train_on_labels(teacher, width, xtr, ytr, real_epochs, seed), xtr
@@ -128,6 +128,7 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
                  ("with stats: KL (T=4) instead of logit MSE", synthetic("all-layers", stats, loss="kl")),
                  ("with stats: no per-class conditioning", synthetic("all-layers", stats, replace(best, per_class=False))),
                  ("with stats: no augmentation in distillation", synthetic("all-layers", stats, augment=False)),
+                 ("with stats: outputs only (no stage-feature term)", synthetic("all-layers", stats, features=0.0)),
                  ("with stats: pool refreshed halfway with disagreement samples", refreshed("all-layers", stats)),
                  ("with stats: layer-pairs spectral, our defaults", synthetic("layer-pairs", stats)),
                  ("no metadata: one-hot targets instead of Dirichlet",
@@ -136,6 +137,7 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
     elif suite == "bn-ablations":
         bn = RECIPES["bn"]
         rows += [("bn recipe (defaults)", synthetic("bn", None)),
+                 ("outputs only (no stage-feature term in distillation)", synthetic("bn", None, features=0.0)),
                  ("white-noise start instead of smooth noise", synthetic("bn", None, replace(bn, start="noise"))),
                  ("no jitter", synthetic("bn", None, replace(bn, jitter=False))),
                  ("lr 0.05 instead of 0.02", synthetic("bn", None, replace(bn, lr=0.05))),

@@ -47,7 +47,8 @@ def prune(teacher, student, data, *, sparsity: float, epochs: int = 5, seed: int
         for ly in wrapped_layers:
             ly.pruning_obj.conditional_mask_update()
 
-    distill(teacher, wrapped, data, epochs=epochs, lr=2e-4, seed=seed, on_progress=on_progress, on_step=on_step)
+    distill(teacher, wrapped, data, epochs=epochs, lr=2e-4, seed=seed, on_progress=on_progress, on_step=on_step,
+            features=0.0)
     for ly in wrapped_layers:  # the final masks
         ly.pruning_obj.weight_mask_op()
     return tfmot.sparsity.keras.strip_pruning(wrapped)

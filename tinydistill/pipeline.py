@@ -11,7 +11,7 @@ import numpy as np
 from . import __version__, _compat
 from .boards import Board, load_board
 from .data import Dataset, fit_to_teacher, parse_range
-from .distillation import DEFAULT_EPOCHS, distill
+from .distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT, distill, feature_layers
 from .errors import BudgetError, TinyDistillError
 from .export import c_source, export_int8, resolver_header
 from .fitcheck import CheckResult, check, int8_predictions
@@ -170,7 +170,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     syn_key = {"teacher": teacher.fingerprint, "stats": _stats_id(stats), "method": method_used, "inputs": n,
                "steps": steps, "seed": seed, "input_range": list(rng), "replicas": dist.num_replicas_in_sync,
                "flip": flip}
-    student_key = dict(syn_key, width=width, epochs=epochs, loss=loss, temperature=temperature)
+    student_key = dict(syn_key, width=width, epochs=epochs, loss=loss, temperature=temperature, features=FEATURE_WEIGHT)
     _compat.set_seed(seed)
     syn = state.load_synthetic(syn_key) if state is not None else None
     if syn is None:
@@ -194,6 +194,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         if state is not None:
             state.save_student(student_key, epoch, student.get_weights(), opt_vars)
 
+    matched = list(feature_layers(teacher, student))
     distill(teacher, student, syn, epochs=epochs, loss=loss, temperature=temperature, seed=seed, strategy=dist,
             start_epoch=start_epoch, optimizer_state=opt_state, on_epoch_end=save_epoch,
             on_progress=progress("distill"))
@@ -247,7 +248,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
                           board=board, fit=fit, syn=syn,
                           reason=reason, sizing=sizing, budget=budget, accuracy=accuracy, width=width,
                           input_range=rng, n=n, steps=steps, epochs=epochs, loss=loss, temperature=temperature, seed=seed,
-                          timings=timings)
+                          timings=timings, matched_layers=matched)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
                           model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=report,
                           test_data=(x_test, y_test) if data is not None else None)
@@ -270,7 +271,8 @@ def _size_record(tflite: bytes) -> dict:
 
 
 def build_report(*, notes, init_note, replicas, finetune, teacher, student, board, fit, syn, reason, sizing, budget,
-                 accuracy, width, input_range, n, steps, epochs, loss, temperature, seed, timings) -> dict:
+                 accuracy, width, input_range, n, steps, epochs, loss, temperature, seed, timings,
+                 matched_layers=()) -> dict:
     """The JSON report. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
     return {
         "tool": {"name": "tinydistill", "version": __version__},
@@ -298,7 +300,8 @@ def build_report(*, notes, init_note, replicas, finetune, teacher, student, boar
         "synthesis": {"method": syn.method, "why": reason, "inputs": n, "steps": steps,
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement},
-        "distillation": {"epochs": epochs, "loss": loss, "temperature": temperature if loss == "kl" else None},
+        "distillation": {"epochs": epochs, "loss": loss, "temperature": temperature if loss == "kl" else None,
+                         "feature_layers": list(matched_layers)},
         "finetune": finetune,
         "seed": seed,
         "replicas": replicas,
@@ -315,6 +318,14 @@ def _flip_note(syn: dict) -> str:
     verdict = "flipped left to right at random while optimised" if syn.get("flipped") else "not flipped"
     return (f" Images {verdict}: the teacher keeps its class on {agreement:.0%} of flipped ones "
             f"(auto flips from {FLIP_AGREEMENT:.0%}).")
+
+
+def _distill_note(dist: dict) -> str:
+    layers = dist.get("feature_layers") or []
+    matched = (f"; the student also matched the teacher's feature maps at {', '.join(f'`{n}`' for n in layers)}"
+               if layers else "")
+    loss = "logit MSE" if dist["loss"] == "mse" else f"KL at temperature {dist['temperature']:g}"
+    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}."
 
 
 def _row(label, *sizes) -> str:
@@ -361,6 +372,7 @@ def report_markdown(report: dict) -> str:
                  f"({s['macs']:,} MACs; model in the README).")
     lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "
               f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class." + _flip_note(syn),
+              _distill_note(report["distillation"]),
               f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
               "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]

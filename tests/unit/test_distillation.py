@@ -73,3 +73,53 @@ def test_augmentation_can_be_switched_off(tiny_teacher, tiny_stats):
         distill(tiny_teacher, s, syn, epochs=2, batch_size=16, seed=1, augment=augment)
         w[augment] = s.get_weights()
     assert any(np.abs(a - b).max() > 1e-6 for a, b in zip(w[True], w[False]))
+
+
+def test_feature_layers_are_the_stage_outputs(tiny_teacher, tiny_bn_model):
+    """One layer per feature-map size, the last one; identity-at-inference layers give way to the layer before."""
+    from tinydistill import _compat
+    from tinydistill.distillation import feature_layers
+    from tinydistill.student import channel_map
+    from tinydistill.teacher import describe
+
+    s = design_student(tiny_teacher, width=0.5, seed=0)
+    found = feature_layers(tiny_teacher, s)
+    assert list(found) == ["conv1", "pool"]  # 8x8 and 4x4; flat and fc1 are not feature maps
+    cmap = channel_map(s, tiny_teacher)
+    for name, idx in found.items():
+        np.testing.assert_array_equal(idx, cmap[name])
+        assert len(idx) == s.get_layer(name).output.shape[-1] == 4
+    bn_teacher = describe(tiny_bn_model)
+    assert list(feature_layers(bn_teacher, design_student(bn_teacher, seed=0))) == ["relu1", "pool"]
+
+    k = _compat.keras()
+    i = k.Input((8, 8, 1))
+    h = k.layers.Conv2D(4, 3, padding="same", activation="relu", name="c")(i)
+    h = k.layers.Dropout(0.5, name="drop")(h)
+    o = k.layers.Dense(3, name="logits")(k.layers.Flatten()(h))
+    dropped = describe(k.Model(i, o))
+    assert list(feature_layers(dropped, design_student(dropped, seed=0))) == ["c"]
+    i = k.Input((6,))
+    mlp = describe(k.Model(i, k.layers.Dense(3, name="logits")(k.layers.Dense(8, activation="relu")(i))))
+    assert feature_layers(mlp, design_student(mlp, seed=0)) == {}
+
+
+def test_feature_term_pulls_stage_outputs_to_the_teachers(tiny_teacher, tiny_stats):
+    """With the feature term the student's stage outputs end much closer to the teacher's channels it holds."""
+    from tinydistill import _compat
+    from tinydistill.distillation import feature_layers
+
+    k = _compat.keras()
+    syn = synthesize(tiny_teacher, tiny_stats, n=200, steps=20, batch_size=100, seed=0)
+    tm = tiny_teacher.logits_model
+    err = {}
+    for features in (0.0, 30.0):
+        s = design_student(tiny_teacher, width=0.5, seed=0, init="random")
+        distill(tiny_teacher, s, syn, epochs=20, batch_size=32, seed=0, features=features)
+        total = 0.0
+        for name, idx in feature_layers(tiny_teacher, s).items():
+            t_act = k.Model(tm.inputs, tm.get_layer(name).output)(syn.x).numpy()[..., idx]
+            s_act = k.Model(s.inputs, s.get_layer(name).output)(syn.x).numpy()
+            total += np.mean((t_act - s_act) ** 2) / np.mean(t_act ** 2)
+        err[features] = total
+    assert err[30.0] < 0.3 * err[0.0], err
