@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .distillation import DEFAULT_EPOCHS
+from .distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT
 from .errors import OutputError, TinyDistillError
 from .synthesis import DEFAULT_INPUTS, DEFAULT_STEPS
 from .units import format_bytes, parse_bytes
@@ -233,6 +233,8 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
               help="Distillation loss: mse on logits, or kl on softened probabilities (with --temperature).")
 @click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="KD temperature (with --kd-loss kl).")
+@click.option("--feature-weight", "features", default=FEATURE_WEIGHT, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the stage feature maps the student matches besides the outputs (0: outputs only).")
 @click.option("--flip", default="off", show_default=True, type=click.Choice(["off", "on", "auto"]),
               help="Flip images left to right at random while synthesising them (auto: if the teacher keeps its "
                    "class on most flipped inputs; measured mixed on CIFAR-10, hence off).")
@@ -248,8 +250,8 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, max_flash, max_ram,
-             max_latency_ms, method, n, steps, epochs, loss, temperature, flip, seed, strategy, resume, qat, prune, output,
-             trust_model, quiet, as_json):
+             max_latency_ms, method, n, steps, epochs, loss, temperature, features, flip, seed, strategy, resume, qat, prune,
+             output, trust_model, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .boards import load_board, load_board_file
     from .data import load_data, parse_range
@@ -287,8 +289,8 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         progress("load", 1, 1)
         load_s = time.perf_counter() - t0
         result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=input_range, n=n,
-                     steps=steps, epochs=epochs, loss=loss, temperature=temperature, seed=seed, qat=qat, prune=prune,
-                     flip=flip,
+                     steps=steps, epochs=epochs, loss=loss, temperature=temperature, features=features, seed=seed,
+                     qat=qat, prune=prune, flip=flip,
                      strategy=strategy, state=state, on_progress=progress, **limits)
     report = result.report
     report["seconds"]["load"] = round(load_s, 2)

@@ -23,7 +23,7 @@ FEATURE_WEIGHT = 30.0
 _SKIPPED = ("Dropout", "Noise", "ActivityRegularization")  # identity at inference, noise in training
 
 
-def _validate(data, epochs, temperature, batch_size, loss):
+def _validate(data, epochs, temperature, batch_size, loss, features):
     if len(data) == 0:
         raise TinyDistillError("the synthetic set is empty: synthesise at least one batch")
     if epochs < 1 or batch_size < 1:
@@ -32,6 +32,8 @@ def _validate(data, epochs, temperature, batch_size, loss):
         raise TinyDistillError(f"`temperature` must be > 0. Received: temperature={temperature}")
     if loss not in LOSSES:
         raise TinyDistillError(f"`loss` must be one of {', '.join(LOSSES)}. Received: loss={loss!r}")
+    if not features >= 0:
+        raise TinyDistillError(f"`features` must be >= 0 (0: match the outputs only). Received: features={features!r}")
 
 
 def feature_layers(teacher, student) -> dict:
@@ -114,7 +116,7 @@ def distill(teacher, student, data, *, epochs: int = DEFAULT_EPOCHS, loss: str =
     Returns:
         The trained student (the same object, trained in place).
     """
-    _validate(data, epochs, temperature, batch_size, loss)
+    _validate(data, epochs, temperature, batch_size, loss, features)
     tf, k = _compat.tf(), _compat.keras()
     _compat.set_seed(seed)
     x_all = np.asarray(data.x, np.float32)

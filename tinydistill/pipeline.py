@@ -83,7 +83,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
              max_flash: int | None = None, max_ram: int | None = None, max_latency_ms: float | None = None,
              method: str = "auto", input_range=None, n: int = DEFAULT_INPUTS, steps: int = DEFAULT_STEPS,
              epochs: int = DEFAULT_EPOCHS,
-             loss: str = "mse", temperature: float = 4.0, seed: int = 0, flip: str = "off", qat: bool = False,
+             loss: str = "mse", temperature: float = 4.0, features: float = FEATURE_WEIGHT, seed: int = 0,
+             flip: str = "off", qat: bool = False,
              prune: float | None = None, finetune_epochs: int = 5, strategy="default", state=None,
              on_progress=None) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
@@ -104,7 +105,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         n, steps: synthetic inputs and optimisation steps per batch.
         flip: flip images left to right at random while synthesising them: ``"off"``, ``"on"``
             or ``"auto"`` (when the teacher is mostly mirror-invariant; see :class:`~tinydistill.synthesis.Recipe`).
-        epochs, loss, temperature: distillation settings (see :func:`~tinydistill.distillation.distill`).
+        epochs, loss, temperature, features: distillation settings (see
+            :func:`~tinydistill.distillation.distill`; ``features`` 0: outputs only).
         seed: one seed for the whole run.
         qat: quantisation-aware fine-tuning with tfmot after distillation.
         prune: magnitude-prune to this sparsity (0..1) with tfmot after distillation.
@@ -143,6 +145,8 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
 
     if flip not in FLIPS:
         raise TinyDistillError(f"`flip` must be one of {', '.join(FLIPS)}. Received: flip={flip!r}")
+    if not features >= 0:
+        raise TinyDistillError(f"`features` must be >= 0 (0: match the outputs only). Received: features={features!r}")
     if not isinstance(teacher, Teacher):
         teacher = load_teacher(teacher)
     if not isinstance(board, Board):
@@ -170,7 +174,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
     syn_key = {"teacher": teacher.fingerprint, "stats": _stats_id(stats), "method": method_used, "inputs": n,
                "steps": steps, "seed": seed, "input_range": list(rng), "replicas": dist.num_replicas_in_sync,
                "flip": flip}
-    student_key = dict(syn_key, width=width, epochs=epochs, loss=loss, temperature=temperature, features=FEATURE_WEIGHT)
+    student_key = dict(syn_key, width=width, epochs=epochs, loss=loss, temperature=temperature, features=features)
     _compat.set_seed(seed)
     syn = state.load_synthetic(syn_key) if state is not None else None
     if syn is None:
@@ -194,8 +198,9 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         if state is not None:
             state.save_student(student_key, epoch, student.get_weights(), opt_vars)
 
-    matched = list(feature_layers(teacher, student))
-    distill(teacher, student, syn, epochs=epochs, loss=loss, temperature=temperature, seed=seed, strategy=dist,
+    matched = list(feature_layers(teacher, student)) if features > 0 else []
+    distill(teacher, student, syn, epochs=epochs, loss=loss, temperature=temperature, features=features, seed=seed,
+            strategy=dist,
             start_epoch=start_epoch, optimizer_state=opt_state, on_epoch_end=save_epoch,
             on_progress=progress("distill"))
     if dist.num_replicas_in_sync > 1:  # export and fine-tune a plain copy, outside the strategy

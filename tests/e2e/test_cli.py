@@ -65,8 +65,10 @@ def test_report_contents(compressed):
     assert r["verification"]["tflm_litert_top1_agreement"] >= 0.99
     assert set(r["seconds"]) >= {"load", "synthesize", "distill", "export", "check", "total"}
     assert r["synthesis"]["method"] == "all-layers"
+    assert r["distillation"]["feature_layers"] == ["conv1", "pool"]  # the tiny teacher's two feature-map sizes
     md = (out / "report.md").read_text()
     assert "PASS" in md and "tensor arena" in md and f"{acc['student_int8']:.2%}" in md
+    assert "feature maps at `conv1`, `pool`" in md
 
 
 def test_firmware_files(compressed):

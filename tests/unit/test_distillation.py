@@ -31,6 +31,8 @@ def test_validation(tiny_teacher, tiny_stats):
         distill(tiny_teacher, s, syn, epochs=0)
     with pytest.raises(TinyDistillError, match="`loss` must be one of mse, kl"):
         distill(tiny_teacher, s, syn, loss="l1")
+    with pytest.raises(TinyDistillError, match="`features` must be >= 0"):
+        distill(tiny_teacher, s, syn, features=-1.0)
     syn.x = syn.x[:0]
     with pytest.raises(TinyDistillError, match="empty"):
         distill(tiny_teacher, s, syn)
