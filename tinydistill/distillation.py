@@ -10,10 +10,9 @@ from . import _compat
 from .errors import TinyDistillError
 
 LOSSES = ("mse", "kl")
-# 60 epochs instead of 30 (int8): LeNet-5 with stats 98.56 / 98.55 % against 98.52 / 98.45 % (two seeds);
-# CIFAR-10 ResNet-8 from the benchmark's 12,000 BatchNorm-synthesised inputs, outputs only: 47.2 % against
-# 49.0 % (two seeds), but with the stage-feature term 54.5 % against 53.1 % (one seed): the feature maps
-# keep the longer run from overfitting the synthetic set's logits
+# 60 epochs instead of 30 (int8, benchmarks, two seeds): LeNet-5 with stats 98.53 % against 98.50 %, without
+# stats 97.66 % against 97.36 %; CIFAR-10 ResNet-8 from 12,000 BatchNorm-synthesised inputs 54.4 % against
+# 52.5 % (outputs only, before the stage-feature term, 60 epochs had cost it 1.8 pp: 47.2 against 49.0 %)
 DEFAULT_EPOCHS = 60
 # weight of the stage-output feature term against the logit term (CIFAR-10 ResNet-8 -> width 0.5 from
 # 12,000 BatchNorm-synthesised inputs, int8, one seed: 0 49.2 %, 10 52.2 %, 30 53.1 %, 100 48.6 %; every
@@ -40,8 +39,8 @@ def feature_layers(teacher, student) -> dict:
     """The layers whose outputs the student learns to match, and the teacher channels each holds.
 
     One per stage: for every spatial size of the teacher's feature maps (larger than 1 x 1), the
-    last layer with that size, e.g. each residual stage's output on a ResNet, each pooled block on
-    LeNet-5. Layers that are the identity at inference (Dropout, noise) give way to the layer
+    last layer with that size, e.g. each residual stage's output on a ResNet; on LeNet-5 the two
+    convolutions and the last pooling. Layers that are the identity at inference (Dropout, noise) give way to the layer
     before them. A width-scaled student (:func:`~tinydistill.student.design_student`) has the same
     layer names; its channels are matched to the teacher channels it inherited
     (:func:`~tinydistill.student.channel_map`), so no projection is learnt. Empty for a teacher
@@ -84,8 +83,8 @@ def distill(teacher, student, data, *, epochs: int = DEFAULT_EPOCHS, loss: str =
     Besides the outputs, the student matches the teacher's feature maps at the end of every
     stage (:func:`feature_layers`), each channel in units of its spread on the synthetic set: a
     few thousand synthetic inputs carry little information in ten logits each, and the feature
-    maps carry much more (CIFAR-10 ResNet-8 -> width 0.5, int8, one seed: 53.1 % against 49.2 %
-    from the same synthetic inputs; from 5,000 real images 63.4 % against 61.4 %).
+    maps carry much more (CIFAR-10 ResNet-8 -> width 0.5, int8, 30 epochs, two seeds: 52.5 % against
+    48.2 % from 12,000 BatchNorm-synthesised inputs; from 5,000 real images 62.4 % against 61.7 %).
 
     Losses: ``"mse"`` matches the logits themselves (Ba & Caruana 2014): synthetic inputs are
     mostly confident, where softened probabilities saturate but logits still differ (measured on
