@@ -65,7 +65,7 @@ def quantization_aware(teacher, student, data, *, epochs: int = 5, seed: int = 0
     else:
         model = qk.quantize_model(student)
     return distill(teacher, model, data, epochs=epochs, lr=2e-4, seed=seed, on_progress=on_progress,
-                   recalibrate=False)
+                   recalibrate=False, features=0.0)
 
 
 def sparsity_of(model) -> float:

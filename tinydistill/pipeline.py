@@ -200,8 +200,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
 
     matched = list(feature_layers(teacher, student)) if features > 0 else []
     distill(teacher, student, syn, epochs=epochs, loss=loss, temperature=temperature, features=features, seed=seed,
-            strategy=dist,
-            start_epoch=start_epoch, optimizer_state=opt_state, on_epoch_end=save_epoch,
+            strategy=dist, start_epoch=start_epoch, optimizer_state=opt_state, on_epoch_end=save_epoch,
             on_progress=progress("distill"))
     if dist.num_replicas_in_sync > 1:  # export and fine-tune a plain copy, outside the strategy
         plain = design_student(teacher, width=width, seed=seed, init="random")
@@ -253,7 +252,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
                           board=board, fit=fit, syn=syn,
                           reason=reason, sizing=sizing, budget=budget, accuracy=accuracy, width=width,
                           input_range=rng, n=n, steps=steps, epochs=epochs, loss=loss, temperature=temperature, seed=seed,
-                          timings=timings, matched_layers=matched)
+                          timings=timings, feature_weight=features, matched_layers=matched)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
                           model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=report,
                           test_data=(x_test, y_test) if data is not None else None)
@@ -277,7 +276,7 @@ def _size_record(tflite: bytes) -> dict:
 
 def build_report(*, notes, init_note, replicas, finetune, teacher, student, board, fit, syn, reason, sizing, budget,
                  accuracy, width, input_range, n, steps, epochs, loss, temperature, seed, timings,
-                 matched_layers=()) -> dict:
+                 feature_weight=0.0, matched_layers=()) -> dict:
     """The JSON report. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
     return {
         "tool": {"name": "tinydistill", "version": __version__},
@@ -306,7 +305,7 @@ def build_report(*, notes, init_note, replicas, finetune, teacher, student, boar
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement},
         "distillation": {"epochs": epochs, "loss": loss, "temperature": temperature if loss == "kl" else None,
-                         "feature_layers": list(matched_layers)},
+                         "feature_weight": feature_weight, "feature_layers": list(matched_layers)},
         "finetune": finetune,
         "seed": seed,
         "replicas": replicas,

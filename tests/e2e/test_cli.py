@@ -66,6 +66,7 @@ def test_report_contents(compressed):
     assert set(r["seconds"]) >= {"load", "synthesize", "distill", "export", "check", "total"}
     assert r["synthesis"]["method"] == "all-layers"
     assert r["distillation"]["feature_layers"] == ["conv1", "pool"]  # the tiny teacher's two feature-map sizes
+    assert r["distillation"]["feature_weight"] == 30.0
     md = (out / "report.md").read_text()
     assert "PASS" in md and "tensor arena" in md and f"{acc['student_int8']:.2%}" in md
     assert "feature maps at `conv1`, `pool`" in md
