@@ -31,6 +31,11 @@ def _validate(data, epochs, temperature, batch_size, loss, features):
         raise TinyDistillError(f"`temperature` must be > 0. Received: temperature={temperature}")
     if loss not in LOSSES:
         raise TinyDistillError(f"`loss` must be one of {', '.join(LOSSES)}. Received: loss={loss!r}")
+    validate_feature_weight(features)
+
+
+def validate_feature_weight(features) -> None:
+    """Raise a clear error unless the feature-term weight is >= 0 (NaN included)."""
     if not features >= 0:
         raise TinyDistillError(f"`features` must be >= 0 (0: match the outputs only). Received: features={features!r}")
 

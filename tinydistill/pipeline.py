@@ -11,7 +11,7 @@ import numpy as np
 from . import __version__, _compat
 from .boards import Board, load_board
 from .data import Dataset, fit_to_teacher, parse_range
-from .distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT, distill, feature_layers
+from .distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT, distill, feature_layers, validate_feature_weight
 from .errors import BudgetError, TinyDistillError
 from .export import c_source, export_int8, resolver_header
 from .fitcheck import CheckResult, check, int8_predictions
@@ -145,8 +145,7 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
 
     if flip not in FLIPS:
         raise TinyDistillError(f"`flip` must be one of {', '.join(FLIPS)}. Received: flip={flip!r}")
-    if not features >= 0:
-        raise TinyDistillError(f"`features` must be >= 0 (0: match the outputs only). Received: features={features!r}")
+    validate_feature_weight(features)  # before sizing, which takes a while
     if not isinstance(teacher, Teacher):
         teacher = load_teacher(teacher)
     if not isinstance(board, Board):
