@@ -15,6 +15,7 @@ import argparse
 import datetime
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -424,7 +425,7 @@ def _merge_rows(old: str, new: list, results, args, commit) -> list:
         else:
             lines.append(ln)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    note = (f"Re-measured with `--rows {' '.join(args.rows)} --seeds {args.seeds}` at commit {commit or '?'} on "
+    note = (f"Re-measured with `--rows {shlex.join(args.rows)} --seeds {args.seeds}` at commit {commit or '?'} on "
             f"{when}: {'; '.join(fresh)}. The other rows are from the run above." + (f" {args.note}" if args.note else ""))
     header_end = next(i for i, ln in enumerate(lines) if ln.startswith("Teacher:"))
     return lines[:header_end + 1] + ["", note] + lines[header_end + 1:]
