@@ -223,8 +223,10 @@ def test_batch_moments_gradient_matches_autodiff(shape):
 
 
 def test_region_moments_gradient_matches_autodiff():
+    """Region moments with a hand-written gradient equal avg_pool and its autodiff; their mean over the
+    regions is the channel moments."""
     from tinydistill import _compat
-    from tinydistill.synthesis import _sample_moments
+    from tinydistill.synthesis import _region_channels, _sample_moments
 
     tf = _compat.tf()
     g = np.random.default_rng(1)
@@ -238,14 +240,35 @@ def test_region_moments_gradient_matches_autodiff():
         return tf.reduce_mean(r1, 1), tf.reduce_mean(r2, 1), tf.reshape(r1, (4, -1)), tf.reshape(r2, (4, -1))
 
     def ours(x):
-        (c1, c2), (q1, q2) = _sample_moments(tf, x, (gh, gw))
-        return c1, c2, q1, q2
+        q1, q2 = _sample_moments(tf, x, (gh, gw))
+        return _region_channels(tf, q1, 5), _region_channels(tf, q2, 5), q1, q2
 
     outs0, g0 = _value_and_grad(tf, reference, a, weights)
     outs1, g1 = _value_and_grad(tf, ours, a, weights)
     for o0, o1 in zip(outs0, outs1):
         np.testing.assert_allclose(o1, o0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-6)
+    c1, c2 = _sample_moments(tf, a)  # no grid: the channel moments directly
+    np.testing.assert_allclose(c1.numpy(), outs0[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c2.numpy(), outs0[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(3, 9, 7, 2), (2, 8, 8, 3)])
+def test_total_variation_gradient_matches_autodiff(shape):
+    """Total variation with a hand-written gradient equals the rolled-difference mean and its autodiff."""
+    from tinydistill import _compat
+    from tinydistill.synthesis import _total_variation
+
+    tf = _compat.tf()
+    u = tf.constant(np.random.default_rng(2).uniform(size=shape).astype(np.float32))
+
+    def reference(x):  # mean absolute difference over the neighbouring pairs that exist
+        return (tf.reduce_mean(tf.abs(x[:, 1:] - x[:, :-1])) + tf.reduce_mean(tf.abs(x[:, :, 1:] - x[:, :, :-1])),)
+
+    (v0,), g0 = _value_and_grad(tf, reference, u, [tf.constant(1.5)])
+    (v1,), g1 = _value_and_grad(tf, lambda x: (_total_variation(tf, x),), u, [tf.constant(1.5)])
+    np.testing.assert_allclose(v1, v0, rtol=1e-5)
+    np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-7)
 
 
 def _symmetric_teacher():
