@@ -255,7 +255,7 @@ def test_region_moments_gradient_matches_autodiff():
 
 @pytest.mark.parametrize("shape", [(3, 9, 7, 2), (2, 8, 8, 3)])
 def test_total_variation_gradient_matches_autodiff(shape):
-    """Total variation with a hand-written gradient equals the rolled-difference mean and its autodiff."""
+    """Total variation with a hand-written gradient equals the sliced neighbour differences and their autodiff."""
     from tinydistill import _compat
     from tinydistill.synthesis import _total_variation
 
