@@ -227,7 +227,7 @@ def _sample_moments(tf, a, grid=None):
     broadcast multiply-add (the two ``AvgPoolGrad`` kernels autodiff would run cost a third of a
     LeNet-5 teacher's forward+backward). The channel moments of such a map are the mean of its
     equal-sized regions' moments, so they are taken from the class moments of the regions
-    (:func:`_region_channels`), on ten rows instead of a whole batch.
+    (:func:`_region_channels`), on one row per class instead of one per input.
     """
     b, ch = tf.shape(a)[0], a.shape[-1]
     if grid is None:
@@ -475,23 +475,23 @@ def synthesize(teacher, stats=None, *, method: str = "auto", n: int = DEFAULT_IN
 
             # per-sample columns: each layer's moments once (a region map's regions), then the pairs'
             # spectral coefficients; one matmul per moment turns them into class moments
-            keys, cols1, cols2 = [], [], []
+            columns = {}
             for kind, names, proj, off in matched_terms:
                 if kind == "pair":
                     c = tf.matmul(tf.concat([channels(nm, sample[nm][0]) for nm in names], axis=1), proj) - off
-                    keys.append(names)
-                    cols1.append(c)
-                    cols2.append(tf.square(c))
-                elif names not in keys:
-                    keys.append(names)
-                    cols1.append(sample[names][0])
-                    cols2.append(sample[names][1])
-            class1 = tf.split(tf.matmul(w_, tf.concat(cols1, axis=1)), [c.shape[-1] for c in cols1], axis=1)
-            class2 = tf.split(tf.matmul(w_, tf.concat(cols2, axis=1)), [c.shape[-1] for c in cols2], axis=1)
+                    columns[names] = (c, tf.square(c))
+                else:
+                    columns.setdefault(names, sample[names])
+            sizes = [first.shape[-1] for first, _ in columns.values()]
+
+            def per_class(cols):  # per-sample columns (B, k) -> per-class rows (C, k), by key
+                return dict(zip(columns, tf.split(tf.matmul(w_, tf.concat(cols, axis=1)), sizes, axis=1)))
+
+            class1 = per_class([first for first, _ in columns.values()])
+            class2 = per_class([second for _, second in columns.values()])
             m1, m2 = [], []
             for kind, names, _, _ in matched_terms:
-                i = keys.index(names)
-                first, second = class1[i], class2[i]
+                first, second = class1[names], class2[names]
                 if kind == "channel":
                     first, second = channels(names, first), channels(names, second)
                 m1.append(first)
