@@ -1,6 +1,7 @@
-"""The command line: a thin click layer that parses, calls a stage, and writes or prints.
+"""The command line: a thin click layer that turns options into a config, calls a stage, and renders.
 
-Only this module touches files and the terminal. Every TinyDistillError ends
+Files are written through :mod:`tinydistill.fileio` (atomic files and folders); reports are
+rendered by :mod:`tinydistill.report`. Every TinyDistillError ends
 as one red line and exit code 1; click's usage errors exit 2.
 """
 
@@ -9,18 +10,16 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import click
 import numpy as np
 
 from . import __version__
-from .distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT
+from .config import DEFAULT_EPOCHS, DEFAULT_INPUTS, DEFAULT_STEPS, FEATURE_WEIGHT, METHODS, STRATEGIES
 from .errors import OutputError, TinyDistillError
-from .synthesis import DEFAULT_INPUTS, DEFAULT_STEPS
+from .fileio import check_output_dir, write_folder
 from .units import format_bytes, parse_bytes
 
 _DEBUG = os.environ.get("TINYDISTILL_DEBUG") == "1"
@@ -114,56 +113,6 @@ def main():
     """Compress a Keras classifier into an int8 student that fits a board, without its training data."""
 
 
-# ---------------------------------------------------------------- output helpers
-
-def _check_output_dir(out: str) -> None:
-    """Fail before any work if the output folder cannot be created or written."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise OutputError(f"output {out} exists and is a file: pass a folder with -o")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, "report.json")):
-        raise OutputError(f"output folder {out} is not empty and holds no earlier tinydistill result: "
-                          "pass a new or empty folder with -o")
-    parent = os.path.dirname(os.path.abspath(out))
-    probe_dir = out if os.path.isdir(out) else parent
-    if not os.path.isdir(probe_dir):
-        raise OutputError(f"cannot create {out}: folder {parent} does not exist")
-    if not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write to {probe_dir}: permission denied; pass a writable folder with -o")
-
-
-def _write_outputs(out: str, files: dict) -> None:
-    """Write every file into a temporary sibling folder, then move them into ``out``.
-
-    A crash or Ctrl-C leaves either the previous complete result or the new
-    one, never a half-written file.
-    """
-    parent = os.path.dirname(os.path.abspath(out))
-    try:
-        tmp = tempfile.mkdtemp(dir=parent, prefix=".tinydistill-")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
-    except OSError as exc:
-        raise OutputError(f"cannot write to {parent}: {exc.strerror}; pass a writable folder with -o") from None
-    try:
-        for name, writer in files.items():
-            path = os.path.join(tmp, name)
-            if isinstance(writer, (bytes, str)):
-                with open(path, "wb") as f:
-                    f.write(writer.encode() if isinstance(writer, str) else writer)
-            else:
-                writer(path)
-        if not os.path.exists(out):
-            os.rename(tmp, out)
-            return
-        for name in files:
-            os.replace(os.path.join(tmp, name), os.path.join(out, name))
-    except OSError as exc:
-        raise OutputError(f"cannot write the results to {out}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _load_labelled(path, teacher, input_range, split):
     from .data import fit_to_teacher, load_data
 
@@ -224,7 +173,7 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True),
               help="Latency limit per inference [board's budget: 100 ms MCU, 20 ms Linux].")
 @click.option("--method", default="auto", show_default=True,
-              type=click.Choice(["auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior"]),
+              type=click.Choice(METHODS),
               help="Synthesis method (auto: stats file > BatchNorm statistics > no-metadata prior).")
 @click.option("--inputs", "n", default=DEFAULT_INPUTS, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
 @click.option("--steps", default=DEFAULT_STEPS, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
@@ -239,7 +188,7 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
               help="Flip images left to right at random while synthesising them (auto: if the teacher keeps its "
                    "class on most flipped inputs; measured mixed on CIFAR-10, hence off).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--strategy", default="default", show_default=True, type=click.Choice(["default", "mirrored", "multi-worker"]),
+@click.option("--strategy", default="default", show_default=True, type=click.Choice(STRATEGIES),
               help="tf.distribute strategy for synthesis and distillation (multi-worker: set TF_CONFIG on each worker).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its completed stages (same options).")
 @click.option("--qat", is_flag=True, help="Quantisation-aware fine-tuning (tfmot) after distillation.")
@@ -253,57 +202,87 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
              max_latency_ms, method, n, steps, epochs, loss, temperature, features, flip, seed, strategy, resume, qat, prune,
              output, trust_model, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
-    from .boards import load_board, load_board_file
-    from .data import load_data, parse_range
-    from .pipeline import compress as run
-    from .pipeline import report_markdown
-    from .plots import report_png, samples_png
-    from .stats import load_stats
-    from .teacher import load_teacher
-
-    # validate everything cheap before the expensive work
-    _check_output_dir(output)
-    b = load_board_file(board_file) if board_file else load_board(board)
-    if headroom is not None:
-        b = b.with_headroom(headroom)
-    if width != "auto":
-        try:
-            width = float(width)
-        except ValueError:
-            raise click.BadParameter(f"must be a number in (0, 1] or 'auto'. Received: {width}", param_hint="--width") from None
-        if not (0 < width <= 1):
-            raise click.BadParameter(f"must be in (0, 1] or 'auto'. Received: {width}", param_hint="--width")
-    limits = {"max_flash": parse_bytes(max_flash) if max_flash else None,
-              "max_ram": parse_bytes(max_ram) if max_ram else None, "max_latency_ms": max_latency_ms}
-    if input_range is not None:
-        parse_range(input_range)  # a malformed range fails before the model is loaded
+    from .config import CompressConfig
     from .resume import RunState, state_folder
 
+    # validate everything cheap before the expensive work
+    check_output_dir(output)
+    b = _board(board, board_file, headroom)
+    config = CompressConfig.from_options(
+        width=_width(width), input_range=input_range, seed=seed, strategy=strategy, method=method, n=n, steps=steps,
+        flip=flip, epochs=epochs, loss=loss, temperature=temperature, features=features, qat=qat, prune=prune,
+        max_flash=parse_bytes(max_flash) if max_flash else None, max_ram=parse_bytes(max_ram) if max_ram else None,
+        max_latency_ms=max_latency_ms).validate()
     state = RunState(state_folder(output), resume=resume)
     with _Progress(quiet or as_json) as progress:
-        t0 = time.perf_counter()
-        progress("load", 0, 1)
-        t = load_teacher(teacher, trust_model=trust_model)
-        st = load_stats(stats_path, t) if stats_path else None
-        data = load_data(data_path, split="test") if data_path else None
-        progress("load", 1, 1)
-        load_s = time.perf_counter() - t0
-        result = run(t, board=b, stats=st, data=data, width=width, method=method, input_range=input_range, n=n,
-                     steps=steps, epochs=epochs, loss=loss, temperature=temperature, features=features, seed=seed,
-                     qat=qat, prune=prune, flip=flip,
-                     strategy=strategy, state=state, on_progress=progress, **limits)
+        result, load_s = _run_compress(teacher, trust_model, stats_path, data_path, b, config, state, progress)
     report = result.report
     report["seconds"]["load"] = round(load_s, 2)
     report["seconds"]["total"] = round(report["seconds"]["total"] + load_s, 2)
-    if data is not None:
+    if data_path:
         report["accuracy"]["data"] = data_path
-    if st is not None:
+    if stats_path:
         report["teacher"]["stats"] = stats_path
-    md = report_markdown(report)
+    _write_compress(output, result, report)
+    state.finish()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        from .report import print_console
 
-    import numpy as np
+        for note in report.get("resumed", []):
+            _console(stderr=False).print(note)
+        print_console(report, output, _console(stderr=False))
+    if not report["pass"]:
+        f = report["fit"]
+        raise TinyDistillError(f"the student does not fit {b.name} ({f['bound_by']} over budget by "
+                               f"{-min(f['flash_margin_bytes'], f['ram_margin_bytes']):,} bytes): "
+                               "try a smaller --width or a larger board; results are in " + output)
 
+
+def _width(width: str):
+    """``--width``: 'auto' or a number (its range is checked with the config)."""
+    if width == "auto":
+        return width
+    try:
+        value = float(width)
+    except ValueError:
+        raise click.BadParameter(f"must be a number in (0, 1] or 'auto'. Received: {width}", param_hint="--width") from None
+    if not (0 < value <= 1):
+        raise click.BadParameter(f"must be in (0, 1] or 'auto'. Received: {width}", param_hint="--width")
+    return value
+
+
+def _board(board, board_file, headroom):
+    """The board of --board or --board-file, with --headroom applied."""
+    from .boards import load_board, load_board_file
+
+    b = load_board_file(board_file) if board_file else load_board(board)
+    return b.with_headroom(headroom) if headroom is not None else b
+
+
+def _run_compress(teacher, trust_model, stats_path, data_path, board, config, state, progress):
+    """Load the teacher, its stats and the test data, then compress; the result and the seconds loading took."""
+    from .data import load_data
+    from .pipeline import compress as run
+    from .stats import load_stats
+    from .teacher import load_teacher
+
+    t0 = time.perf_counter()
+    progress("load", 0, 1)
+    t = load_teacher(teacher, trust_model=trust_model)
+    st = load_stats(stats_path, t) if stats_path else None
+    data = load_data(data_path, split="test") if data_path else None
+    progress("load", 1, 1)
+    load_s = time.perf_counter() - t0
+    return run(t, board=board, stats=st, data=data, config=config, state=state, on_progress=progress), load_s
+
+
+def _write_compress(output, result, report):
+    """Every file of a compress result, written into ``output`` at once."""
     from .bundle import sample_npz
+    from .plots import report_png, samples_png
+    from .report import report_markdown
 
     def save_keras(path):
         result.student.save(path + ".keras")
@@ -317,55 +296,15 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     if result.fit.predictions is not None:
         x_test, y_test = result.test_data
         extra["test_sample.npz"] = sample_npz(result.tflite, x_test, y_test, result.fit.predictions)
-    _write_outputs(output, {
+    write_folder(output, {
         **extra,
         "student.tflite": result.tflite, "model_data.cc": result.model_cc, "model_data.h": result.model_h,
         "model_ops.h": result.model_ops_h,
         "student.keras": save_keras, "synthetic.npz": save_npz,
-        "report.json": json.dumps(report, indent=2) + "\n", "report.md": md,
+        "report.json": json.dumps(report, indent=2) + "\n", "report.md": report_markdown(report),
         "report.png": report_png(report),
         "samples.png": samples_png(result.synthetic, input_range=report["teacher"]["input_range"]),
     })
-    state.finish()
-    if as_json:
-        click.echo(json.dumps(report, indent=2))
-    else:
-        for note in report.get("resumed", []):
-            _console(stderr=False).print(note)
-        _print_report(report, output)
-    if not report["pass"]:
-        f = report["fit"]
-        raise TinyDistillError(f"the student does not fit {b.name} ({f['bound_by']} over budget by "
-                               f"{-min(f['flash_margin_bytes'], f['ram_margin_bytes']):,} bytes): "
-                               "try a smaller --width or a larger board; results are in " + output)
-
-
-def _print_report(report: dict, output: str) -> None:
-    from rich.table import Table
-
-    con = _console(stderr=False)
-    s, b, f = report["student"], report["board"], report["fit"]
-    table = Table(title=f"{b['name']}: {b['title']}", title_justify="left")
-    for col in ("", "used", "budget", "margin"):
-        table.add_column(col, justify="right" if col else "left")
-    table.add_row("flash (model + runtime)", format_bytes(s["flash_bytes"]), format_bytes(b["flash_budget_bytes"]),
-                  format_bytes(f["flash_margin_bytes"]))
-    table.add_row("RAM (arena, TFLM)" if b["kind"] == "mcu" else "RAM (arena+model+LiteRT)",
-                  format_bytes(s["ram_bytes"]), format_bytes(b["ram_budget_bytes"]), format_bytes(f["ram_margin_bytes"]))
-    con.print(table)
-    acc = report.get("accuracy")
-    t = report["teacher"]
-    if acc:
-        con.print(f"accuracy on {acc['examples']:,} test examples: teacher {acc['teacher_float']:.2%} "
-                  f"({t['params']:,} params), student float {acc['student_float']:.2%}, "
-                  f"student int8 {acc['student_int8']:.2%} ({s['params']:,} params)")
-    else:
-        con.print(f"teacher {t['params']:,} params -> student {s['params']:,} params (no --data: accuracy not measured)")
-    verdict = "[bold green]PASS[/]: fits" if report["pass"] else "[bold red]FAIL[/]: does not fit"
-    con.print(f"estimated latency on {b['name']}: {s['latency_ms_estimate']:,.1f} ms per inference")
-    con.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
-    con.print(f"{verdict} {b['name']} with {int(b['headroom'] * 100)} % headroom; "
-              f"{report['seconds']['total']:.0f} s; results in {output}/")
 
 
 @main.command()
@@ -502,8 +441,8 @@ def bundle(folder, output):
                 z.writestr(name, data)
         _atomic_file(output, buf.getvalue())
     else:
-        _check_output_dir(output)
-        _write_outputs(output, files)
+        check_output_dir(output)
+        write_folder(output, files)
     _console(stderr=False).print(f"wrote {output}: {', '.join(sorted(files))}")
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DataError
+from .fileio import read_npz
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _SPLITS = {"train": ("train",), "test": ("t10k", "test")}
@@ -74,6 +75,28 @@ def _find_idx(folder: str, split: str, kind: str) -> str | None:
     return None
 
 
+def _read_idx_folder(path: str, split: str):
+    xi, yi = _find_idx(path, split, "images"), _find_idx(path, split, "labels")
+    if not (xi and yi):
+        other = "train" if split == "test" else "test"
+        xi, yi = _find_idx(path, other, "images"), _find_idx(path, other, "labels")
+    if not (xi and yi):
+        raise DataError(f"{path} has no IDX image/label files (e.g. t10k-images-idx3-ubyte.gz)")
+    return _read_idx(xi), _read_idx(yi)
+
+
+def _read_npz(path: str, split: str):
+    def pick(keys):
+        xk = next((k for k in (f"x_{split}", "x", "images", "specs") if k in keys), None)
+        yk = next((k for k in (f"y_{split}", "y", "labels") if k in keys), None)
+        if xk is None or yk is None:
+            raise DataError(f"{path} must hold arrays 'x' and 'y'; it has {sorted(keys)}")
+        return [xk, yk]
+
+    arrays = read_npz(path, DataError, "pass an .npz with plain arrays x and y, or an IDX folder", pick)
+    return tuple(arrays.values())
+
+
 def load_data(path: str, *, split: str = "test") -> Dataset:
     """Load labelled data.
 
@@ -91,33 +114,9 @@ def load_data(path: str, *, split: str = "test") -> Dataset:
     if not os.path.exists(path):
         raise DataError(f"data {path} does not exist: pass an .npz with x and y, or an IDX folder")
     if os.path.isdir(path):
-        xi, yi = _find_idx(path, split, "images"), _find_idx(path, split, "labels")
-        if not (xi and yi):
-            other = "train" if split == "test" else "test"
-            xi, yi = _find_idx(path, other, "images"), _find_idx(path, other, "labels")
-        if not (xi and yi):
-            raise DataError(f"{path} has no IDX image/label files (e.g. t10k-images-idx3-ubyte.gz)")
-        x, y = _read_idx(xi), _read_idx(yi)
+        x, y = _read_idx_folder(path, split)
     else:
-        with open(path, "rb") as f:
-            if f.read(2) != b"PK":
-                raise DataError(f"cannot read {path}: not an .npz archive; pass an .npz with x and y, or an IDX folder")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = set(z.files)
-                xk = next((k for k in (f"x_{split}", "x", "images", "specs") if k in keys), None)
-                yk = next((k for k in (f"y_{split}", "y", "labels") if k in keys), None)
-                if xk is None or yk is None:
-                    raise DataError(f"{path} must hold arrays 'x' and 'y'; it has {sorted(keys)}")
-                x, y = z[xk], z[yk]
-        except DataError:
-            raise
-        except ValueError as exc:
-            if "pickle" in str(exc).lower():
-                raise DataError(f"{path} holds pickled objects, which tinydistill never loads: save plain arrays") from None
-            raise DataError(f"cannot read {path} as .npz ({exc})") from None
-        except (OSError, EOFError) as exc:
-            raise DataError(f"cannot read {path} as .npz ({exc}): pass an .npz with x and y") from None
+        x, y = _read_npz(path, split)
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
         y = y.argmax(axis=1)

@@ -7,37 +7,14 @@ import math
 import numpy as np
 
 from . import _compat
+from ._math import floor_spread, is_image
+from .config import DEFAULT_EPOCHS, FEATURE_WEIGHT, LOSSES, DistillConfig, override, validate_feature_weight
 from .errors import TinyDistillError
 
-LOSSES = ("mse", "kl")
-# 60 epochs instead of 30 (int8, benchmarks, two seeds): LeNet-5 with stats 98.53 % against 98.50 %, without
-# stats 97.66 % against 97.36 %; CIFAR-10 ResNet-8 from 12,000 BatchNorm-synthesised inputs 54.4 % against
-# 52.5 % (outputs only, before the stage-feature term, 60 epochs had cost it 1.8 pp: 47.2 against 49.0 %)
-DEFAULT_EPOCHS = 60
-# weight of the stage-output feature term against the logit term (CIFAR-10 ResNet-8 -> width 0.5 from
-# 12,000 BatchNorm-synthesised inputs, int8, one seed: 0 49.2 %, 10 52.2 %, 30 53.1 %, 100 48.6 %; every
-# activation instead of the stage outputs at 10: 49.8 %; LeNet-5 with stats: 98.52 % at 0, 98.47-98.55 %
-# at 3-30, within the seed noise)
-FEATURE_WEIGHT = 30.0
+__all__ = ["DEFAULT_EPOCHS", "FEATURE_WEIGHT", "LOSSES", "distill", "feature_layers", "recalibrate_batchnorm",
+           "validate_feature_weight"]
+
 _SKIPPED = ("Dropout", "Noise", "ActivityRegularization")  # identity at inference, noise in training
-
-
-def _validate(data, epochs, temperature, batch_size, loss, features):
-    if len(data) == 0:
-        raise TinyDistillError("the synthetic set is empty: synthesise at least one batch")
-    if epochs < 1 or batch_size < 1:
-        raise TinyDistillError(f"`epochs` and `batch_size` must be >= 1. Received: epochs={epochs}, batch_size={batch_size}")
-    if temperature <= 0:
-        raise TinyDistillError(f"`temperature` must be > 0. Received: temperature={temperature}")
-    if loss not in LOSSES:
-        raise TinyDistillError(f"`loss` must be one of {', '.join(LOSSES)}. Received: loss={loss!r}")
-    validate_feature_weight(features)
-
-
-def validate_feature_weight(features) -> None:
-    """Raise a clear error unless the feature-term weight is >= 0 (NaN included)."""
-    if not features >= 0:
-        raise TinyDistillError(f"`features` must be >= 0 (0: match the outputs only). Received: features={features!r}")
 
 
 def feature_layers(teacher, student) -> dict:
@@ -73,11 +50,8 @@ def feature_layers(teacher, student) -> dict:
     return out
 
 
-def distill(teacher, student, data, *, epochs: int = DEFAULT_EPOCHS, loss: str = "mse", temperature: float = 4.0,
-            batch_size: int = 128,
-            lr: float = 2e-3, seed: int = 0, strategy=None, on_progress=None, on_step=None, recalibrate: bool = True,
-            start_epoch: int = 0, optimizer_state=None, on_epoch_end=None, augment: bool = True,
-            features: float = FEATURE_WEIGHT):
+def distill(teacher, student, data, config: DistillConfig | None = None, *, seed: int = 0, strategy=None,
+            on_progress=None, on_step=None, on_epoch_end=None, resume_from=None, **options):
     """Train ``student`` to match the teacher's outputs on ``data``.
 
     The teacher labels every batch on the fly, so augmented inputs (random
@@ -88,113 +62,160 @@ def distill(teacher, student, data, *, epochs: int = DEFAULT_EPOCHS, loss: str =
     Besides the outputs, the student matches the teacher's feature maps at the end of every
     stage (:func:`feature_layers`), each channel in units of its spread on the synthetic set: a
     few thousand synthetic inputs carry little information in ten logits each, and the feature
-    maps carry much more (CIFAR-10 ResNet-8 -> width 0.5, int8, 30 epochs, two seeds: 52.5 % against
-    48.2 % from 12,000 BatchNorm-synthesised inputs; from 5,000 real images 62.4 % against 61.7 %).
+    maps carry much more (figures: ``benchmarks/RESULTS.md``, feature-weight rows).
 
     Losses: ``"mse"`` matches the logits themselves (Ba & Caruana 2014): synthetic inputs are
-    mostly confident, where softened probabilities saturate but logits still differ (measured on
-    LeNet-5 with stats: 98.41 % vs 98.32 % over three seeds); ``"kl"`` is Hinton's
-    ``T**2 * KL(softmax(t/T) || softmax(s/T))``.
+    mostly confident, where softened probabilities saturate but logits still differ; ``"kl"`` is
+    Hinton's ``T**2 * KL(softmax(t/T) || softmax(s/T))``.
 
     Args:
         teacher: a :class:`~tinydistill.teacher.Teacher`.
         student: a Keras model with logits output (from :func:`design_student`).
         data: a :class:`~tinydistill.synthesis.SyntheticSet` (only ``x`` is used).
-        epochs: passes over the synthetic set.
-        loss: ``"mse"`` (logits) or ``"kl"`` (softened probabilities).
-        temperature: KD temperature (``"kl"`` only).
-        batch_size: examples per step.
-        lr: peak learning rate (Adam, cosine decay).
+        config: a :class:`~tinydistill.config.DistillConfig` (epochs, loss, temperature, feature
+            weight, batch size, learning rate, augmentation, BatchNorm recalibration); keyword
+            ``options`` override its fields (``epochs=5``).
         seed: shuffling and augmentation seed.
         strategy: a ``tf.distribute`` strategy; the student must have been built in its
             ``scope()``. Each replica takes its share of every batch; gradients are summed.
         on_progress: optional callable ``(epoch, epochs)``.
         on_step: optional callable ``(step)`` before every step (e.g. tfmot's pruning schedule).
-        recalibrate: re-estimate BatchNorm statistics on clean inputs at the end.
-        start_epoch, optimizer_state: continue an interrupted run (the student already
-            holds the weights of epoch ``start_epoch``; the optimiser's state is restored).
         on_epoch_end: optional callable ``(epochs done, optimiser state)``, e.g. to checkpoint.
-        augment: random shifts (image inputs) and mixes of two inputs, labelled by the teacher.
-        features: weight of the stage-output feature term (0: outputs only).
+        resume_from: ``(start_epoch, optimiser state)`` to continue an interrupted run (the
+            student already holds the weights of epoch ``start_epoch``).
 
     Returns:
         The trained student (the same object, trained in place).
     """
-    _validate(data, epochs, temperature, batch_size, loss, features)
-    tf, k = _compat.tf(), _compat.keras()
+    config = override(config or DistillConfig(), options).validate()
+    if len(data) == 0:
+        raise TinyDistillError("the synthetic set is empty: synthesise at least one batch")
+    tf = _compat.tf()
     _compat.set_seed(seed)
     x_all = np.asarray(data.x, np.float32)
-    n = len(x_all)
-    steps_per_epoch = max(1, math.ceil(n / batch_size))
     strategy = strategy or tf.distribute.get_strategy()
+    _check_replicas(strategy, student, config.batch_size)
+    steps_per_epoch = max(1, math.ceil(len(x_all) / config.batch_size))
+    start_epoch, opt_state = resume_from or (0, None)
+    opt, shift = _optimizer(config, strategy, student, steps_per_epoch, opt_state, teacher.input_shape, seed)
+    train_step = _train_step(teacher, student, x_all, config, strategy, opt, shift)
+    rng = np.random.default_rng(seed)
+    step = start_epoch * steps_per_epoch
+    per_replica = config.batch_size // strategy.num_replicas_in_sync
+    for epoch in range(config.epochs):
+        order = rng.permutation(len(x_all))  # drawn for skipped epochs too, so a resumed run sees the same order
+        if epoch < start_epoch:
+            continue
+        for i in range(steps_per_epoch):
+            if on_step is not None:
+                on_step(step)
+            step += 1
+            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+            if len(idx) < config.batch_size:  # keep one compiled shape
+                idx = np.concatenate([idx, order[: config.batch_size - len(idx)]])
+            xb = x_all[idx]
+            train_step(strategy.experimental_distribute_values_from_function(
+                lambda ctx, xb=xb: tf.constant(xb[ctx.replica_id_in_sync_group * per_replica:
+                                                  (ctx.replica_id_in_sync_group + 1) * per_replica])))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, [v.numpy() for v in opt.variables])
+        if on_progress:
+            on_progress(epoch + 1, config.epochs)
+    if config.recalibrate:
+        recalibrate_batchnorm(student, x_all, seed=seed)
+    return student
+
+
+def _check_replicas(strategy, student, batch_size):
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
         raise TinyDistillError(f"`batch_size` ({batch_size}) must be a multiple of the {replicas} replicas")
     if replicas > 1 and not strategy.extended.variable_created_in_scope(student.trainable_variables[0]):
         raise TinyDistillError("build the student inside `strategy.scope()` to distill with a distribution strategy")
-    per_replica = batch_size // replicas
-    schedule = k.optimizers.schedules.CosineDecay(lr, epochs * steps_per_epoch, alpha=0.01)
-    tm = teacher.logits_model
-    shape = tuple(teacher.input_shape)
-    image = len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
+
+
+def _optimizer(config, strategy, student, steps_per_epoch, opt_state, input_shape, seed):
+    """Adam on a cosine schedule (restored from ``opt_state`` if given) and the image shift layer (or None)."""
+    k = _compat.keras()
+    schedule = k.optimizers.schedules.CosineDecay(config.lr, config.epochs * steps_per_epoch, alpha=0.01)
     with strategy.scope():
         opt = k.optimizers.Adam(schedule)
-        if optimizer_state is not None:
+        if opt_state is not None:
             opt.build(student.trainable_variables)
-            for var, value in zip(opt.variables, optimizer_state):
+            for var, value in zip(opt.variables, opt_state):
                 var.assign(value)
         # per-sample random shifts of up to ~1/12 of the image (a generic image prior)
-        shift = k.layers.RandomTranslation(1 / 12, 1 / 12, fill_mode="nearest", seed=seed) if image else None
-    T = float(temperature)
-    use_kl = loss == "kl"
+        shift = k.layers.RandomTranslation(1 / 12, 1 / 12, fill_mode="nearest", seed=seed) if is_image(input_shape) else None
+    return opt, shift
+
+
+def _feature_probes(teacher, student, x_all, features):
+    """Teacher and student probes that also return the matched stage outputs, and per matched layer the
+    teacher channels it holds and their spread on (up to 2,048) clean synthetic inputs."""
+    tf, k = _compat.tf(), _compat.keras()
+    tm = teacher.logits_model
     matched = feature_layers(teacher, student) if features > 0 else {}
-    if matched:
-        names = list(matched)
-        t_probe = k.Model(tm.inputs, [tm.get_layer(nm).output for nm in names] + [tm.output])
-        s_probe = k.Model(student.inputs, [student.get_layer(nm).output for nm in names] + [student.output])
-        # each matched channel's spread on (up to 2,048) clean synthetic inputs, floored at 1/1000 of its layer's largest
-        sample = x_all[:2048]
-        acts = [t_probe(sample[i:i + 256], training=False) for i in range(0, len(sample), 256)]
-        spread = []
-        for j, nm in enumerate(names):
-            sd = np.concatenate([a[j].numpy() for a in acts]).reshape(-1, acts[0][j].shape[-1]).std(0)
-            sd = np.maximum(sd, 1e-3 * max(float(sd.max()), 1e-6)) + 1e-8
-            spread.append((tf.constant(matched[nm]), tf.constant(sd[matched[nm]].astype(np.float32))))
-        w_feat = float(features) / len(names)
-    else:
-        t_probe, s_probe = tm, student
+    if not matched:
+        return tm, student, []
+    names = list(matched)
+    t_probe = k.Model(tm.inputs, [tm.get_layer(nm).output for nm in names] + [tm.output])
+    s_probe = k.Model(student.inputs, [student.get_layer(nm).output for nm in names] + [student.output])
+    sample = x_all[:2048]
+    acts = [t_probe(sample[i:i + 256], training=False) for i in range(0, len(sample), 256)]
+    spread = []
+    for j, nm in enumerate(names):
+        sd = floor_spread(np.concatenate([a[j].numpy() for a in acts]).reshape(-1, acts[0][j].shape[-1]).std(0))
+        spread.append((tf.constant(matched[nm]), tf.constant(sd[matched[nm]].astype(np.float32))))
+    return t_probe, s_probe, spread
+
+
+def _mixer(shift, ndim: int):
+    """Random shifts (images), then mixes of pairs of inputs; the teacher labels the mix, so the target stays exact."""
+    tf = _compat.tf()
 
     def mix(x):
         if shift is not None:
             x = shift(x, training=True)
-        # mix pairs of inputs; the teacher labels the mix, so the target stays exact
-        lam = tf.random.uniform((tf.shape(x)[0],) + (1,) * len(shape), 0.0, 1.0)
+        lam = tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim, 0.0, 1.0)
         lam = tf.maximum(lam, 1.0 - lam)
-        keep = tf.cast(tf.random.uniform((tf.shape(x)[0],) + (1,) * len(shape)) < 0.5, tf.float32)
+        keep = tf.cast(tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim) < 0.5, tf.float32)
         lam = keep + (1.0 - keep) * lam
         return lam * x + (1.0 - lam) * tf.reverse(x, axis=[0])
 
+    return mix
+
+
+def _per_example_loss(tf, config, t, s):
+    """Logit MSE, or Hinton's softened KL at the temperature, per example."""
+    if config.loss == "kl":
+        T = float(config.temperature)
+        pt = tf.nn.softmax(t / T)
+        return tf.reduce_sum(pt * (tf.nn.log_softmax(t / T) - tf.nn.log_softmax(s / T)), axis=-1) * T * T
+    return tf.reduce_mean(tf.square(t - s), axis=-1)
+
+
+def _train_step(teacher, student, x_all, config, strategy, opt, shift):
+    """The compiled distillation step on one global batch, run on every replica."""
+    tf = _compat.tf()
+    t_probe, s_probe, spread = _feature_probes(teacher, student, x_all, config.features)
+    w_feat = float(config.features) / len(spread) if spread else 0.0
+    mix = _mixer(shift, len(teacher.input_shape))
+
     def replica_step(x):
-        if augment:
+        if config.augment:
             x = mix(x)
         t_out = t_probe(x, training=False)
         with tf.GradientTape() as tape:
             s_out = s_probe(x, training=True)
-            if matched:
-                t, s = t_out[-1], s_out[-1]
+            if not spread:
+                per_example = _per_example_loss(tf, config, t_out, s_out)
             else:
-                t, s = t_out, s_out
-            if use_kl:
-                pt = tf.nn.softmax(t / T)
-                per_example = tf.reduce_sum(pt * (tf.nn.log_softmax(t / T) - tf.nn.log_softmax(s / T)), axis=-1) * T * T
-            else:
-                per_example = tf.reduce_mean(tf.square(t - s), axis=-1)
-            if matched:
+                per_example = _per_example_loss(tf, config, t_out[-1], s_out[-1])
                 for (idx, sd), ta, sa in zip(spread, t_out[:-1], s_out[:-1]):
                     diff = (tf.gather(ta, idx, axis=-1) - sa) / sd
                     per_example += w_feat * tf.reduce_mean(tf.square(diff), axis=[1, 2, 3])
             # averaged over the global batch, so summing the replicas' gradients gives the mean
-            loss_value = tf.nn.compute_average_loss(per_example, global_batch_size=batch_size)
+            loss_value = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
         grads = tape.gradient(loss_value, student.trainable_variables)
         opt.apply_gradients(zip(grads, student.trainable_variables))
         return loss_value
@@ -203,30 +224,7 @@ def distill(teacher, student, data, *, epochs: int = DEFAULT_EPOCHS, loss: str =
     def train_step(x):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x,)), axis=None)
 
-    rng = np.random.default_rng(seed)
-    step = start_epoch * steps_per_epoch
-    for epoch in range(epochs):
-        order = rng.permutation(n)  # drawn for skipped epochs too, so a resumed run sees the same order
-        if epoch < start_epoch:
-            continue
-        for i in range(steps_per_epoch):
-            if on_step is not None:
-                on_step(step)
-            step += 1
-            idx = order[i * batch_size:(i + 1) * batch_size]
-            if len(idx) < batch_size:  # keep one compiled shape
-                idx = np.concatenate([idx, order[: batch_size - len(idx)]])
-            xb = x_all[idx]
-            train_step(strategy.experimental_distribute_values_from_function(
-                lambda ctx, xb=xb: tf.constant(xb[ctx.replica_id_in_sync_group * per_replica:
-                                                  (ctx.replica_id_in_sync_group + 1) * per_replica])))
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, [v.numpy() for v in opt.variables])
-        if on_progress:
-            on_progress(epoch + 1, epochs)
-    if recalibrate:
-        recalibrate_batchnorm(student, x_all, seed=seed)
-    return student
+    return train_step
 
 
 def recalibrate_batchnorm(model, x: np.ndarray, *, samples: int = 2048, batch_size: int = 256, seed: int = 0) -> None:

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from . import __version__, _compat
+from . import _compat
 from .boards import Board, load_board
+from .config import CompressConfig
 from .data import Dataset, fit_to_teacher, parse_range
-from .distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT, distill, feature_layers, validate_feature_weight
+from .distillation import distill, feature_layers
 from .errors import BudgetError, TinyDistillError
 from .export import c_source, export_int8, resolver_header
 from .fitcheck import CheckResult, check, int8_predictions
+from .report import Run, build_report, report_markdown
 from .scale import get_strategy
 from .sizing import Budget, SizingResult, measure_width, size_student
 from .stats import Stats
-from .student import design_student, validate_width, with_output_activation
-from .synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, FLIP_AGREEMENT, FLIPS, RECIPES, SyntheticSet, resolve_method, synthesize
+from .student import design_student, with_output_activation
+from .synthesis import SyntheticSet, resolve_method, synthesize
 from .teacher import Teacher, load_teacher
-from .units import format_bytes
+
+__all__ = ["CompressResult", "compress", "report_markdown", "resolve_input_range"]
 
 STAGES = ("load", "synthesize", "distill", "export", "check")
 
@@ -79,14 +82,8 @@ def resolve_input_range(input_range, stats) -> tuple[float, float]:
                            "images scaled to [0,1], 0,255 for raw pixels) or a stats file that records it")
 
 
-def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=None, width="auto",
-             max_flash: int | None = None, max_ram: int | None = None, max_latency_ms: float | None = None,
-             method: str = "auto", input_range=None, n: int = DEFAULT_INPUTS, steps: int = DEFAULT_STEPS,
-             epochs: int = DEFAULT_EPOCHS,
-             loss: str = "mse", temperature: float = 4.0, features: float = FEATURE_WEIGHT, seed: int = 0,
-             flip: str = "off", qat: bool = False,
-             prune: float | None = None, finetune_epochs: int = 5, strategy="default", state=None,
-             on_progress=None) -> CompressResult:
+def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=None, config: CompressConfig | None = None,
+             state=None, on_progress=None, **options) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
 
     Args:
@@ -95,24 +92,11 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         stats: the teacher's :class:`Stats` (optional metadata).
         data: optional labelled test data to report accuracy: ``(x, y)`` already in the
             teacher's input range, or a :class:`~tinydistill.data.Dataset` as loaded from disk.
-        width: student width multiplier in (0, 1], or ``"auto"``: the largest width whose
-            int8 flash, TFLite Micro arena and estimated latency fit the board's budget.
-        max_flash, max_ram: tighter limits than the board's, in bytes.
-        max_latency_ms: latency limit; defaults to the board's budget (100 ms on a
-            microcontroller, 20 ms on a Linux board).
-        method: synthesis method (see :data:`tinydistill.synthesis.METHODS`).
-        input_range: the teacher's input range; defaults to the stats' one.
-        n, steps: synthetic inputs and optimisation steps per batch.
-        flip: flip images left to right at random while synthesising them: ``"off"``, ``"on"``
-            or ``"auto"`` (when the teacher is mostly mirror-invariant; see :class:`~tinydistill.synthesis.Recipe`).
-        epochs, loss, temperature, features: distillation settings (see
-            :func:`~tinydistill.distillation.distill`; ``features`` 0: outputs only).
-        seed: one seed for the whole run.
-        qat: quantisation-aware fine-tuning with tfmot after distillation.
-        prune: magnitude-prune to this sparsity (0..1) with tfmot after distillation.
-        finetune_epochs: epochs of each fine-tuning stage.
-        strategy: ``"default"``, ``"mirrored"``, ``"multi-worker"`` or a ``tf.distribute`` strategy
-            for synthesis and distillation.
+        config: a :class:`~tinydistill.config.CompressConfig`; or give its options as keywords
+            (``width=0.5, n=2000, epochs=5, max_flash=..., qat=True``: see
+            :meth:`~tinydistill.config.CompressConfig.from_options`). ``width="auto"`` (the
+            default) picks the largest width whose int8 flash, TFLite Micro arena and estimated
+            latency fit the board's budget.
         state: a :class:`~tinydistill.resume.RunState` to checkpoint completed stages into
             and resume them from (None: no checkpoints).
         on_progress: optional callable ``(stage, done, total)``.
@@ -122,139 +106,167 @@ def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=Non
         >>> result.report["accuracy"]["student_int8"]
         0.985
     """
-    t_start = time.perf_counter()
-    timings = {}
-    tick = time.perf_counter()
-
-    def progress(stage):
-        return (lambda done, total: on_progress(stage, done, total)) if on_progress else None
-
-    @contextlib.contextmanager
-    def one_step(stage):  # a stage without inner steps still shows as started and done
-        if on_progress:
-            on_progress(stage, 0, 1)
-        yield
-        if on_progress:
-            on_progress(stage, 1, 1)
-
-    def lap(stage):
-        nonlocal tick
-        now = time.perf_counter()
-        timings[stage] = round(now - tick, 2)
-        tick = now
-
-    if flip not in FLIPS:
-        raise TinyDistillError(f"`flip` must be one of {', '.join(FLIPS)}. Received: flip={flip!r}")
-    validate_feature_weight(features)  # before sizing, which takes a while
+    if config is not None and options:
+        raise TinyDistillError("pass either `config` or keyword options to compress, not both")
+    config = (config or CompressConfig.from_options(**options)).validate()
+    clock = _Clock(on_progress)
     if not isinstance(teacher, Teacher):
         teacher = load_teacher(teacher)
     if not isinstance(board, Board):
         board = load_board(board)
-    method_used, reason = resolve_method(method, teacher, stats)
-    budget = Budget.for_board(board, max_flash=max_flash, max_ram=max_ram, max_latency_ms=max_latency_ms)
+    method_used, reason = resolve_method(config.synthesis.method, teacher, stats)
+    budget = Budget.for_board(board, **asdict(config.limits))
     # sizing first: an impossible budget fails in seconds, before anything else is asked of the user
-    if width == "auto":
-        sizing = size_student(teacher, board, budget, on_progress=progress("size"))
-    else:
-        cand = measure_width(teacher, board, validate_width(width))
-        if cand.violations(budget.hard()):  # a width the user chose is held to hard limits only
-            raise BudgetError(f"a student of width {width:g} does not fit: {'; '.join(cand.violations(budget.hard()))}. "
-                              "Use a smaller --width, or --width auto to pick the largest that fits")
-        sizing = SizingResult(width=float(width), chosen=cand, bound_by="--width given", tried=[cand])
-    width = sizing.width
-    rng = resolve_input_range(input_range, stats)
-    if isinstance(data, Dataset):
-        data = fit_to_teacher(data, teacher.input_shape, teacher.num_classes, rng)
-    if data is not None:
-        x_test, y_test = data
-    lap("load")
+    sizing = _size(teacher, board, budget, config.width, clock.progress("size"))
+    config = replace(config, width=sizing.width, input_range=resolve_input_range(config.input_range, stats))
+    test = fit_to_teacher(data, teacher.input_shape, teacher.num_classes, config.input_range) \
+        if isinstance(data, Dataset) else data
+    clock.lap("load")
 
-    dist = get_strategy(strategy) if isinstance(strategy, str) else strategy
-    syn_key = {"teacher": teacher.fingerprint, "stats": _stats_id(stats), "method": method_used, "inputs": n,
-               "steps": steps, "seed": seed, "input_range": list(rng), "replicas": dist.num_replicas_in_sync,
-               "flip": flip}
-    student_key = dict(syn_key, width=width, epochs=epochs, loss=loss, temperature=temperature, features=features)
-    _compat.set_seed(seed)
-    syn = state.load_synthetic(syn_key) if state is not None else None
-    if syn is None:
-        syn = synthesize(teacher, stats, method=method_used, n=n, steps=steps, input_range=rng, seed=seed,
-                         batch_size=500, recipe=replace(RECIPES[method_used], flip=flip), strategy=dist,
-                         on_progress=progress("synthesize"))
-        if state is not None:
-            state.save_synthetic(syn_key, syn)
-    lap("synthesize")
-
-    with dist.scope():
-        student = design_student(teacher, width=width, seed=seed)
-    init_note = student.init_note
-    checkpoint = state.load_student(student_key) if state is not None else None
-    start_epoch, opt_state = 0, None
-    if checkpoint is not None:
-        start_epoch, weights, opt_state = checkpoint
-        student.set_weights(weights)
-
-    def save_epoch(epoch, opt_vars):
-        if state is not None:
-            state.save_student(student_key, epoch, student.get_weights(), opt_vars)
-
-    matched = list(feature_layers(teacher, student)) if features > 0 else []
-    distill(teacher, student, syn, epochs=epochs, loss=loss, temperature=temperature, features=features, seed=seed,
-            strategy=dist, start_epoch=start_epoch, optimizer_state=opt_state, on_epoch_end=save_epoch,
-            on_progress=progress("distill"))
-    if dist.num_replicas_in_sync > 1:  # export and fine-tune a plain copy, outside the strategy
-        plain = design_student(teacher, width=width, seed=seed, init="random")
-        plain.set_weights(student.get_weights())
-        student = plain
-    lap("distill")
-
-    finetune = None
-    if qat or prune:
-        from . import finetune as ft
-
-        before = export_int8(with_output_activation(student, teacher), syn.x, seed=seed)
-        finetune = {"before": _size_record(before)}
-        if data is not None:
-            finetune["before"]["student_int8_accuracy"] = float((int8_predictions(before, x_test) == y_test).mean())
-        if prune:
-            student = ft.prune(teacher, student, syn, sparsity=prune, epochs=finetune_epochs, seed=seed,
-                               on_progress=progress("prune"))
-            finetune["prune"] = {"target_sparsity": prune, "kernel_sparsity": round(ft.sparsity_of(student), 4)}
-        if qat:
-            student = ft.quantization_aware(teacher, student, syn, epochs=finetune_epochs, seed=seed,
-                                            preserve_sparsity=bool(prune), on_progress=progress("qat"))
-            finetune["qat"] = {"epochs": finetune_epochs}
-        lap("finetune")
+    dist = get_strategy(config.strategy) if isinstance(config.strategy, str) else config.strategy
+    keys = _resume_keys(config, teacher, stats, method_used, dist.num_replicas_in_sync)
+    _compat.set_seed(config.seed)
+    syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
+    student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
+    student, finetune = _finetune(teacher, student, syn, config, test, clock)
     final = with_output_activation(student, teacher)
-
-    with one_step("export"):
-        tflite = export_int8(final, syn.x, seed=seed)
+    with clock.one_step("export"):
+        tflite = export_int8(final, syn.x, seed=config.seed)
     if finetune is not None:
         finetune["after"] = _size_record(tflite)
         finetune["note"] = ("TFLite Micro stores weights densely: pruning does not shrink flash unless the runtime "
                             "exploits sparsity; it shrinks the compressed (gzip) size, e.g. for over-the-air updates")
-    lap("export")
-
-    with one_step("check"):
-        fit = check(tflite, board, x=x_test if data is not None else None, y=y_test if data is not None else None)
-        accuracy = None
-        if data is not None:
-            accuracy = {"teacher_float": _accuracy(teacher.model, x_test, y_test),
-                        "student_float": _accuracy(final, x_test, y_test),
-                        "student_int8": fit.int8_accuracy, "examples": int(len(y_test))}
-    cc, h = c_source(tflite, arena_bytes=fit.arena_bytes)
-    lap("check")
-    timings["total"] = round(time.perf_counter() - t_start, 2)
-
-    report = build_report(notes=state.notes if state is not None else [], init_note=init_note,
-                          replicas=dist.num_replicas_in_sync,
-                          finetune=finetune, teacher=teacher, student=final,
-                          board=board, fit=fit, syn=syn,
-                          reason=reason, sizing=sizing, budget=budget, accuracy=accuracy, width=width,
-                          input_range=rng, n=n, steps=steps, epochs=epochs, loss=loss, temperature=temperature, seed=seed,
-                          timings=timings, feature_weight=features, matched_layers=matched)
+    clock.lap("export")
+    fit, accuracy, (cc, h) = _check(teacher, final, tflite, board, test, clock)
+    run = Run(teacher=teacher, student=final, board=board, config=config, fit=fit, syn=syn, reason=reason,
+              sizing=sizing, budget=budget, accuracy=accuracy, timings=clock.finish(),
+              notes=state.notes if state is not None else [], init_note=init_note, finetune=finetune,
+              replicas=dist.num_replicas_in_sync, matched_layers=matched)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
-                          model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=report,
-                          test_data=(x_test, y_test) if data is not None else None)
+                          model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=build_report(run),
+                          test_data=test)
+
+
+class _Clock:
+    """Seconds per stage, and progress callbacks per stage."""
+
+    def __init__(self, on_progress):
+        self.on_progress = on_progress
+        self.start = self.tick = time.perf_counter()
+        self.timings = {}
+
+    def progress(self, stage):
+        return (lambda done, total: self.on_progress(stage, done, total)) if self.on_progress else None
+
+    @contextlib.contextmanager
+    def one_step(self, stage):  # a stage without inner steps still shows as started and done
+        if self.on_progress:
+            self.on_progress(stage, 0, 1)
+        yield
+        if self.on_progress:
+            self.on_progress(stage, 1, 1)
+
+    def lap(self, stage):
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self.tick, 2)
+        self.tick = now
+
+    def finish(self) -> dict:
+        self.timings["total"] = round(time.perf_counter() - self.start, 2)
+        return self.timings
+
+
+def _size(teacher, board, budget, width, on_progress) -> SizingResult:
+    """The largest width that fits (``"auto"``), or the user's width held to the hard limits."""
+    if width == "auto":
+        return size_student(teacher, board, budget, on_progress=on_progress)
+    cand = measure_width(teacher, board, width)
+    if cand.violations(budget.hard()):  # a width the user chose is held to hard limits only
+        raise BudgetError(f"a student of width {width:g} does not fit: {'; '.join(cand.violations(budget.hard()))}. "
+                          "Use a smaller --width, or --width auto to pick the largest that fits")
+    return SizingResult(width=float(width), chosen=cand, bound_by="--width given", tried=[cand])
+
+
+def _resume_keys(config, teacher, stats, method_used, replicas) -> tuple[dict, dict]:
+    """What the synthetic set and the student depend on: the config's parts, the teacher, the stats, the replicas."""
+    syn_key = {"teacher": teacher.fingerprint, "stats": _stats_id(stats), **asdict(config.synthesis),
+               "method": method_used, "seed": config.seed, "input_range": list(config.input_range), "replicas": replicas}
+    return syn_key, dict(syn_key, width=config.width, **asdict(config.distill))
+
+
+def _synthesize(teacher, stats, config, method_used, dist, state, key, clock):
+    syn = state.load_synthetic(key) if state is not None else None
+    if syn is None:
+        syn = synthesize(teacher, stats, replace(config.synthesis, method=method_used), input_range=config.input_range,
+                         seed=config.seed, strategy=dist, on_progress=clock.progress("synthesize"))
+        if state is not None:
+            state.save_synthetic(key, syn)
+    clock.lap("synthesize")
+    return syn
+
+
+def _distill(teacher, syn, config, dist, state, key, clock):
+    """The distilled float student (resumed from a checkpoint where one matches), its matched layers and init."""
+    with dist.scope():
+        student = design_student(teacher, width=config.width, seed=config.seed)
+    init_note = student.init_note
+    checkpoint = state.load_student(key) if state is not None else None
+    resume_from = None
+    if checkpoint is not None:
+        start_epoch, weights, opt_state = checkpoint
+        student.set_weights(weights)
+        resume_from = (start_epoch, opt_state)
+
+    def save_epoch(epoch, opt_vars):
+        if state is not None:
+            state.save_student(key, epoch, student.get_weights(), opt_vars)
+
+    matched = list(feature_layers(teacher, student)) if config.distill.features > 0 else []
+    distill(teacher, student, syn, config.distill, seed=config.seed, strategy=dist, resume_from=resume_from,
+            on_epoch_end=save_epoch, on_progress=clock.progress("distill"))
+    if dist.num_replicas_in_sync > 1:  # export and fine-tune a plain copy, outside the strategy
+        plain = design_student(teacher, width=config.width, seed=config.seed, init="random")
+        plain.set_weights(student.get_weights())
+        student = plain
+    clock.lap("distill")
+    return student, matched, init_note
+
+
+def _finetune(teacher, student, syn, config, test, clock):
+    """Optional tfmot pruning and QAT; the student and the fine-tuning record (None when neither was asked)."""
+    ft_cfg, seed = config.finetune, config.seed
+    if not ft_cfg.active:
+        return student, None
+    from . import finetune as ft
+
+    before = export_int8(with_output_activation(student, teacher), syn.x, seed=seed)
+    record = {"before": _size_record(before)}
+    if test is not None:
+        record["before"]["student_int8_accuracy"] = float((int8_predictions(before, test[0]) == test[1]).mean())
+    if ft_cfg.prune:
+        student = ft.prune(teacher, student, syn, sparsity=ft_cfg.prune, epochs=ft_cfg.epochs, seed=seed,
+                           on_progress=clock.progress("prune"))
+        record["prune"] = {"target_sparsity": ft_cfg.prune, "kernel_sparsity": round(ft.sparsity_of(student), 4)}
+    if ft_cfg.qat:
+        student = ft.quantization_aware(teacher, student, syn, epochs=ft_cfg.epochs, seed=seed,
+                                        preserve_sparsity=bool(ft_cfg.prune), on_progress=clock.progress("qat"))
+        record["qat"] = {"epochs": ft_cfg.epochs}
+    clock.lap("finetune")
+    return student, record
+
+
+def _check(teacher, final, tflite, board, test, clock):
+    """The int8 model against the board (and the test data): fit, accuracies, C source."""
+    with clock.one_step("check"):
+        x, y = test if test is not None else (None, None)
+        fit = check(tflite, board, x=x, y=y)
+        accuracy = None
+        if test is not None:
+            accuracy = {"teacher_float": _accuracy(teacher.model, x, y), "student_float": _accuracy(final, x, y),
+                        "student_int8": fit.int8_accuracy, "examples": int(len(y))}
+    source = c_source(tflite, arena_bytes=fit.arena_bytes)
+    clock.lap("check")
+    return fit, accuracy, source
 
 
 def _stats_id(stats) -> str | None:
@@ -271,124 +283,3 @@ def _size_record(tflite: bytes) -> dict:
     import gzip
 
     return {"model_bytes": len(tflite), "gzip_bytes": len(gzip.compress(tflite, mtime=0))}
-
-
-def build_report(*, notes, init_note, replicas, finetune, teacher, student, board, fit, syn, reason, sizing, budget,
-                 accuracy, width, input_range, n, steps, epochs, loss, temperature, seed, timings,
-                 feature_weight=0.0, matched_layers=()) -> dict:
-    """The JSON report. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
-    return {
-        "tool": {"name": "tinydistill", "version": __version__},
-        "teacher": {"path": teacher.path, "fingerprint": teacher.fingerprint, "params": teacher.params,
-                    "input_shape": list(teacher.input_shape), "input_range": list(input_range),
-                    "num_classes": teacher.num_classes, "output": teacher.output_kind,
-                    "batchnorm_layers": len(teacher.bn_layers)},
-        "student": {"params": int(student.count_params()), "width": width, "init": init_note,
-                    "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes,
-                    "runtime_code_bytes_estimate": fit.runtime_flash_bytes, "flash_bytes": fit.flash_bytes,
-                    "ram_bytes": fit.ram_bytes, "macs": fit.macs, "latency_ms_estimate": fit.latency_ms, "ops": fit.ops},
-        "accuracy": accuracy,
-        "board": {"name": board.name, "title": board.title, "kind": board.kind, "core": board.core,
-                  "clock_mhz": board.clock_mhz, "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
-                  "headroom": board.headroom, "flash_budget_bytes": board.flash_budget,
-                  "ram_budget_bytes": board.ram_budget},
-        "fit": {"fits": fit.fits, "flash_margin_bytes": fit.flash_margin_bytes,
-                "ram_margin_bytes": fit.ram_margin_bytes, "bound_by": fit.bound_by},
-        "sizing": {"width": sizing.width, "why": sizing.bound_by,
-                   "budget": {"flash_bytes": budget.flash_bytes, "ram_bytes": budget.ram_bytes,
-                              "latency_ms": budget.latency_ms},
-                   "tried": [{"width": c.width, "params": c.params, "model_bytes": c.model_bytes,
-                              "arena_bytes": c.arena_bytes, "latency_ms": c.latency_ms} for c in sizing.tried]},
-        "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
-        "synthesis": {"method": syn.method, "why": reason, "inputs": n, "steps": steps,
-                      "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
-                      "flip_agreement": syn.flip_agreement},
-        "distillation": {"epochs": epochs, "loss": loss, "temperature": temperature if loss == "kl" else None,
-                         "feature_weight": feature_weight, "feature_layers": list(matched_layers)},
-        "finetune": finetune,
-        "seed": seed,
-        "replicas": replicas,
-        "resumed": list(notes),
-        "seconds": timings,
-        "pass": bool(fit.fits),
-    }
-
-
-def _flip_note(syn: dict) -> str:
-    agreement = syn.get("flip_agreement")
-    if agreement is None:
-        return ""
-    verdict = "flipped left to right at random while optimised" if syn.get("flipped") else "not flipped"
-    return (f" Images {verdict}: the teacher keeps its class on {agreement:.0%} of flipped ones "
-            f"(auto flips from {FLIP_AGREEMENT:.0%}).")
-
-
-def _distill_note(dist: dict) -> str:
-    layers = dist.get("feature_layers") or []
-    matched = (f"; the student also matched the teacher's feature maps at {', '.join(f'`{n}`' for n in layers)}"
-               if layers else "")
-    loss = "logit MSE" if dist["loss"] == "mse" else f"KL at temperature {dist['temperature']:g}"
-    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}."
-
-
-def _row(label, *sizes) -> str:
-    return f"| {label} | " + " | ".join(format_bytes(v) for v in sizes) + " |"
-
-
-def report_markdown(report: dict) -> str:
-    """The report for a person."""
-    t, s, b, f = report["teacher"], report["student"], report["board"], report["fit"]
-    verdict = "PASS: fits" if report["pass"] else f"FAIL: does not fit ({f['bound_by']} over budget)"
-    lines = [f"# tinydistill report: {b['name']}", "", f"**{verdict}** {b['title']} "
-             f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", "",
-             "| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |",
-             _row("flash (model + runtime code estimate)", s["flash_bytes"], b["flash_budget_bytes"], b["flash_bytes"],
-                  f["flash_margin_bytes"]),
-             _row("RAM (tensor arena, TFLite Micro)" if b["kind"] == "mcu" else "RAM (arena + model + LiteRT estimate)",
-                  s["ram_bytes"], b["ram_budget_bytes"], b["ram_bytes"], f["ram_margin_bytes"]), "",
-             f"Model {format_bytes(s['model_bytes'])}; TFLite Micro measured a {format_bytes(s['arena_bytes'])} arena; "
-             f"runtime code estimated at {format_bytes(s['runtime_code_bytes_estimate'])} (see code_size.toml).", "",
-             "![accuracy and use of the board](report.png)", "",
-             "| model | parameters | accuracy |", "| --- | ---: | ---: |"]
-    acc = report.get("accuracy") or {}
-
-    def pct(k):
-        return f"{acc[k]:.2%}" if acc.get(k) is not None else "n/a"
-
-    lines += [f"| teacher (float) | {t['params']:,} | {pct('teacher_float')} |",
-              f"| student (float, width {s['width']:g}) | {s['params']:,} | {pct('student_float')} |",
-              f"| student (int8) | {s['params']:,} | {pct('student_int8')} |", ""]
-    if acc:
-        lines.append(f"Accuracy on {acc['examples']:,} labelled test examples.")
-    else:
-        lines.append("No test data given (`--data`): accuracy not measured.")
-    v = report["verification"]
-    if v.get("tflm_litert_top1_agreement") is not None:
-        lines.append(f"TFLite Micro and LiteRT agree on top-1 for {v['tflm_litert_top1_agreement']:.1%} "
-                     f"of {v['samples']} inputs.")
-    syn = report["synthesis"]
-    z = report["sizing"]
-    lines.append(f"Student width {z['width']:g}, chosen by {z['why']}; "
-                 + ("initialised with the teacher's most important channels."
-                    if s.get("init") == "teacher" else f"initialised at {s.get('init', 'random')}."))
-    lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
-                 f"({s['macs']:,} MACs; model in the README).")
-    lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "
-              f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class." + _flip_note(syn),
-              _distill_note(report["distillation"]),
-              f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
-              "| stage | seconds |", "| --- | ---: |"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
-    ft = report.get("finetune")
-    if ft:
-        lines += ["", "## Fine-tuning (tfmot)", "", "| | model | gzip | int8 accuracy |", "| --- | ---: | ---: | ---: |"]
-        for key in ("before", "after"):
-            r = ft[key]
-            a = r.get("student_int8_accuracy", acc.get("student_int8") if key == "after" else None)
-            lines.append(f"| {key} | {format_bytes(r['model_bytes'])} | {format_bytes(r['gzip_bytes'])} | "
-                         f"{f'{a:.2%}' if a is not None else 'n/a'} |")
-        if "prune" in ft:
-            lines.append(f"\nPruned to {ft['prune']['kernel_sparsity']:.0%} zero kernel weights. {ft['note']}.")
-        if "qat" in ft:
-            lines.append(f"\nQuantisation-aware fine-tuning: {ft['qat']['epochs']} epochs of distillation.")
-    return "\n".join(lines) + "\n"

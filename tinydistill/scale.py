@@ -16,9 +16,8 @@ from __future__ import annotations
 import os
 
 from . import _compat
+from .config import STRATEGIES
 from .errors import TinyDistillError
-
-STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 def get_strategy(name: str = "default"):

@@ -11,14 +11,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import __version__, _compat
 from .errors import StatsError, StatsMismatchError
-from .fileio import atomic_write
+from .fileio import atomic_write, read_npz
 from .graph import DENSE_LIKE, DEPTHWISE, PASS_THROUGH, UnsupportedGraph, layer_graph, output_shape
 
 FORMAT = "tinydistill.stats"
@@ -332,24 +331,14 @@ def load_stats(path: str, teacher=None) -> Stats:
     path = str(path)
     if not os.path.isfile(path):
         raise StatsError(f"stats file {path} does not exist: record one with 'tinydistill stats'")
-    with open(path, "rb") as f:
-        if f.read(2) != b"PK":
-            raise StatsError(f"cannot read {path}: not an .npz stats file; record one with 'tinydistill stats'")
+    fix = "record the stats again with 'tinydistill stats'"
+    arrays = read_npz(path, StatsError, fix)
+    if "header" not in arrays:
+        raise StatsError(f"{path} is not a tinydistill stats file (no header): {fix}")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "header" not in z.files:
-                raise StatsError(f"{path} is not a tinydistill stats file (no header): record one with 'tinydistill stats'")
-            header = json.loads(str(z["header"][()]))
-            arrays = {k: z[k] for k in z.files if k != "header"}
-    except StatsError:
-        raise
+        header = json.loads(str(arrays.pop("header")[()]))
     except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise StatsError(f"{path} contains pickled objects, which tinydistill never loads (they can run code): "
-                             "record the stats again with 'tinydistill stats'") from None
-        raise StatsError(f"{path} is not a valid stats file ({exc}): record it again with 'tinydistill stats'") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise StatsError(f"cannot read stats file {path} ({exc}): record it again with 'tinydistill stats'") from None
+        raise StatsError(f"{path} is not a valid stats file ({exc}): {fix}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise StatsError(f"{path} is not a tinydistill stats file: record one with 'tinydistill stats'")
     version = int(header.get("version", 0))

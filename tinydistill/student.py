@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from . import _compat
+from .config import validate_width
 from .errors import TinyDistillError
 from .graph import (
     DENSE_LIKE,
@@ -22,14 +23,6 @@ from .graph import (
 
 # Config keys that set a layer's width.
 _WIDTH_KEYS = ("filters", "units")
-
-
-def validate_width(width) -> float:
-    """The width as a float, or a clear error."""
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 1:
-        raise TinyDistillError(f"`width` must be in (0, 1] (or 'auto' for compress). Received: width={width!r}")
-    return float(width)
-
 
 INITS = ("teacher", "random")
 
@@ -152,75 +145,77 @@ def channel_map(student, teacher) -> dict[str, np.ndarray]:
         raise TinyDistillError(f"no channel map for this student: {exc}") from None
 
 
-def _inherit(student, teacher_model, *, assign: bool = True) -> dict[str, np.ndarray]:
-    graph = layer_graph(teacher_model)
-    last = graph[-1].name
-    consumers: dict[str, list[str]] = {}
-    for node in graph:
-        for src in node.inputs:
-            consumers.setdefault(src, []).append(node.name)
-    kinds = {node.name: node.kind for node in graph}
-    shape = {node.name: output_shape(teacher_model, node.name) for node in graph}
+class _Spaces:
+    """Union-find over channel spaces: layers whose outputs are merged (Add, ...) must keep the same channels."""
 
-    # 1. what each output's channels are: ("full", C) | ("space", id) | ("concat", [(desc, C)]) | ("flat", P, C, desc)
-    parent: list[int] = []  # union-find over channel spaces: merged layers must keep the same channels
-    space_of: dict[str, int] = {}
+    def __init__(self):
+        self.parent: list[int] = []
 
-    def find(i):
+    def new(self) -> int:
+        self.parent.append(len(self.parent))
+        return self.parent[-1]
+
+    def find(self, i: int) -> int:
+        parent = self.parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    desc = {}
-    for node in graph:
-        name, cls, cfg = node.name, node.kind, node.config
-        ins = [desc[src] for src in node.inputs]
-        rank = len(shape[name])  # without the batch axis; Keras counts it in `axis`
-        if cfg.get("data_format", "channels_last") != "channels_last":
-            raise UnsupportedGraph(f"layer {name} is channels-first")
-        if cls == "InputLayer":
-            desc[name] = ("full", shape[name][-1])
-        elif cls in DENSE_LIKE or cls in SEPARABLE:
-            if cfg.get("groups", 1) != 1:
-                raise UnsupportedGraph(f"layer {name} is a grouped convolution")
-            if name == last:
-                desc[name] = ("full", shape[name][-1])
-            else:
-                space_of[name] = len(parent)
-                parent.append(len(parent))
-                desc[name] = ("space", space_of[name])
-        elif cls in DEPTHWISE:
-            if cfg.get("depth_multiplier", 1) != 1:
-                raise UnsupportedGraph(f"layer {name} has a depth multiplier")
-            desc[name] = ins[0]
-        elif cls in PASS_THROUGH or cls in PER_CHANNEL:
-            if cls in ("BatchNormalization", "LayerNormalization") and cfg.get("axis", -1) not in (-1, [-1], rank, [rank]):
-                raise UnsupportedGraph(f"layer {name} normalises another axis than the channels")
-            desc[name] = ins[0]
-        elif cls == "Flatten":
-            src = node.inputs[0]
-            desc[name] = ("flat", int(np.prod(shape[src][:-1])), shape[src][-1], ins[0])
-        elif cls in MERGES:
-            if all(d[0] == "space" for d in ins):
-                root = find(ins[0][1])
-                for d in ins[1:]:
-                    parent[find(d[1])] = root
-            elif any(d != ins[0] for d in ins):
-                raise UnsupportedGraph(f"merge {name} joins channels of different kinds")
-            desc[name] = ins[0]
-        elif cls == "Concatenate" and cfg.get("axis", -1) in (-1, rank):
-            desc[name] = ("concat", [(d, shape[src][-1]) for d, src in zip(ins, node.inputs)])
-        else:
-            raise UnsupportedGraph(f"layer {name} ({cls}) is not supported for teacher initialisation")
+    def union(self, root: int, other: int) -> None:
+        self.parent[self.find(other)] = root
 
-    # 2. importance per channel space: what its filters compute (summed over merged layers) times how
-    #    much the layers reading it use it; then the channels kept
+
+def _check_supported(node, rank: int) -> None:
+    """Raise :class:`UnsupportedGraph` for layer settings whose channels cannot be mapped one to one."""
+    name, cls, cfg = node.name, node.kind, node.config
+    if cfg.get("data_format", "channels_last") != "channels_last":
+        raise UnsupportedGraph(f"layer {name} is channels-first")
+    if (cls in DENSE_LIKE or cls in SEPARABLE) and cfg.get("groups", 1) != 1:
+        raise UnsupportedGraph(f"layer {name} is a grouped convolution")
+    if cls in DEPTHWISE and cfg.get("depth_multiplier", 1) != 1:
+        raise UnsupportedGraph(f"layer {name} has a depth multiplier")
+    if cls in ("BatchNormalization", "LayerNormalization") and cfg.get("axis", -1) not in (-1, [-1], rank, [rank]):
+        raise UnsupportedGraph(f"layer {name} normalises another axis than the channels")
+
+
+def _describe(node, ins, shape, last, spaces, space_of):
+    """What a layer's output channels are: ("full", C) | ("space", id) | ("concat", [(desc, C)]) | ("flat", P, C, desc)."""
+    name, cls, cfg = node.name, node.kind, node.config
+    rank = len(shape[name])  # without the batch axis; Keras counts it in `axis`
+    _check_supported(node, rank)
+    if cls == "InputLayer":
+        return ("full", shape[name][-1])
+    if cls in DENSE_LIKE or cls in SEPARABLE:
+        if name == last:
+            return ("full", shape[name][-1])
+        space_of[name] = spaces.new()
+        return ("space", space_of[name])
+    if cls in DEPTHWISE or cls in PASS_THROUGH or cls in PER_CHANNEL:
+        return ins[0]
+    if cls == "Flatten":
+        src = node.inputs[0]
+        return ("flat", int(np.prod(shape[src][:-1])), shape[src][-1], ins[0])
+    if cls in MERGES:
+        if all(d[0] == "space" for d in ins):
+            root = spaces.find(ins[0][1])
+            for d in ins[1:]:
+                spaces.union(root, d[1])
+        elif any(d != ins[0] for d in ins):
+            raise UnsupportedGraph(f"merge {name} joins channels of different kinds")
+        return ins[0]
+    if cls == "Concatenate" and cfg.get("axis", -1) in (-1, rank):
+        return ("concat", [(d, shape[src][-1]) for d, src in zip(ins, node.inputs)])
+    raise UnsupportedGraph(f"layer {name} ({cls}) is not supported for teacher initialisation")
+
+
+def _outgoing(graph, teacher_model, desc, spaces) -> dict[int, np.ndarray]:
+    """Per channel space, how much the layers reading it use each channel (their weight mass per input channel)."""
     outgoing: dict[int, np.ndarray] = {}
 
     def credit(d, per_channel):  # add a reader's per-input-channel weight mass to the spaces it reads
         if d[0] == "space":
-            root = find(d[1])
+            root = spaces.find(d[1])
             outgoing[root] = outgoing.get(root, 0) + per_channel
         elif d[0] == "flat":
             credit(d[3], per_channel.reshape(d[1], d[2]).sum(0))
@@ -237,53 +232,79 @@ def _inherit(student, teacher_model, *, assign: bool = True) -> dict[str, np.nda
             if node.kind in SEPARABLE:  # pointwise inputs are (channel, multiplier) pairs, channel-major
                 used = used.reshape(-1, int(node.config.get("depth_multiplier", 1))).sum(1)
             credit(desc[node.inputs[0]], used)
+    return outgoing
+
+
+def _keep(graph, student, teacher_model, desc, spaces, space_of) -> dict[int, np.ndarray]:
+    """Per channel space, the teacher channels the student keeps: importance of what its filters compute
+    (summed over merged layers) times how much the layers reading it use it."""
+    consumers: dict[str, list[str]] = {}
+    for node in graph:
+        for src in node.inputs:
+            consumers.setdefault(src, []).append(node.name)
+    kinds = {node.name: node.kind for node in graph}
     scores: dict[int, np.ndarray] = {}
     keep_n: dict[int, int] = {}
     for name, idx in space_of.items():
         nxt = consumers.get(name, [])
         bn = nxt[0] if len(nxt) == 1 and kinds[nxt[0]] == "BatchNormalization" else None
-        root = find(idx)
+        root = spaces.find(idx)
         scores[root] = scores.get(root, 0) + _importance(teacher_model, name, bn)
         n = output_shape(student, name)[-1]
         if keep_n.setdefault(root, n) != n:
             raise UnsupportedGraph(f"layers merged with {name} have different widths in the student")
-    for root, used in outgoing.items():
+    for root, used in _outgoing(graph, teacher_model, desc, spaces).items():
         scores[root] = scores[root] * used / max(float(np.mean(used)), 1e-12)
-    keep = {root: np.sort(np.argsort(-scores[root], kind="stable")[:keep_n[root]]) for root in scores}
+    return {root: np.sort(np.argsort(-scores[root], kind="stable")[:keep_n[root]]) for root in scores}
 
-    def channels(d) -> np.ndarray:
-        if d[0] == "full":
-            return np.arange(d[1])
-        if d[0] == "space":
-            return keep[find(d[1])]
-        if d[0] == "flat":
-            _, positions, per, inner = d
-            return (np.arange(positions)[:, None] * per + channels(inner)[None, :]).reshape(-1)
-        parts, offset = [], 0
-        for inner, width in d[1]:
-            parts.append(channels(inner) + offset)
-            offset += width
-        return np.concatenate(parts)
 
+def _channels(d, keep, spaces) -> np.ndarray:
+    """The teacher channel indices an output described by ``d`` holds in the student."""
+    if d[0] == "full":
+        return np.arange(d[1])
+    if d[0] == "space":
+        return keep[spaces.find(d[1])]
+    if d[0] == "flat":
+        _, positions, per, inner = d
+        return (np.arange(positions)[:, None] * per + _channels(inner, keep, spaces)[None, :]).reshape(-1)
+    parts, offset = [], 0
+    for inner, width in d[1]:
+        parts.append(_channels(inner, keep, spaces) + offset)
+        offset += width
+    return np.concatenate(parts)
+
+
+def _sliced(node, weights, cin, cout) -> list[np.ndarray]:
+    """A teacher layer's weights cut to the student's input channels ``cin`` and output channels ``cout``."""
+    cls = node.kind
+    if cls in DENSE_LIKE:
+        return [weights[0][..., cin, :][..., cout]] + [b[cout] for b in weights[1:]]
+    if cls in SEPARABLE:
+        return [weights[0][..., cin, :], weights[1][..., cin, :][..., cout]] + [b[cout] for b in weights[2:]]
+    if cls in DEPTHWISE:
+        return [weights[0][..., cin, :]] + [b[cin] for b in weights[1:]]
+    if cls in PER_CHANNEL:
+        return [w[..., cin] for w in weights]
+    raise UnsupportedGraph(f"layer {node.name} ({cls}) has weights this initialisation cannot map")
+
+
+def _inherit(student, teacher_model, *, assign: bool = True) -> dict[str, np.ndarray]:
+    """Map (and, with ``assign``, copy) the teacher's most important channels into the student, layer by layer."""
+    graph = layer_graph(teacher_model)
+    last = graph[-1].name
+    shape = {node.name: output_shape(teacher_model, node.name) for node in graph}
+    spaces, space_of, desc = _Spaces(), {}, {}
+    for node in graph:  # 1. what each output's channels are
+        desc[node.name] = _describe(node, [desc[src] for src in node.inputs], shape, last, spaces, space_of)
+    keep = _keep(graph, student, teacher_model, desc, spaces, space_of)  # 2. the channels kept
     # 3. slice every weighted layer; assign only once all fit, so a failure leaves the student as it was
     staged = []
     for node in graph:
         weights = teacher_model.get_layer(node.name).get_weights() if node.kind != "InputLayer" else []
         if not weights:
             continue
-        cls = node.kind
-        cin = channels(desc[node.inputs[0]]) if node.inputs else None
-        cout = channels(desc[node.name])
-        if cls in DENSE_LIKE:
-            new = [weights[0][..., cin, :][..., cout]] + [b[cout] for b in weights[1:]]
-        elif cls in SEPARABLE:
-            new = [weights[0][..., cin, :], weights[1][..., cin, :][..., cout]] + [b[cout] for b in weights[2:]]
-        elif cls in DEPTHWISE:
-            new = [weights[0][..., cin, :]] + [b[cin] for b in weights[1:]]
-        elif cls in PER_CHANNEL:
-            new = [w[..., cin] for w in weights]
-        else:
-            raise UnsupportedGraph(f"layer {node.name} ({cls}) has weights this initialisation cannot map")
+        cin = _channels(desc[node.inputs[0]], keep, spaces) if node.inputs else None
+        new = _sliced(node, weights, cin, _channels(desc[node.name], keep, spaces))
         target = student.get_layer(node.name)
         if [w.shape for w in new] != [tuple(w.shape) for w in target.weights]:
             raise UnsupportedGraph(f"layer {node.name}: the student's weights do not match the teacher's channels")
@@ -291,4 +312,4 @@ def _inherit(student, teacher_model, *, assign: bool = True) -> dict[str, np.nda
     if assign:
         for target, new in staged:
             target.set_weights(new)
-    return {name: channels(d) for name, d in desc.items() if d[0] != "flat"}
+    return {name: _channels(d, keep, spaces) for name, d in desc.items() if d[0] != "flat"}

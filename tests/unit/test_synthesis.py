@@ -204,7 +204,7 @@ def _value_and_grad(tf, fn, a, weights):
 def test_batch_moments_gradient_matches_autodiff(shape):
     """The fused-kernel moments with a hand-written gradient equal tf.nn.moments and its autodiff."""
     from tinydistill import _compat
-    from tinydistill.synthesis import _batch_moments
+    from tinydistill.synthesis.kernels import batch_moments as _batch_moments
 
     tf = _compat.tf()
     g = np.random.default_rng(0)
@@ -226,7 +226,7 @@ def test_region_moments_gradient_matches_autodiff():
     """Region moments with a hand-written gradient equal avg_pool and its autodiff; their mean over the
     regions is the channel moments."""
     from tinydistill import _compat
-    from tinydistill.synthesis import _region_channels, _sample_moments
+    from tinydistill.synthesis.kernels import region_channels as _region_channels, sample_moments as _sample_moments
 
     tf = _compat.tf()
     g = np.random.default_rng(1)
@@ -257,7 +257,7 @@ def test_region_moments_gradient_matches_autodiff():
 def test_total_variation_gradient_matches_autodiff(shape):
     """Total variation with a hand-written gradient equals the sliced neighbour differences and their autodiff."""
     from tinydistill import _compat
-    from tinydistill.synthesis import _total_variation
+    from tinydistill.synthesis.kernels import total_variation as _total_variation
 
     tf = _compat.tf()
     u = tf.constant(np.random.default_rng(2).uniform(size=shape).astype(np.float32))

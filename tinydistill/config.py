@@ -1,0 +1,222 @@
+"""The options of a compress run: one frozen object, built once, validated once up front.
+
+``CompressConfig`` is made of the parts each stage takes (``SynthesisConfig`` for
+:func:`~tinydistill.synthesis.synthesize`, ``DistillConfig`` for
+:func:`~tinydistill.distillation.distill`, ``FinetuneConfig``, ``Limits``). Resume keys are
+derived from it with :func:`dataclasses.asdict`, so a new option cannot be left out of a key.
+Validation here needs no TensorFlow and no model: it runs before anything expensive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+from .errors import TinyDistillError
+
+METHODS = ("auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior")
+FLIPS = ("auto", "on", "off")
+LOSSES = ("mse", "kl")
+STRATEGIES = ("default", "mirrored", "multi-worker")
+
+# measured on LeNet-5 -> half with stats (int8): 24k inputs x 80 steps 98.48 % (benchmarks/RESULTS.md, "defaults")
+DEFAULT_INPUTS = 24000
+DEFAULT_STEPS = 80
+# 60 epochs instead of 30 and a stage-feature weight of 30: benchmarks/RESULTS.md ("epochs", "feature weight")
+DEFAULT_EPOCHS = 60
+FEATURE_WEIGHT = 30.0
+
+
+def _fail(what: str, received: str) -> None:
+    raise TinyDistillError(f"{what}. Received: {received}")
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """How synthetic inputs are made.
+
+    Attributes:
+        method: one of :data:`METHODS` (``auto``: the strongest signal the teacher has).
+        inputs: number of synthetic inputs.
+        steps: Adam steps per batch.
+        batch_size: inputs optimised together (moments are matched per batch).
+        flip: ``"off"``, ``"on"`` or ``"auto"`` (see :class:`~tinydistill.synthesis.Recipe`).
+        disagreement: weight of the teacher-student disagreement term (only when a student is given).
+    """
+
+    method: str = "auto"
+    inputs: int = DEFAULT_INPUTS
+    steps: int = DEFAULT_STEPS
+    batch_size: int = 500
+    flip: str = "off"
+    disagreement: float = 1.0
+
+    def validate(self) -> SynthesisConfig:
+        if self.method not in METHODS:
+            _fail(f"`method` must be one of {', '.join(METHODS)}", f"method={self.method!r}")
+        if self.inputs < 1 or self.steps < 1 or self.batch_size < 1:
+            _fail("`n`, `steps` and `batch_size` must be >= 1",
+                  f"n={self.inputs}, steps={self.steps}, batch_size={self.batch_size}")
+        if self.flip not in FLIPS:
+            _fail(f"`flip` must be one of {', '.join(FLIPS)}", f"flip={self.flip!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How the student learns the teacher on the synthetic set.
+
+    Attributes:
+        epochs: passes over the synthetic set.
+        loss: ``"mse"`` (logits) or ``"kl"`` (softened probabilities at ``temperature``).
+        temperature: KD temperature (``"kl"`` only).
+        features: weight of the stage-output feature term (0: outputs only).
+        batch_size: examples per step.
+        lr: peak learning rate (Adam, cosine decay).
+        augment: random shifts (image inputs) and mixes of two inputs, labelled by the teacher.
+        recalibrate: re-estimate BatchNorm statistics on clean inputs at the end.
+    """
+
+    epochs: int = DEFAULT_EPOCHS
+    loss: str = "mse"
+    temperature: float = 4.0
+    features: float = FEATURE_WEIGHT
+    batch_size: int = 128
+    lr: float = 2e-3
+    augment: bool = True
+    recalibrate: bool = True
+
+    def validate(self) -> DistillConfig:
+        if self.epochs < 1 or self.batch_size < 1:
+            _fail("`epochs` and `batch_size` must be >= 1", f"epochs={self.epochs}, batch_size={self.batch_size}")
+        if not self.temperature > 0:
+            _fail("`temperature` must be > 0", f"temperature={self.temperature}")
+        if self.loss not in LOSSES:
+            _fail(f"`loss` must be one of {', '.join(LOSSES)}", f"loss={self.loss!r}")
+        validate_feature_weight(self.features)
+        return self
+
+
+def validate_feature_weight(features) -> None:
+    """Raise a clear error unless the feature-term weight is >= 0 (NaN included)."""
+    if not features >= 0:
+        _fail("`features` must be >= 0 (0: match the outputs only)", f"features={features!r}")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Optional tfmot fine-tuning after distillation: ``qat``, ``prune`` (target sparsity), ``epochs`` each."""
+
+    qat: bool = False
+    prune: float | None = None
+    epochs: int = 5
+
+    def validate(self) -> FinetuneConfig:
+        if self.prune is not None and not 0 < self.prune < 1:
+            _fail("`prune` must be in (0, 1)", f"prune={self.prune!r}")
+        if self.epochs < 1:
+            _fail("`finetune_epochs` must be >= 1", f"finetune_epochs={self.epochs}")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.qat or self.prune)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits tighter than the board's: flash and RAM in bytes, latency in ms (None: the board's)."""
+
+    max_flash: int | None = None
+    max_ram: int | None = None
+    max_latency_ms: float | None = None
+
+    def validate(self) -> Limits:
+        for name in ("max_flash", "max_ram"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                _fail(f"`{name}` must be a whole number of bytes >= 1", f"{name}={v!r}")
+        v = self.max_latency_ms
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            _fail("`max_latency_ms` must be > 0", f"max_latency_ms={v!r}")
+        return self
+
+
+def validate_width(width, *, allow_auto: bool = False):
+    """The width as a float in (0, 1] (or ``"auto"`` where allowed), or a clear error."""
+    if allow_auto and width == "auto":
+        return width
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 1:
+        _fail("`width` must be in (0, 1] (or 'auto' for compress)", f"width={width!r}")
+    return float(width)
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """Every option of :func:`~tinydistill.pipeline.compress`.
+
+    Attributes:
+        width: student width multiplier in (0, 1], or ``"auto"`` (the largest that fits).
+        input_range: the teacher's input range ``(lo, hi)`` or ``"LO,HI"``; None: the stats' one.
+        seed: one seed for the whole run.
+        strategy: ``"default"``, ``"mirrored"`` or ``"multi-worker"``.
+        synthesis, distill, finetune, limits: the stages' parts.
+    """
+
+    width: float | str = "auto"
+    input_range: tuple | str | None = None
+    seed: int = 0
+    strategy: str = "default"
+    synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    limits: Limits = field(default_factory=Limits)
+
+    def validate(self) -> CompressConfig:
+        """Check every option; return a copy with the width and input range parsed."""
+        from .data import parse_range
+
+        for part in (self.synthesis, self.distill, self.finetune, self.limits):
+            part.validate()
+        if isinstance(self.strategy, str) and self.strategy not in STRATEGIES:
+            _fail(f"`strategy` must be one of {', '.join(STRATEGIES)}", f"strategy={self.strategy!r}")
+        rng = parse_range(self.input_range) if self.input_range is not None else None
+        return replace(self, width=validate_width(self.width, allow_auto=True), input_range=rng)
+
+    @classmethod
+    def from_options(cls, **options) -> CompressConfig:
+        """Build a config from flat keyword options (``epochs=5, qat=True, max_flash=...``), each routed to its part.
+
+        ``n`` is accepted for ``inputs``, ``loss`` for the distillation loss, ``finetune_epochs`` for
+        the fine-tuning epochs. An unknown option is an error naming the known ones.
+        """
+        parts = {"synthesis": SynthesisConfig, "distill": DistillConfig, "finetune": FinetuneConfig, "limits": Limits}
+        aliases = {"n": ("synthesis", "inputs"), "finetune_epochs": ("finetune", "epochs")}
+        top = {f.name for f in fields(cls)} - set(parts)
+        values = {name: {} for name in parts}
+        own = {}
+        for key, value in options.items():
+            if key in top:
+                own[key] = value
+                continue
+            part, name = aliases.get(key, (None, key))
+            if part is None:
+                part = next((p for p, kind in parts.items() if name in {f.name for f in fields(kind)}), None)
+            if part is None:
+                known = sorted(top | set(aliases) | {f.name for kind in parts.values() for f in fields(kind)})
+                raise TinyDistillError(f"unknown option {key!r}; known options: {', '.join(known)}")
+            values[part][name] = value
+        return cls(**own, **{p: parts[p](**v) for p, v in values.items()})
+
+
+def override(config, options: dict, aliases: dict | None = None):
+    """``config`` with some fields replaced by keyword ``options`` (an unknown name is an error)."""
+    aliases = aliases or {}
+    names = {f.name for f in fields(config)}
+    changes = {}
+    for key, value in options.items():
+        name = aliases.get(key, key)
+        if name not in names:
+            raise TinyDistillError(f"unknown option {key!r}; known options: {', '.join(sorted(names | set(aliases)))}")
+        changes[name] = value
+    return replace(config, **changes) if changes else config

@@ -1,0 +1,197 @@
+"""The report of a run: built once from its figures, rendered as JSON, Markdown and on the console here.
+
+``report.json`` keys are a contract: the acceptance checks find figures by key words
+(``student`` + ``int8`` + ``acc``, ``arena``, ...). New keys may be added; none renamed.
+The PNG rendering of the same dict is :func:`tinydistill.plots.report_png`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import __version__
+from .synthesis.loop import FLIP_AGREEMENT
+from .units import format_bytes
+
+
+@dataclass
+class Run:
+    """The figures of one compress run that the report is made of.
+
+    Attributes:
+        teacher, student: the :class:`~tinydistill.teacher.Teacher` and the final float student.
+        board, config: the :class:`~tinydistill.boards.Board` and the validated
+            :class:`~tinydistill.config.CompressConfig`.
+        fit: the :class:`~tinydistill.fitcheck.CheckResult` of the int8 model.
+        syn: the :class:`~tinydistill.synthesis.SyntheticSet`, and ``reason``: why its method was chosen.
+        sizing, budget: how the width was chosen, and against which limits.
+        accuracy: accuracies on labelled test data (None without data).
+        timings: seconds per stage.
+    """
+
+    teacher: object
+    student: object
+    board: object
+    config: object
+    fit: object
+    syn: object
+    reason: str
+    sizing: object
+    budget: object
+    accuracy: dict | None = None
+    timings: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    init_note: str = "random"
+    finetune: dict | None = None
+    replicas: int = 1
+    matched_layers: list = field(default_factory=list)
+
+
+def build_report(run: Run) -> dict:
+    """The JSON report of a compress run. Key words matter: tools find figures by them (student/int8/accuracy, arena...)."""
+    teacher, student, board, fit, syn, sizing, budget = (run.teacher, run.student, run.board, run.fit, run.syn,
+                                                        run.sizing, run.budget)
+    cfg, dcfg = run.config, run.config.distill
+    return {
+        "tool": {"name": "tinydistill", "version": __version__},
+        "teacher": {"path": teacher.path, "fingerprint": teacher.fingerprint, "params": teacher.params,
+                    "input_shape": list(teacher.input_shape), "input_range": list(cfg.input_range),
+                    "num_classes": teacher.num_classes, "output": teacher.output_kind,
+                    "batchnorm_layers": len(teacher.bn_layers)},
+        "student": {"params": int(student.count_params()), "width": sizing.width, "init": run.init_note,
+                    "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes,
+                    "runtime_code_bytes_estimate": fit.runtime_flash_bytes, "flash_bytes": fit.flash_bytes,
+                    "ram_bytes": fit.ram_bytes, "macs": fit.macs, "latency_ms_estimate": fit.latency_ms, "ops": fit.ops},
+        "accuracy": run.accuracy,
+        "board": {"name": board.name, "title": board.title, "kind": board.kind, "core": board.core,
+                  "clock_mhz": board.clock_mhz, "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
+                  "headroom": board.headroom, "flash_budget_bytes": board.flash_budget,
+                  "ram_budget_bytes": board.ram_budget},
+        "fit": {"fits": fit.fits, "flash_margin_bytes": fit.flash_margin_bytes,
+                "ram_margin_bytes": fit.ram_margin_bytes, "bound_by": fit.bound_by},
+        "sizing": {"width": sizing.width, "why": sizing.bound_by,
+                   "budget": {"flash_bytes": budget.flash_bytes, "ram_bytes": budget.ram_bytes,
+                              "latency_ms": budget.latency_ms},
+                   "tried": [{"width": c.width, "params": c.params, "model_bytes": c.model_bytes,
+                              "arena_bytes": c.arena_bytes, "latency_ms": c.latency_ms} for c in sizing.tried]},
+        "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
+        "synthesis": {"method": syn.method, "why": run.reason, "inputs": cfg.synthesis.inputs, "steps": cfg.synthesis.steps,
+                      "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
+                      "flip_agreement": syn.flip_agreement},
+        "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
+                         "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers)},
+        "finetune": run.finetune,
+        "seed": cfg.seed,
+        "replicas": run.replicas,
+        "resumed": list(run.notes),
+        "seconds": run.timings,
+        "pass": bool(fit.fits),
+    }
+
+
+def _flip_note(syn: dict) -> str:
+    agreement = syn.get("flip_agreement")
+    if agreement is None:
+        return ""
+    verdict = "flipped left to right at random while optimised" if syn.get("flipped") else "not flipped"
+    return (f" Images {verdict}: the teacher keeps its class on {agreement:.0%} of flipped ones "
+            f"(auto flips from {FLIP_AGREEMENT:.0%}).")
+
+
+def _distill_note(dist: dict) -> str:
+    layers = dist.get("feature_layers") or []
+    matched = (f"; the student also matched the teacher's feature maps at {', '.join(f'`{n}`' for n in layers)}"
+               if layers else "")
+    loss = "logit MSE" if dist["loss"] == "mse" else f"KL at temperature {dist['temperature']:g}"
+    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}."
+
+
+def _row(label, *sizes) -> str:
+    return f"| {label} | " + " | ".join(format_bytes(v) for v in sizes) + " |"
+
+
+def report_markdown(report: dict) -> str:
+    """The report for a person."""
+    t, s, b, f = report["teacher"], report["student"], report["board"], report["fit"]
+    verdict = "PASS: fits" if report["pass"] else f"FAIL: does not fit ({f['bound_by']} over budget)"
+    lines = [f"# tinydistill report: {b['name']}", "", f"**{verdict}** {b['title']} "
+             f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", "",
+             "| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |",
+             _row("flash (model + runtime code estimate)", s["flash_bytes"], b["flash_budget_bytes"], b["flash_bytes"],
+                  f["flash_margin_bytes"]),
+             _row("RAM (tensor arena, TFLite Micro)" if b["kind"] == "mcu" else "RAM (arena + model + LiteRT estimate)",
+                  s["ram_bytes"], b["ram_budget_bytes"], b["ram_bytes"], f["ram_margin_bytes"]), "",
+             f"Model {format_bytes(s['model_bytes'])}; TFLite Micro measured a {format_bytes(s['arena_bytes'])} arena; "
+             f"runtime code estimated at {format_bytes(s['runtime_code_bytes_estimate'])} (see code_size.toml).", "",
+             "![accuracy and use of the board](report.png)", "",
+             "| model | parameters | accuracy |", "| --- | ---: | ---: |"]
+    acc = report.get("accuracy") or {}
+
+    def pct(k):
+        return f"{acc[k]:.2%}" if acc.get(k) is not None else "n/a"
+
+    lines += [f"| teacher (float) | {t['params']:,} | {pct('teacher_float')} |",
+              f"| student (float, width {s['width']:g}) | {s['params']:,} | {pct('student_float')} |",
+              f"| student (int8) | {s['params']:,} | {pct('student_int8')} |", ""]
+    if acc:
+        lines.append(f"Accuracy on {acc['examples']:,} labelled test examples.")
+    else:
+        lines.append("No test data given (`--data`): accuracy not measured.")
+    v = report["verification"]
+    if v.get("tflm_litert_top1_agreement") is not None:
+        lines.append(f"TFLite Micro and LiteRT agree on top-1 for {v['tflm_litert_top1_agreement']:.1%} "
+                     f"of {v['samples']} inputs.")
+    syn = report["synthesis"]
+    z = report["sizing"]
+    lines.append(f"Student width {z['width']:g}, chosen by {z['why']}; "
+                 + ("initialised with the teacher's most important channels."
+                    if s.get("init") == "teacher" else f"initialised at {s.get('init', 'random')}."))
+    lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
+                 f"({s['macs']:,} MACs; model in the README).")
+    lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "
+              f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class." + _flip_note(syn),
+              _distill_note(report["distillation"]),
+              f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
+              "| stage | seconds |", "| --- | ---: |"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    ft = report.get("finetune")
+    if ft:
+        lines += ["", "## Fine-tuning (tfmot)", "", "| | model | gzip | int8 accuracy |", "| --- | ---: | ---: | ---: |"]
+        for key in ("before", "after"):
+            r = ft[key]
+            a = r.get("student_int8_accuracy", acc.get("student_int8") if key == "after" else None)
+            lines.append(f"| {key} | {format_bytes(r['model_bytes'])} | {format_bytes(r['gzip_bytes'])} | "
+                         f"{f'{a:.2%}' if a is not None else 'n/a'} |")
+        if "prune" in ft:
+            lines.append(f"\nPruned to {ft['prune']['kernel_sparsity']:.0%} zero kernel weights. {ft['note']}.")
+        if "qat" in ft:
+            lines.append(f"\nQuantisation-aware fine-tuning: {ft['qat']['epochs']} epochs of distillation.")
+    return "\n".join(lines) + "\n"
+
+
+def print_console(report: dict, output: str, console) -> None:
+    """The report for a person at a terminal: the budget table, accuracies, latency, the verdict."""
+    from rich.table import Table
+
+    s, b, f = report["student"], report["board"], report["fit"]
+    table = Table(title=f"{b['name']}: {b['title']}", title_justify="left")
+    for col in ("", "used", "budget", "margin"):
+        table.add_column(col, justify="right" if col else "left")
+    table.add_row("flash (model + runtime)", format_bytes(s["flash_bytes"]), format_bytes(b["flash_budget_bytes"]),
+                  format_bytes(f["flash_margin_bytes"]))
+    table.add_row("RAM (arena, TFLM)" if b["kind"] == "mcu" else "RAM (arena+model+LiteRT)",
+                  format_bytes(s["ram_bytes"]), format_bytes(b["ram_budget_bytes"]), format_bytes(f["ram_margin_bytes"]))
+    console.print(table)
+    acc = report.get("accuracy")
+    t = report["teacher"]
+    if acc:
+        console.print(f"accuracy on {acc['examples']:,} test examples: teacher {acc['teacher_float']:.2%} "
+                      f"({t['params']:,} params), student float {acc['student_float']:.2%}, "
+                      f"student int8 {acc['student_int8']:.2%} ({s['params']:,} params)")
+    else:
+        console.print(f"teacher {t['params']:,} params -> student {s['params']:,} params (no --data: accuracy not measured)")
+    verdict = "[bold green]PASS[/]: fits" if report["pass"] else "[bold red]FAIL[/]: does not fit"
+    console.print(f"estimated latency on {b['name']}: {s['latency_ms_estimate']:,.1f} ms per inference")
+    console.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
+    console.print(f"{verdict} {b['name']} with {int(b['headroom'] * 100)} % headroom; "
+                  f"{report['seconds']['total']:.0f} s; results in {output}/")

@@ -1,0 +1,70 @@
+"""Synthesis: reconstruct inputs from the teacher so they can replace the training data.
+
+Every source of knowledge about the training data is one objective (:mod:`.objectives`:
+publisher stats, BatchNorm statistics, class targets, student disagreement, image priors);
+a method is a named list of them plus a recipe (:mod:`.methods`); the optimisation loop
+(:mod:`.loop`) knows no method; the compiled moments and priors are in :mod:`.kernels`.
+Batches are class-balanced and every input is pulled towards a class target, so the set
+covers all classes. Moments are compared in units of the recorded spread of each channel, so
+the loss is independent of a layer's or an input's scale (raw 0-255 inputs need no constant).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .. import _compat
+from ..config import DEFAULT_INPUTS, DEFAULT_STEPS, FLIPS, METHODS, SynthesisConfig, override
+from ..errors import TinyDistillError
+from .kernels import smooth_noise
+from .loop import FLIP_AGREEMENT, Plan, SyntheticSet, run, start_moments
+from .methods import OBJECTIVES, RECIPES, STARTS, Recipe, objectives_for, resolve_method, validate_recipe
+from .objectives import Disagreement, class_similarity, dirichlet_targets
+
+__all__ = ["DEFAULT_INPUTS", "DEFAULT_STEPS", "FLIPS", "FLIP_AGREEMENT", "METHODS", "OBJECTIVES", "RECIPES", "STARTS",
+           "Recipe", "SyntheticSet", "class_similarity", "dirichlet_targets", "resolve_method", "smooth_noise",
+           "synthesize"]
+
+
+def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, input_range=None, seed: int = 0,
+               recipe: Recipe | None = None, student=None, strategy=None, on_progress=None, **options) -> SyntheticSet:
+    """Synthesise class-balanced inputs from the teacher (and its metadata).
+
+    Args:
+        teacher: a :class:`~tinydistill.teacher.Teacher`.
+        stats: a :class:`~tinydistill.stats.Stats` of this teacher, or None.
+        config: a :class:`~tinydistill.config.SynthesisConfig` (method, inputs, steps, batch size,
+            flips, disagreement weight); keyword ``options`` override its fields (``n`` for ``inputs``).
+        input_range: the teacher's input range; defaults to the stats' one.
+        seed: random seed.
+        recipe: a :class:`Recipe` overriding the method's defaults (:data:`RECIPES`); ``config.flip``
+            applies only when no recipe is given.
+        student: a partly distilled student (logits); inputs are then also pushed to where it and
+            the teacher disagree (:class:`~.objectives.Disagreement`), weighted by ``config.disagreement``.
+        strategy: a ``tf.distribute`` strategy; each replica optimises its share of every
+            batch (default: the current strategy, i.e. one device).
+        on_progress: optional callable ``(done, total)`` counted in inputs.
+
+    Example:
+        >>> syn = td.synthesize(teacher, stats, n=2000, seed=0)
+        >>> syn.x.shape, syn.teacher_agreement
+        ((2000, 28, 28, 1), 1.0)
+    """
+    config = override(config or SynthesisConfig(), options, aliases={"n": "inputs"}).validate()
+    if input_range is None and stats is not None:
+        input_range = tuple(stats.input_range)
+    method, _ = resolve_method(config.method, teacher, stats)
+    recipe = recipe or replace(RECIPES[method], flip=config.flip)
+    if input_range is None:
+        raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI "
+                               "(e.g. 0,1 or 0,255) or a stats file that records it")
+    validate_recipe(recipe)
+    tf = _compat.tf()
+    rng = tuple(float(v) for v in input_range)
+    classes, objectives = objectives_for(tf, method, teacher, stats, recipe)
+    if student is not None:
+        objectives.append(Disagreement(student, config.disagreement))
+    moments = start_moments(stats, recipe, teacher.num_classes, teacher.input_shape[-1], rng)
+    plan = Plan(method=method, classes=classes, objectives=objectives, recipe=recipe, start_moments=moments,
+                input_range=rng)
+    return run(teacher, plan, config, seed=seed, strategy=strategy, on_progress=on_progress)

@@ -1,0 +1,157 @@
+"""Synthesis methods: each a named list of weighted objectives plus a recipe for how inputs are shaped.
+
+``all-layers``   Lopes et al. 2017: match the recorded per-class mean and std of every
+                 probed layer (and of the input), per channel and per region of a coarse grid.
+``top-layer``    Lopes et al. 2017: match only the logits statistics.
+``layer-pairs``  Lopes et al. 2017's spectral variant: for each pair of recorded layers joined
+                 by a weight matrix, match the per-class moments of the activations' coefficients
+                 on the lowest-frequency eigenvectors of that pair's graph Laplacian.
+``bn``           DeepInversion / ZeroQ: match the BatchNorm running statistics the teacher
+                 already carries, plus a smoothness prior.
+``prior``        no metadata (ZSKD-style): soft class targets drawn from a Dirichlet whose
+                 concentration follows the class similarity of the last layer's weights, from
+                 flat starting images, with a smoothness prior.
+``auto``         the strongest signal the teacher has: stats > BN > prior.
+
+A new method is one more entry in :data:`OBJECTIVES` (and :data:`RECIPES`), not a new branch
+in the loop. Measured defaults and ablations: ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._math import is_image
+from ..config import SynthesisConfig
+from ..errors import TinyDistillError
+from ..stats import LOGITS
+from .objectives import (
+    BatchNormStats,
+    ClassTerm,
+    MatchedMoments,
+    TotalVariation,
+    class_similarity,
+    layer_moments,
+    pair_spectra,
+    region_moments,
+)
+
+STARTS = ("stats", "flat", "noise", "smooth")
+TARGETS = ("onehot", "dirichlet")
+_STATS_METHODS = ("all-layers", "top-layer", "layer-pairs")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a method shapes its inputs besides the metadata it matches.
+
+    Each method has measured defaults (:data:`RECIPES`); benchmarks switch one knob at a time.
+
+    Attributes:
+        per_class: match moments per class, each input pulled to its class (else the moments of
+            all classes together and no class term: Lopes et al.'s metadata without the labels).
+        targets: ``"onehot"`` (cross-entropy to the class) or ``"dirichlet"`` (ZSKD soft targets:
+            a Dirichlet draw concentrated by the class similarity of the last layer's weights,
+            matched at temperature 20, so inputs spread between similar classes).
+        start: ``"stats"`` (the recorded per-class input moments), ``"flat"`` (one random level
+            per input plus faint noise: the smoothness prior then adds structure), ``"noise"``
+            (white noise) or ``"smooth"`` (multi-scale noise with most of its power at low spatial
+            frequencies, as in natural images: on CIFAR-10 it gives the contrast real images have,
+            which white noise smoothed by the optimiser never reaches; other inputs: white noise).
+        smoothness: total-variation weight on image inputs (unit-range pixels).
+        lr: Adam step on inputs, in units of the input range (constant: annealing it to zero
+            measured worse; ``benchmarks/RESULTS.md``).
+        regions: ``all-layers`` also matches the moments of each spatial region of a feature map
+            where the stats file has them (else whole-layer moments only, as Lopes et al.).
+        class_weight: weight of the class (cross-entropy) term against the matched statistics.
+        jitter: shift each image batch by a random offset of up to 1/16 of its size at every
+            step (DeepInversion), so no feature depends on the exact pixel grid.
+        flip: flip each image batch left to right at random at every step (DeepInversion), so the
+            inputs look like a class from both sides: ``"on"``, ``"off"``, or ``"auto"``: from the
+            second batch on, if the teacher keeps its top-1 class on at least half of the first
+            batch flipped (:attr:`SyntheticSet.flip_agreement`), so digits, say, are never flipped.
+            Off by default: on CIFAR-10 it measured anywhere from +4.6 to -3.4 pp
+            (``benchmarks/RESULTS.md``, bn-ablations).
+    """
+
+    per_class: bool = True
+    targets: str = "onehot"
+    start: str = "stats"
+    smoothness: float = 0.5
+    lr: float = 0.05
+    regions: bool = True
+    class_weight: float = 1.0
+    jitter: bool = False
+    flip: str = "off"
+
+
+RECIPES = {
+    "all-layers": Recipe(),
+    "top-layer": Recipe(),
+    "layer-pairs": Recipe(),
+    # each knob's share on CIFAR-10 ResNet-8: the bn-ablations table of benchmarks/RESULTS.md
+    "bn": Recipe(start="smooth", lr=0.02, smoothness=0.05, class_weight=0.2, jitter=True),
+    "prior": Recipe(targets="dirichlet", start="flat", smoothness=2.0),
+}
+
+
+def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
+    """The method to run and why, validating that its signal exists.
+
+    Raises:
+        TinyDistillError: unknown method, or a method whose metadata is missing.
+    """
+    SynthesisConfig(method=method).validate()
+    if method == "auto":
+        if stats is not None:
+            return "all-layers", "a statistics file was given (per-class, per-layer moments)"
+        if teacher.has_batchnorm:
+            return "bn", f"the teacher has {len(teacher.bn_layers)} BatchNorm layers (running statistics)"
+        return "prior", "the teacher has neither a statistics file nor BatchNorm layers"
+    if method in _STATS_METHODS and stats is None:
+        raise TinyDistillError(f"method {method!r} needs a statistics file: pass --stats FILE "
+                               "(record one with 'tinydistill stats') or use --method auto")
+    if method == "layer-pairs" and not stats.pairs:
+        raise TinyDistillError("method 'layer-pairs' needs layer-pair statistics, which this stats file lacks "
+                               "(recorded by an older tinydistill, no two recorded layers share a weight matrix, or every pair "
+                               "is too wide to record: over 1 GiB of second moments): "
+                               "re-record it with 'tinydistill stats' or use --method all-layers")
+    if method == "bn" and not teacher.has_batchnorm:
+        raise TinyDistillError("method 'bn' needs BatchNorm layers and this teacher has none: "
+                               "use --method auto")
+    return method, "chosen by the user"
+
+
+def validate_recipe(recipe: Recipe) -> None:
+    from ..config import FLIPS
+
+    if recipe.targets not in TARGETS or recipe.start not in STARTS or recipe.flip not in FLIPS:
+        raise TinyDistillError(f"recipe targets must be 'onehot' or 'dirichlet', start one of {', '.join(STARTS)} and "
+                               f"flip one of {', '.join(FLIPS)}. Received: targets={recipe.targets!r}, "
+                               f"start={recipe.start!r}, flip={recipe.flip!r}")
+
+
+def _stats_moments(tf, teacher, stats, recipe):
+    channels = layer_moments(stats, list(stats.layers), recipe.per_class)
+    regions = region_moments(stats, channels, recipe.per_class) if recipe.regions else []
+    return [MatchedMoments(tf, channels + regions)]
+
+
+# what each method matches besides the class term and the image prior
+OBJECTIVES = {
+    "all-layers": _stats_moments,
+    "top-layer": lambda tf, teacher, stats, recipe: [MatchedMoments(tf, layer_moments(stats, [LOGITS], recipe.per_class))],
+    "layer-pairs": lambda tf, teacher, stats, recipe: [MatchedMoments(tf, pair_spectra(stats, recipe.per_class))],
+    "bn": lambda tf, teacher, stats, recipe: [BatchNormStats(tf, teacher)],
+    "prior": lambda tf, teacher, stats, recipe: [],
+}
+
+
+def objectives_for(tf, method: str, teacher, stats, recipe: Recipe) -> tuple[ClassTerm, list]:
+    """The class term and the full weighted list of objectives of ``method`` under ``recipe``."""
+    similarity = class_similarity(teacher) if recipe.targets == "dirichlet" else None
+    classes = ClassTerm(recipe.class_weight if recipe.per_class else 0.0, teacher.num_classes, similarity)
+    objectives = [classes] + OBJECTIVES[method](tf, teacher, stats, recipe)
+    if is_image(tuple(teacher.input_shape)) and recipe.smoothness:
+        objectives.append(TotalVariation(recipe.smoothness))
+    return classes, objectives

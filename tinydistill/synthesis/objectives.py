@@ -1,0 +1,317 @@
+"""Synthesis objectives: one per source of knowledge about the training data, all with one small interface.
+
+An objective says which teacher activations it reads (``outputs``: layer outputs,
+``inputs_of``: layer inputs) and turns them into loss terms for one batch (:meth:`Objective.terms`).
+Its ``group`` says where the loop adds them: ``"class"`` terms first, then the sum of every
+``"metadata"`` term, then each ``"prior"`` term. The loop (:mod:`.loop`) knows no objective by
+name; a method (:mod:`.methods`) is a weighted list of them.
+
+| objective | source | what it matches |
+| --- | --- | --- |
+| :class:`ClassTerm` | the class each input is made for | cross-entropy towards a one-hot or Dirichlet target |
+| :class:`MatchedMoments` | a publisher's stats file | per-class moments of layers, of grid regions, of layer-pair spectra |
+| :class:`BatchNormStats` | the teacher's BatchNorm layers | each BN input's batch mean and std against its running statistics |
+| :class:`Disagreement` | a partly trained student | the teacher-student Jensen-Shannon divergence (maximised) |
+| :class:`TotalVariation` | image inputs | smoothness of neighbouring pixels |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._math import floor_spread, pooled_moments
+from ..stats import INPUT, LOGITS
+from .kernels import batch_moments, region_channels, sample_moments, total_variation
+
+DIRICHLET_TEMPERATURE = 20.0
+DIRICHLET_BETAS = (1.0, 0.1)  # ZSKD's two concentration scales, alternating: spread and peaked targets
+
+
+@dataclass
+class Batch:
+    """What the objectives see at one optimisation step (all tensors of one replica's share).
+
+    Attributes:
+        tf: the TensorFlow module.
+        u: the optimised inputs in unit range (before jitter and flips).
+        x: what the teacher saw (the teacher's input range, shifted and flipped).
+        logits: the teacher's logits.
+        acts: layer outputs by name, plus the logits (``LOGITS``) and ``x`` (``INPUT``).
+        inputs_of: layer inputs by name.
+        target: per-input class targets (rows summing to 1).
+        class_rows: per-class averaging weights (C, B): row c averages the inputs made for class c
+            (one row averaging all inputs when moments are matched over all classes together).
+    """
+
+    tf: object
+    u: object
+    x: object
+    logits: object
+    acts: dict
+    inputs_of: dict
+    target: object
+    class_rows: object
+
+
+class Objective:
+    """One source of knowledge about the data. Subclasses set what they read and return loss terms."""
+
+    group = "metadata"
+    outputs: tuple = ()
+    inputs_of: tuple = ()
+
+    def terms(self, b: Batch) -> list:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------- class targets
+
+def class_similarity(teacher) -> np.ndarray:
+    """ZSKD's class similarity: cosine similarity of the last layer's class weight vectors, min-max scaled per row."""
+    kernel = teacher.logits_model.layers[-1].get_weights()[0]
+    kernel = kernel.reshape(-1, kernel.shape[-1])
+    unit = kernel / np.maximum(np.linalg.norm(kernel, axis=0, keepdims=True), 1e-12)
+    sim = unit.T @ unit
+    lo, hi = sim.min(1, keepdims=True), sim.max(1, keepdims=True)
+    return (sim - lo) / np.maximum(hi - lo, 1e-12)
+
+
+def dirichlet_targets(rng, y: np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """ZSKD soft targets: for class ``y[i]``, a Dirichlet draw with concentration ``beta * similarity[y[i]]``.
+
+    ``beta`` alternates between 1 (spread over similar classes) and 0.1 (peaked, not always on
+    ``y[i]``); the draws are matched at temperature 20.
+    """
+    beta = np.where(np.arange(len(y)) % 2 == 0, *DIRICHLET_BETAS)[:, None]
+    return np.stack([rng.dirichlet(a) for a in np.maximum(beta * similarity[y], 1e-3)]).astype(np.float32)
+
+
+class ClassTerm(Objective):
+    """Cross-entropy of the teacher's logits (at ``temperature``) towards each input's class target.
+
+    Targets are one-hot, or ZSKD's Dirichlet draws (``similarity`` given): inputs then spread
+    between similar classes. Weight 0 keeps the term in the graph at no effect (moments matched
+    over all classes together, Lopes et al.'s metadata without the labels).
+    """
+
+    group = "class"
+
+    def __init__(self, weight: float, num_classes: int, similarity: np.ndarray | None = None):
+        self.weight = weight
+        self.num_classes = num_classes
+        self.similarity = similarity
+        self.temperature = DIRICHLET_TEMPERATURE if similarity is not None else 1.0
+
+    def targets(self, rng, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, classes) for a batch made for classes ``y`` (a Dirichlet target's class is its top one)."""
+        if self.similarity is None:
+            return np.eye(self.num_classes, dtype=np.float32)[y], y
+        target = dirichlet_targets(rng, y, self.similarity)
+        return target, target.argmax(1).astype(np.int32)
+
+    def terms(self, b: Batch) -> list:
+        tf = b.tf
+        return [self.weight * tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(b.target, b.logits / self.temperature))]
+
+
+# ---------------------------------------------------------------- publisher statistics
+
+@dataclass
+class Matched:
+    """One matched statistic of a stats file: target mean and std per column, and the spread they are measured in.
+
+    Attributes:
+        kind: ``"channel"`` (a layer's channels), ``"region"`` (its channels per grid region) or
+            ``"pair"`` (spectral coefficients of two adjacent layers).
+        key: the layer name, or ``(source, target)`` for a pair.
+        mean, std: targets, (classes or 1, columns).
+        scale: each column's spread over all classes (columns,).
+        grid: the region grid (rows, columns) of a ``"region"`` statistic.
+        projection, offset: a pair's spectral basis over both layers' channels, and its offset.
+    """
+
+    kind: str
+    key: object
+    mean: np.ndarray
+    std: np.ndarray
+    scale: np.ndarray
+    grid: tuple | None = None
+    projection: np.ndarray | None = None
+    offset: np.ndarray | None = None
+
+
+def layer_moments(stats, names, per_class: bool) -> list[Matched]:
+    """Channel moments of the named layers (Lopes et al.'s all-layers / top-layer)."""
+    out = []
+    for n in names:
+        gmean, gstd = stats.global_moments(n)
+        mean, std = (stats.mean[n], stats.std[n]) if per_class else (gmean[None], gstd[None])
+        out.append(Matched("channel", n, mean.astype(np.float32), std.astype(np.float32),
+                           floor_spread(gstd).astype(np.float32)))
+    return out
+
+
+def region_moments(stats, channels: list[Matched], per_class: bool) -> list[Matched]:
+    """Channel moments per grid region of every layer in ``channels`` the stats file has regions for."""
+    out = []
+    for c in channels:
+        if c.key not in stats.region_mean:
+            continue
+        rm, rs = stats.region_mean[c.key], stats.region_std[c.key]
+        if not per_class:
+            rm, rs = (m[None] for m in pooled_moments(rm, rs, stats.counts))
+        k, gh, gw, _ = rm.shape
+        out.append(Matched("region", c.key, rm.reshape(k, -1).astype(np.float32), rs.reshape(k, -1).astype(np.float32),
+                           np.tile(c.scale, gh * gw), grid=(gh, gw)))
+    return out
+
+
+def pair_spectra(stats, per_class: bool) -> list[Matched]:
+    """Moments of the low-frequency spectral coefficients of every recorded layer pair (Lopes et al.'s layer-pairs)."""
+    out = []
+    for p in stats.pairs:
+        gmean, gstd = pooled_moments(p.mean, p.std, stats.counts)
+        mean, std = (p.mean, p.std) if per_class else (gmean[None], gstd[None])
+        out.append(Matched("pair", (p.source, p.target), mean.astype(np.float32), std.astype(np.float32),
+                           floor_spread(gstd).astype(np.float32), projection=p.projection, offset=p.offset))
+    return out
+
+
+class MatchedMoments(Objective):
+    """Per-class moments of a stats file's statistics, each column in units of its recorded spread.
+
+    Every statistic sits side by side in one set of columns: one matmul turns per-sample moments
+    into per-class ones and one loss covers all layers, since on a small teacher the per-op
+    overhead of many small terms costs as much as the teacher itself. Each statistic counts as
+    the mean of its columns; classes absent from a batch are left out.
+    """
+
+    def __init__(self, tf, matched: list[Matched]):
+        self.matched = matched
+        keys = {m.key for m in matched if m.kind != "pair"} | {n for m in matched if m.kind == "pair" for n in m.key}
+        self.layers = sorted(keys)
+        self.outputs = tuple(self.layers)
+        self.grids = {m.key: m.grid for m in matched if m.kind == "region"}
+        self.spectra = {m.key: (tf.constant(m.projection), tf.constant(m.offset)) for m in matched if m.kind == "pair"}
+        self.target_mean = tf.constant(np.concatenate([m.mean for m in matched], axis=1))
+        self.target_std = tf.constant(np.concatenate([m.std for m in matched], axis=1))
+        self.target_scale = tf.constant(np.concatenate([m.scale for m in matched]))
+        self.column_weight = tf.constant(np.concatenate([np.full(m.mean.shape[-1], 1.0 / m.mean.shape[-1], np.float32)
+                                                         for m in matched]))
+
+    def _columns(self, b: Batch) -> dict:
+        """Per-sample (first, second) moment columns by key: each layer once (a region map as its regions), then pairs."""
+        tf, acts = b.tf, b.acts
+        sample = {nm: sample_moments(tf, acts[nm], self.grids.get(nm)) for nm in self.layers}
+        columns = {}
+        for m in self.matched:
+            if m.kind == "pair":
+                proj, off = self.spectra[m.key]
+                c = tf.matmul(tf.concat([self._channels(b, nm, sample[nm][0]) for nm in m.key], axis=1), proj) - off
+                columns[m.key] = (c, tf.square(c))
+            else:
+                columns.setdefault(m.key, sample[m.key])
+        return columns
+
+    def _channels(self, b: Batch, nm, r):
+        """Channel moments of a layer from its per-sample or per-class columns (a region map's: their mean)."""
+        return region_channels(b.tf, r, b.acts[nm].shape[-1]) if nm in self.grids else r
+
+    def terms(self, b: Batch) -> list:
+        tf = b.tf
+        present = tf.cast(tf.reduce_sum(b.class_rows, axis=1) > 0, tf.float32)[:, None]  # classes in this batch
+        columns = self._columns(b)
+        sizes = [first.shape[-1] for first, _ in columns.values()]
+
+        def per_class(cols):  # per-sample columns (B, k) -> per-class rows (C, k), by key
+            return dict(zip(columns, tf.split(tf.matmul(b.class_rows, tf.concat(cols, axis=1)), sizes, axis=1)))
+
+        class1 = per_class([first for first, _ in columns.values()])
+        class2 = per_class([second for _, second in columns.values()])
+        m1, m2 = [], []
+        for m in self.matched:
+            first, second = class1[m.key], class2[m.key]
+            if m.kind == "channel":
+                first, second = self._channels(b, m.key, first), self._channels(b, m.key, second)
+            m1.append(first)
+            m2.append(second)
+        mean = tf.concat(m1, axis=1)
+        std = tf.sqrt(tf.maximum(tf.concat(m2, axis=1) - tf.square(mean), 0.0) + 1e-8)
+        d = (tf.square((mean - self.target_mean) / self.target_scale)
+             + tf.square((std - self.target_std) / self.target_scale)) * self.column_weight
+        return [tf.reduce_sum(d * present) / tf.reduce_sum(present)]
+
+
+# ---------------------------------------------------------------- metadata inside the teacher, the student, priors
+
+class BatchNormStats(Objective):
+    """DeepInversion / ZeroQ: each BatchNorm input's batch mean and std against the layer's running statistics."""
+
+    def __init__(self, tf, teacher):
+        self.inputs_of = tuple(teacher.bn_layers)
+        self.targets = []
+        for nm in self.inputs_of:
+            bn = teacher.logits_model.get_layer(nm)
+            std = np.sqrt(bn.moving_variance.numpy() + bn.epsilon).astype(np.float32)
+            self.targets.append((tf.constant(bn.moving_mean.numpy().astype(np.float32)), tf.constant(std)))
+
+    def terms(self, b: Batch) -> list:
+        tf, out = b.tf, []
+        for nm, (mt, st) in zip(self.inputs_of, self.targets):
+            mean, std = batch_moments(tf, b.inputs_of[nm])
+            out.append(tf.reduce_mean(tf.square((mean - mt) / st) + tf.square((std - st) / st)))
+        return out
+
+
+class Disagreement(Objective):
+    """DeepInversion's adaptive competition: inputs pushed to where a student and the teacher disagree.
+
+    The Jensen-Shannon divergence of their output distributions, maximised with ``weight``.
+    """
+
+    def __init__(self, student, weight: float):
+        self.student = student
+        self.weight = weight
+
+    def terms(self, b: Batch) -> list:
+        tf = b.tf
+        pt, ps = tf.nn.softmax(b.logits), tf.nn.softmax(self.student(b.x, training=False))
+        pm = 0.5 * (pt + ps)
+
+        def kl(p, q):
+            return tf.reduce_sum(p * (tf.math.log(p + 1e-8) - tf.math.log(q + 1e-8)), axis=-1)
+
+        return [-self.weight * tf.reduce_mean(0.5 * kl(pt, pm) + 0.5 * kl(ps, pm))]
+
+
+class TotalVariation(Objective):
+    """Smoothness prior on image inputs: mean absolute difference of neighbouring unit-range pixels, weighted."""
+
+    group = "prior"
+
+    def __init__(self, weight: float):
+        self.weight = weight
+
+    def terms(self, b: Batch) -> list:
+        return [self.weight * total_variation(b.tf, b.u)]
+
+
+def reads(objectives) -> tuple[list[str], list[str]]:
+    """The teacher layers whose outputs (sorted, without the input and logits) and inputs the objectives read."""
+    outputs = sorted({nm for o in objectives for nm in o.outputs} - {INPUT, LOGITS})
+    return outputs, [nm for o in objectives for nm in o.inputs_of]
+
+
+def total_loss(objectives, b: Batch):
+    """Class terms, plus the sum of the metadata terms, plus each prior term (in that order, so results are stable)."""
+    groups = {g: [t for o in objectives if o.group == g for t in o.terms(b)] for g in ("class", "metadata", "prior")}
+    loss = groups["class"][0] if groups["class"] else 0.0
+    for t in groups["class"][1:]:
+        loss += t
+    if groups["metadata"]:
+        loss += b.tf.add_n(groups["metadata"])
+    for t in groups["prior"]:
+        loss += t
+    return loss
