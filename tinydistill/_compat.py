@@ -31,7 +31,7 @@ def tf():
     if _tf is None:
         import logging
 
-        from .runtime import capture_c_output
+        from .capture import capture_c_output
 
         # TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) goes to fd 2
         # before its log level applies; keep it off the user's terminal.

@@ -9,7 +9,8 @@ import sys
 
 import numpy as np
 
-from .runtime import capture_c_output, dequantize_output, quantize_input
+from .capture import capture_c_output
+from .runtime import dequantize_output, quantize_input
 
 
 def main(argv):

@@ -16,6 +16,8 @@ _REQUIRED = {"name": str, "kind": str, "core": str, "clock_mhz": (int, float),
 _OPTIONAL = {"title": str, "aliases": list, "fpu": bool, "simd": str, "headroom": (int, float), "latency": dict,
              "latency_budget_ms": (int, float)}
 DEFAULT_HEADROOM = 0.2
+# the board of a command that names none: a Cortex-M4 with 1 MB flash and 256 KB SRAM (nRF52840)
+DEFAULT_BOARD = "cortex-m4"
 # Default latency budget when sizing a student: 10 inferences per second on a
 # microcontroller (always-on sensing), 50 per second on a Linux board.
 DEFAULT_LATENCY_BUDGET_MS = {"mcu": 100.0, "linux": 20.0}

@@ -17,6 +17,7 @@ import click
 import numpy as np
 
 from . import __version__
+from .boards import DEFAULT_BOARD
 from .config import DEFAULT_EPOCHS, DEFAULT_INPUTS, DEFAULT_STEPS, FEATURE_WEIGHT, METHODS, STRATEGIES
 from .errors import OutputError, TinyDistillError
 from .fileio import check_output_dir, write_folder
@@ -160,7 +161,7 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 
 @main.command()
 @click.argument("teacher", type=click.Path(dir_okay=True))
-@click.option("--board", default="cortex-m4", show_default=True, help="Board name or alias ('tinydistill boards').")
+@click.option("--board", default=DEFAULT_BOARD, show_default=True, help="Board name or alias ('tinydistill boards').")
 @click.option("--board-file", type=click.Path(), help="Your own board profile (TOML), instead of --board.")
 @click.option("--headroom", type=float, default=None, help="Fraction of flash and RAM kept for the application [board's, 0.2].")
 @click.option("--stats", "stats_path", type=click.Path(), help="Statistics file recorded with 'tinydistill stats'.")
@@ -332,18 +333,15 @@ def boards():
 
 @main.command("check")
 @click.argument("model", type=click.Path())
-@click.option("--board", default="cortex-m4", show_default=True)
+@click.option("--board", default=DEFAULT_BOARD, show_default=True)
 @click.option("--board-file", type=click.Path())
 @click.option("--headroom", type=float, default=None)
 @click.option("--json", "as_json", is_flag=True)
 def check_cmd(model, board, board_file, headroom, as_json):
     """Measure any int8 .tflite against a board: flash, TFLite Micro arena, ops, fit."""
-    from .boards import load_board, load_board_file
     from .fitcheck import check
 
-    b = load_board_file(board_file) if board_file else load_board(board)
-    if headroom is not None:
-        b = b.with_headroom(headroom)
+    b = _board(board, board_file, headroom)
     if not os.path.isfile(model):
         raise TinyDistillError(f"model {model} does not exist: pass a .tflite file")
     with open(model, "rb") as f:
@@ -382,17 +380,16 @@ def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model
     """Show what tinydistill sees in TEACHER before any work."""
     from rich.table import Table
 
-    from .boards import load_board, load_board_file
     from .data import parse_range
     from .inspection import inspect
     from .stats import load_stats
     from .teacher import load_teacher
 
-    b = load_board_file(board_file) if board_file else (load_board(board) if board else None)
+    b = _board(board or DEFAULT_BOARD, board_file, None)
     rng = parse_range(input_range) if input_range else None
     t = load_teacher(teacher, trust_model=trust_model)
     st = load_stats(stats_path, t) if stats_path else None
-    info = inspect(t, board=b or load_board("cortex-m4"), stats=st, input_range=rng)
+    info = inspect(t, board=b, stats=st, input_range=rng)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -474,7 +471,7 @@ def verify(target, data_path, input_range, as_json):
         ds = load_data(data_path, split="test")
         with open(target, "rb") as f:
             model = f.read()
-        res = ondevice.verify(model, _shape_like(to_input_range(ds.x, rng), model), ds.y)
+        res = ondevice.verify(model, _shape_like(to_input_range(ds.x, rng), model, data_path), ds.y)
     if as_json:
         click.echo(json.dumps({k: v for k, v in res.items() if k != "predictions"}, indent=2))
     else:
@@ -489,13 +486,11 @@ def _range_from_report(model_path):
     raise TinyDistillError("the model's input range is unknown: pass --input-range LO,HI (as given to compress)")
 
 
-def _shape_like(x, model):
+def _shape_like(x, model, source):
+    from .data import reshape_to
     from .ondevice import load_interpreter
 
-    shape = tuple(load_interpreter(model)[0].get_input_details()[0]["shape"][1:])
-    if x.shape[1:] != shape and x[0].size == int(np.prod(shape)):
-        return x.reshape((len(x),) + shape)
-    return x
+    return reshape_to(x, load_interpreter(model)[0].get_input_details()[0]["shape"][1:], source, "model")
 
 
 def _atomic_file(path, data: bytes):

@@ -151,23 +151,47 @@ def to_input_range(x: np.ndarray, input_range: tuple[float, float]) -> np.ndarra
     return x
 
 
+def reshape_to(x: np.ndarray, input_shape, source: str, what: str = "teacher") -> np.ndarray:
+    """``x`` in the model's input shape: a channel axis of 1 added or dropped, or images flattened for a
+    dense (MLP) model; anything else is an error naming ``source``."""
+    want = tuple(int(d) for d in input_shape)
+    if tuple(x.shape[1:]) == want:
+        return x
+    same_size = int(np.prod(x.shape[1:])) == int(np.prod(want))
+    if same_size and ([d for d in x.shape[1:] if d != 1] == [d for d in want if d != 1] or len(want) == 1):
+        return x.reshape((len(x),) + want)
+    raise DataError(f"{source}: inputs have shape {tuple(x.shape[1:])} but the {what} expects {want}: "
+                    "pass data made for this model")
+
+
+def resolve_input_range(input_range, stats, *, required: bool = True) -> tuple[float, float] | None:
+    """The teacher's input range: stated by the user, or recorded in the stats; never guessed.
+
+    Raises:
+        DataError: a malformed range, one that contradicts the stats file, or none known while ``required``.
+    """
+    if input_range is not None:
+        rng = parse_range(input_range)
+        if stats is not None and tuple(map(float, stats.input_range)) != rng:
+            lo, hi = stats.input_range
+            raise DataError(f"--input-range {rng[0]:g},{rng[1]:g} contradicts the stats file, which records "
+                            f"{lo:g},{hi:g}: drop --input-range or re-record the stats")
+        return rng
+    if stats is not None:
+        return tuple(float(v) for v in stats.input_range)
+    if not required:
+        return None
+    raise DataError("the teacher's input range is unknown: pass --input-range LO,HI (e.g. 0,1 for "
+                    "images scaled to [0,1], 0,255 for raw pixels) or a stats file that records it")
+
+
 def fit_to_teacher(ds: Dataset, input_shape: tuple, num_classes: int, input_range) -> tuple[np.ndarray, np.ndarray]:
     """Shape-check, reshape (e.g. add a channel axis) and scale data for a teacher.
 
     Raises:
         DataError: shape or labels incompatible with the teacher.
     """
-    x = ds.x
-    want = tuple(input_shape)
-    if tuple(x.shape[1:]) != want:
-        same_size = int(np.prod(x.shape[1:])) == int(np.prod(want))
-        # a channel axis of 1 added or dropped, or images flattened for a dense (MLP) teacher
-        if same_size and ([d for d in x.shape[1:] if d != 1] == [d for d in want if d != 1] or len(want) == 1):
-            x = x.reshape((len(x),) + want)
-        else:
-            raise DataError(
-                f"{ds.source}: inputs have shape {tuple(x.shape[1:])} but the teacher expects {want}: "
-                "pass data made for this model")
+    x = reshape_to(ds.x, input_shape, ds.source)
     if ds.y.min() < 0 or ds.y.max() >= num_classes:
         raise DataError(
             f"{ds.source}: labels run from {ds.y.min()} to {ds.y.max()} but the teacher has "

@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 
 from . import _compat
+from .capture import capture_c_output
 from .errors import TinyDistillError
-from .runtime import capture_c_output
 
 
 def export_int8(model, calibration_x: np.ndarray, *, samples: int = 500, seed: int = 0) -> bytes:

@@ -9,6 +9,7 @@ import numpy as np
 from . import runtime
 from .errors import TinyDistillError
 from .latency import estimate_latency
+from .tflite_model import parse_tflite
 
 
 @dataclass
@@ -75,21 +76,7 @@ class CheckResult:
 
 def model_ops(tflite: bytes) -> list[str]:
     """Names of the builtin operators in a ``.tflite`` flatbuffer (without TensorFlow)."""
-    try:
-        from tflite_micro.python.tflite_micro import runtime as tflm_runtime
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
-    except ImportError:  # pragma: no cover - tflite-micro is a dependency
-        return []
-    model = tflm_runtime.convert_bytearray_to_object(bytearray(tflite))
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    used = []
-    for sub in model.subgraphs or []:
-        for op in sub.operators or []:
-            code = tflm_runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
-            name = names.get(code, f"BUILTIN_{code}")
-            if name not in used:
-                used.append(name)
-    return used
+    return parse_tflite(tflite).op_names
 
 
 def _code_size() -> dict:
@@ -149,12 +136,13 @@ def check(tflite: bytes, board, *, x: np.ndarray | None = None, y: np.ndarray | 
     tflite = bytes(tflite)
     m = min(agreement_samples, len(x)) if x is not None else 0
     arena, micro_out = runtime.tflm_run(tflite, x[:m] if m else None)
-    ops = model_ops(tflite)
+    parsed = parse_tflite(tflite)
+    ops = parsed.op_names
     code, runtime_ram = runtime_memory(ops, board)
     res = CheckResult(board=board, model_bytes=len(tflite), arena_bytes=arena, ops=ops,
                       runtime_flash_bytes=code, runtime_ram_bytes=runtime_ram)
     res.fits = res.flash_margin_bytes >= 0 and res.ram_margin_bytes >= 0
-    est = estimate_latency(tflite, board)
+    est = estimate_latency(parsed, board)
     res.latency_ms, res.macs = round(est.ms, 3), est.macs
     if x is not None:
         preds = int8_predictions(tflite, x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import resolve_input_range
 from .profile import profile
 from .synthesis import resolve_method
 
@@ -23,8 +24,7 @@ def inspect(teacher, *, board=None, stats=None, input_range=None, measure: bool 
     method, why = resolve_method("auto", teacher, stats)
     rows = profile(teacher.model)
     probes = set(teacher.probe_layers)
-    if input_range is None and stats is not None:
-        input_range = tuple(stats.input_range)
+    input_range = resolve_input_range(input_range, stats, required=False)
     info = {
         "path": teacher.path, "fingerprint": teacher.fingerprint,
         "input_shape": list(teacher.input_shape), "input_range": list(input_range) if input_range else None,

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from . import _compat
-from .boards import Board, load_board
+from .boards import DEFAULT_BOARD, Board, load_board
 from .config import CompressConfig
-from .data import Dataset, fit_to_teacher, parse_range
+from .data import Dataset, fit_to_teacher, resolve_input_range
 from .distillation import distill, feature_layers
 from .errors import BudgetError, TinyDistillError
 from .export import c_source, export_int8, resolver_header
@@ -67,22 +67,7 @@ def _accuracy(model, x, y, batch=512) -> float:
     return float((preds == y).mean())
 
 
-def resolve_input_range(input_range, stats) -> tuple[float, float]:
-    """The teacher's input range: stated by the user, or recorded in the stats; never guessed."""
-    if input_range is not None:
-        rng = parse_range(input_range)
-        if stats is not None and tuple(map(float, stats.input_range)) != rng:
-            lo, hi = stats.input_range
-            raise TinyDistillError(f"--input-range {rng[0]:g},{rng[1]:g} contradicts the stats file, which records "
-                                   f"{lo:g},{hi:g}: drop --input-range or re-record the stats")
-        return rng
-    if stats is not None:
-        return tuple(float(v) for v in stats.input_range)
-    raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI (e.g. 0,1 for "
-                           "images scaled to [0,1], 0,255 for raw pixels) or a stats file that records it")
-
-
-def compress(teacher, *, board="cortex-m4", stats: Stats | None = None, data=None, config: CompressConfig | None = None,
+def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=None, config: CompressConfig | None = None,
              state=None, on_progress=None, **options) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
 

@@ -6,7 +6,8 @@ import pytest
 from tinydistill.boards import Board, list_boards, load_board
 from tinydistill.errors import BoardError
 from tinydistill.export import export_int8
-from tinydistill.latency import _ops_with_shapes, estimate_latency
+from tinydistill.latency import estimate_latency
+from tinydistill.tflite_model import parse_tflite
 
 from ..conftest import toy_data
 
@@ -17,7 +18,7 @@ def tiny_int8(tiny_model):
 
 
 def test_macs_from_flatbuffer(tiny_int8):
-    all_ops = _ops_with_shapes(tiny_int8)
+    all_ops = parse_tflite(tiny_int8).ops
     ops = {o.op: o for o in all_ops}
     assert ops["CONV_2D"].macs == 8 * 8 * 8 * 9
     assert ops["CONV_2D"].kernel == "conv"

@@ -226,7 +226,8 @@ def test_region_moments_gradient_matches_autodiff():
     """Region moments with a hand-written gradient equal avg_pool and its autodiff; their mean over the
     regions is the channel moments."""
     from tinydistill import _compat
-    from tinydistill.synthesis.kernels import region_channels as _region_channels, sample_moments as _sample_moments
+    from tinydistill.synthesis.kernels import region_channels as _region_channels
+    from tinydistill.synthesis.kernels import sample_moments as _sample_moments
 
     tf = _compat.tf()
     g = np.random.default_rng(1)

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from .. import _compat
 from ..config import DEFAULT_INPUTS, DEFAULT_STEPS, FLIPS, METHODS, SynthesisConfig, override
-from ..errors import TinyDistillError
+from ..data import resolve_input_range
 from .kernels import smooth_noise
 from .loop import FLIP_AGREEMENT, Plan, SyntheticSet, run, start_moments
 from .methods import OBJECTIVES, RECIPES, STARTS, Recipe, objectives_for, resolve_method, validate_recipe
@@ -51,16 +51,11 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
         ((2000, 28, 28, 1), 1.0)
     """
     config = override(config or SynthesisConfig(), options, aliases={"n": "inputs"}).validate()
-    if input_range is None and stats is not None:
-        input_range = tuple(stats.input_range)
     method, _ = resolve_method(config.method, teacher, stats)
     recipe = recipe or replace(RECIPES[method], flip=config.flip)
-    if input_range is None:
-        raise TinyDistillError("the teacher's input range is unknown: pass --input-range LO,HI "
-                               "(e.g. 0,1 or 0,255) or a stats file that records it")
+    rng = resolve_input_range(input_range, stats)
     validate_recipe(recipe)
     tf = _compat.tf()
-    rng = tuple(float(v) for v in input_range)
     classes, objectives = objectives_for(tf, method, teacher, stats, recipe)
     if student is not None:
         objectives.append(Disagreement(student, config.disagreement))

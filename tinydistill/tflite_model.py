@@ -1,0 +1,86 @@
+"""A ``.tflite`` flatbuffer read once: its operators with kernel class, MACs and elements touched.
+
+Used by :mod:`~tinydistill.fitcheck` (ops, flash), :mod:`~tinydistill.latency` (cycles) and,
+through ``check``, by sizing: each candidate width's model is parsed once, not once per use.
+Parsing needs the schema that ships with ``tflite-micro``, not TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# ops that only reinterpret memory: no per-element work in TFLite Micro
+_FREE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One operator: builtin name, kernel class (conv, depthwise, fully_connected, elementwise), MACs, elements touched."""
+
+    op: str
+    kernel: str
+    macs: int
+    elements: int
+
+
+@dataclass(frozen=True)
+class ParsedModel:
+    """What the tools need of a ``.tflite``: its size and its operators in execution order."""
+
+    model_bytes: int
+    ops: tuple
+
+    @property
+    def op_names(self) -> list[str]:
+        """The builtin operators used, each once, in order of first use."""
+        return list(dict.fromkeys(o.op for o in self.ops))
+
+    @property
+    def macs(self) -> int:
+        return int(sum(o.macs for o in self.ops))
+
+
+def parse_tflite(tflite: bytes) -> ParsedModel:
+    """Read a ``.tflite`` flatbuffer's operators (an empty model when ``tflite-micro`` is missing)."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime as tflm_runtime
+        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+    except ImportError:  # pragma: no cover - tflite-micro is a dependency of the host install
+        return ParsedModel(len(tflite), ())
+    model = tflm_runtime.convert_bytearray_to_object(bytearray(tflite))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    ops = []
+    for sub in model.subgraphs or []:
+        for op in sub.operators or []:
+            code = tflm_runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
+            ops.append(_cost(model, sub.tensors, op, names.get(code, f"BUILTIN_{code}")))
+    return ParsedModel(len(tflite), tuple(ops))
+
+
+def _shape(tensor) -> list[int]:
+    return [int(d) for d in tensor.shape] if tensor.shape is not None else []
+
+
+def _cost(model, tensors, op, name: str) -> OpCost:
+    o_shape = _shape(tensors[op.outputs[0]]) if op.outputs is not None and len(op.outputs) else [0]
+    elements = int(np.prod(o_shape)) if o_shape else 1
+    if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 1:
+        w = _shape(tensors[op.inputs[1]])
+        if name == "CONV_2D":  # filter (Co, kh, kw, Ci)
+            return OpCost(name, "conv", elements * int(np.prod(w[1:])), elements)
+        if name == "DEPTHWISE_CONV_2D":  # filter (1, kh, kw, Co)
+            return OpCost(name, "depthwise", elements * w[1] * w[2], elements)
+        return OpCost(name, "fully_connected", elements * w[-1], elements)  # weights (Co, Ci)
+    if name in _FREE:
+        return OpCost(name, "elementwise", 0, 0)
+    # pooling and reductions touch every input element, not only every output one
+    ins = [int(np.prod(_shape(tensors[i]))) for i in (op.inputs if op.inputs is not None else [])
+           if i >= 0 and not _is_constant(model, tensors[i])]
+    return OpCost(name, "elementwise", 0, max([elements] + ins))
+
+
+def _is_constant(model, tensor) -> bool:
+    buf = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+    return buf is not None and buf.data is not None and len(buf.data) > 0
