@@ -217,23 +217,15 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     state = RunState(state_folder(output), resume=resume)
     with _Progress(quiet or as_json) as progress:
         result, load_s = _run_compress(teacher, trust_model, stats_path, data_path, b, config, state, progress)
-    report = result.report
-    report["seconds"]["load"] = round(load_s, 2)
-    report["seconds"]["total"] = round(report["seconds"]["total"] + load_s, 2)
-    if data_path:
-        report["accuracy"]["data"] = data_path
-    if stats_path:
-        report["teacher"]["stats"] = stats_path
+    report = result.report.with_sources(load_seconds=load_s, data=data_path, stats=stats_path)
     _write_compress(output, result, report)
     state.finish()
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(report.to_json().rstrip())
     else:
-        from .report import print_console
-
         for note in report.get("resumed", []):
             _console(stderr=False).print(note)
-        print_console(report, output, _console(stderr=False))
+        report.print(_console(stderr=False), output)
     if not report["pass"]:
         f = report["fit"]
         raise TinyDistillError(f"the student does not fit {b.name} ({f['bound_by']} over budget by "
@@ -282,8 +274,7 @@ def _run_compress(teacher, trust_model, stats_path, data_path, board, config, st
 def _write_compress(output, result, report):
     """Every file of a compress result, written into ``output`` at once."""
     from .bundle import sample_npz
-    from .plots import report_png, samples_png
-    from .report import report_markdown
+    from .plots import samples_png
 
     def save_keras(path):
         result.student.save(path + ".keras")
@@ -302,8 +293,7 @@ def _write_compress(output, result, report):
         "student.tflite": result.tflite, "model_data.cc": result.model_cc, "model_data.h": result.model_h,
         "model_ops.h": result.model_ops_h,
         "student.keras": save_keras, "synthetic.npz": save_npz,
-        "report.json": json.dumps(report, indent=2) + "\n", "report.md": report_markdown(report),
-        "report.png": report_png(report),
+        "report.json": report.to_json(), "report.md": report.markdown(), "report.png": report.png(),
         "samples.png": samples_png(result.synthetic, input_range=report["teacher"]["input_range"]),
     })
 
@@ -340,30 +330,18 @@ def boards():
 def check_cmd(model, board, board_file, headroom, as_json):
     """Measure any int8 .tflite against a board: flash, TFLite Micro arena, ops, fit."""
     from .fitcheck import check
+    from .report import Report
 
     b = _board(board, board_file, headroom)
     if not os.path.isfile(model):
         raise TinyDistillError(f"model {model} does not exist: pass a .tflite file")
     with open(model, "rb") as f:
         res = check(f.read(), b)
-    out = {"model": model, "board": b.name, "model_bytes": res.model_bytes, "arena_bytes": res.arena_bytes,
-           "flash_budget_bytes": b.flash_budget, "ram_budget_bytes": b.ram_budget,
-           "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes,
-           "runtime_code_bytes_estimate": res.runtime_flash_bytes,
-           "flash_margin_bytes": res.flash_margin_bytes, "ram_margin_bytes": res.ram_margin_bytes,
-           "macs": res.macs, "latency_ms_estimate": res.latency_ms, "ops": res.ops, "fits": res.fits}
+    report = Report.from_check(model, b, res)
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        click.echo(report.to_json().rstrip())
     else:
-        con = _console(stderr=False)
-        con.print(f"{model} on {b.name}: flash {format_bytes(res.flash_bytes)} of {format_bytes(b.flash_budget)} "
-                  f"(model {format_bytes(res.model_bytes)} + runtime code ~{format_bytes(res.runtime_flash_bytes)}), "
-                  f"RAM {format_bytes(res.ram_bytes)} of {format_bytes(b.ram_budget)} "
-                  f"(arena {format_bytes(res.arena_bytes)} measured by TFLite Micro)")
-        con.print(f"ops: {', '.join(res.ops)}")
-        con.print(f"estimated latency: {res.latency_ms:,.1f} ms per inference ({res.macs:,} MACs at {b.clock_mhz:g} MHz)")
-        margin = (f"margins: flash {format_bytes(res.flash_margin_bytes)}, RAM {format_bytes(res.ram_margin_bytes)}")
-        con.print(("[bold green]PASS[/]: fits; " if res.fits else f"[bold red]FAIL[/]: {res.bound_by} over budget; ") + margin)
+        report.print(_console(stderr=False))
     if not res.fits:
         sys.exit(1)
 

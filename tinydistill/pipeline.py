@@ -16,7 +16,7 @@ from .distillation import distill, feature_layers
 from .errors import BudgetError, TinyDistillError
 from .export import c_source, export_int8, resolver_header
 from .fitcheck import CheckResult, check, int8_predictions
-from .report import Run, build_report, report_markdown
+from .report import Report, Run, report_markdown
 from .scale import get_strategy
 from .sizing import Budget, SizingResult, measure_width, size_student
 from .stats import Stats
@@ -41,7 +41,7 @@ class CompressResult:
         model_ops_h: the ``MicroMutableOpResolver`` registration of the model's ops.
         synthetic: the :class:`SyntheticSet` used for distillation and calibration.
         fit: the :class:`CheckResult` against the board.
-        report: the report as a JSON-ready dict.
+        report: the :class:`~tinydistill.report.Report` (a JSON-ready dict with its renderings).
     """
 
     teacher: Teacher
@@ -128,7 +128,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
               notes=state.notes if state is not None else [], init_note=init_note, finetune=finetune,
               replicas=dist.num_replicas_in_sync, matched_layers=matched)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
-                          model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=build_report(run),
+                          model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=Report.from_run(run),
                           test_data=test)
 
 

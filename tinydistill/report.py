@@ -1,12 +1,14 @@
-"""The report of a run: built once from its figures, rendered as JSON, Markdown and on the console here.
+"""The report of a run or a check: one :class:`Report`, built once from the figures, rendered here.
 
 ``report.json`` keys are a contract: the acceptance checks find figures by key words
 (``student`` + ``int8`` + ``acc``, ``arena``, ...). New keys may be added; none renamed.
-The PNG rendering of the same dict is :func:`tinydistill.plots.report_png`.
+JSON, Markdown and console renderings live in this module; the PNG one draws with matplotlib
+in :func:`tinydistill.plots.report_png` and is reached through :meth:`Report.png`.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from . import __version__
@@ -45,6 +47,61 @@ class Run:
     finetune: dict | None = None
     replicas: int = 1
     matched_layers: list = field(default_factory=list)
+
+
+class Report(dict):
+    """The figures of a compress run (:meth:`from_run`) or of a check (:meth:`from_check`).
+
+    A ``dict`` of JSON-ready values with the keys ``report.json`` has always had, so
+    ``result.report["student"]["arena_bytes"]`` keeps working, plus its renderings.
+    """
+
+    kind = "compress"
+
+    @classmethod
+    def from_run(cls, run: Run) -> Report:
+        return cls(build_report(run))
+
+    @classmethod
+    def from_check(cls, model: str, board, res) -> Report:
+        """The figures of ``tinydistill check``: one model's sizes, latency and fit against a board."""
+        report = cls({"model": model, "board": board.name, "model_bytes": res.model_bytes, "arena_bytes": res.arena_bytes,
+                      "flash_budget_bytes": board.flash_budget, "ram_budget_bytes": board.ram_budget,
+                      "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes,
+                      "runtime_code_bytes_estimate": res.runtime_flash_bytes,
+                      "flash_margin_bytes": res.flash_margin_bytes, "ram_margin_bytes": res.ram_margin_bytes,
+                      "macs": res.macs, "latency_ms_estimate": res.latency_ms, "ops": res.ops, "fits": res.fits,
+                      "bound_by": res.bound_by, "clock_mhz": board.clock_mhz})
+        report.kind = "check"
+        return report
+
+    def with_sources(self, *, load_seconds: float, data: str | None = None, stats: str | None = None) -> Report:
+        """Add what the caller loaded before the run: the seconds it took and the files' paths."""
+        self["seconds"]["load"] = round(load_seconds, 2)
+        self["seconds"]["total"] = round(self["seconds"]["total"] + load_seconds, 2)
+        if data:
+            self["accuracy"]["data"] = data
+        if stats:
+            self["teacher"]["stats"] = stats
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(self, indent=2) + "\n"
+
+    def markdown(self) -> str:
+        return report_markdown(self)
+
+    def png(self) -> bytes:
+        from .plots import report_png
+
+        return report_png(self)
+
+    def print(self, console, output: str | None = None) -> None:
+        """The report on a terminal (a rich console)."""
+        if self.kind == "check":
+            print_check(self, console)
+        else:
+            print_console(self, output, console)
 
 
 def build_report(run: Run) -> dict:
@@ -195,3 +252,17 @@ def print_console(report: dict, output: str, console) -> None:
     console.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
     console.print(f"{verdict} {b['name']} with {int(b['headroom'] * 100)} % headroom; "
                   f"{report['seconds']['total']:.0f} s; results in {output}/")
+
+
+def print_check(report: dict, console) -> None:
+    """``tinydistill check`` on a terminal: flash and RAM against the budget, ops, latency, the verdict."""
+    r = report
+    console.print(f"{r['model']} on {r['board']}: flash {format_bytes(r['flash_bytes'])} of "
+                  f"{format_bytes(r['flash_budget_bytes'])} (model {format_bytes(r['model_bytes'])} + runtime code "
+                  f"~{format_bytes(r['runtime_code_bytes_estimate'])}), RAM {format_bytes(r['ram_bytes'])} of "
+                  f"{format_bytes(r['ram_budget_bytes'])} (arena {format_bytes(r['arena_bytes'])} measured by TFLite Micro)")
+    console.print(f"ops: {', '.join(r['ops'])}")
+    console.print(f"estimated latency: {r['latency_ms_estimate']:,.1f} ms per inference ({r['macs']:,} MACs at "
+                  f"{r['clock_mhz']:g} MHz)")
+    margin = f"margins: flash {format_bytes(r['flash_margin_bytes'])}, RAM {format_bytes(r['ram_margin_bytes'])}"
+    console.print(("[bold green]PASS[/]: fits; " if r["fits"] else f"[bold red]FAIL[/]: {r['bound_by']} over budget; ") + margin)
