@@ -1,0 +1,71 @@
+"""Report: one type for compress and check, rendered as JSON, Markdown, console and PNG in one module."""
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from tinydistill.boards import load_board
+from tinydistill.pipeline import compress
+from tinydistill.report import Report
+
+# the keys the acceptance checks and users' scripts read: never renamed
+KEYS = {"tool", "teacher", "student", "accuracy", "board", "fit", "sizing", "verification", "synthesis", "distillation",
+        "finetune", "seed", "replicas", "resumed", "seconds", "pass"}
+
+
+@pytest.fixture(scope="module")
+def report(tiny_teacher, toy_test):
+    result = compress(tiny_teacher, board="cortex-m4", data=toy_test, width=0.5, input_range=(0, 1), n=60, steps=2,
+                      epochs=1, seed=0)
+    return result.report
+
+
+def _text(render):
+    buf = io.StringIO()
+    render(Console(file=buf, width=200, color_system=None))
+    return buf.getvalue()
+
+
+def test_json_keeps_the_report_keys(report):
+    assert isinstance(report, Report) and report.kind == "compress"
+    data = json.loads(report.to_json())
+    assert set(data) >= KEYS
+    assert data["student"]["arena_bytes"] > 0 and isinstance(data["student"]["arena_bytes"], int)
+    assert data["accuracy"]["student_int8"] == report["accuracy"]["student_int8"]
+    assert data["distillation"]["epochs"] == 1 and data["synthesis"]["inputs"] == 60
+
+
+def test_markdown_and_console_show_the_same_figures(report):
+    md = report.markdown()
+    assert md.startswith("# tinydistill report: nrf52840") and "PASS: fits" in md
+    assert f"{report['accuracy']['student_int8']:.2%}" in md
+    out = _text(lambda con: report.print(con, "out"))
+    assert f"student int8 {report['accuracy']['student_int8']:.2%}" in out and "PASS" in out and "results in out/" in out
+
+
+def test_png(report):
+    assert report.png()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_with_sources_adds_load_time(report):
+    r = Report(json.loads(report.to_json()))
+    total = r["seconds"]["total"]
+    r.with_sources(load_seconds=1.5, data="test.npz", stats="t.stats.npz")
+    assert r["seconds"]["load"] == 1.5 and r["seconds"]["total"] == pytest.approx(total + 1.5)
+    assert r["accuracy"]["data"] == "test.npz" and r["teacher"]["stats"] == "t.stats.npz"
+
+
+def test_check_report(tiny_teacher):
+    from tinydistill.export import export_int8
+    from tinydistill.fitcheck import check
+
+    from ..conftest import toy_data
+
+    board = load_board("samd21").with_headroom(0.99)
+    res = check(export_int8(tiny_teacher.model, toy_data(20)[0]), board)
+    r = Report.from_check("m.tflite", board, res)
+    assert r.kind == "check" and set(json.loads(r.to_json())) >= {"model", "board", "arena_bytes", "flash_bytes", "fits", "ops"}
+    out = _text(r.print)
+    assert "m.tflite on samd21" in out and ("FAIL" in out) == (not res.fits)
