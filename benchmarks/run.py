@@ -31,11 +31,11 @@ sys.path.insert(0, ROOT)
 import tinydistill as td  # noqa: E402
 from tinydistill import _compat  # noqa: E402
 from tinydistill.data import fit_to_teacher, load_data  # noqa: E402
-from tinydistill.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
-from tinydistill.fitcheck import int8_predictions  # noqa: E402
-from tinydistill.student import with_output_activation  # noqa: E402
+from tinydistill.fitting.fitcheck import int8_predictions  # noqa: E402
+from tinydistill.student.design import with_output_activation  # noqa: E402
+from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, RECIPES, Recipe, SyntheticSet  # noqa: E402
-from tinydistill.teacher import describe  # noqa: E402
+from tinydistill.teacher.model import describe  # noqa: E402
 
 DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(ROOT, "..", "shared", "data"))
 
@@ -304,7 +304,7 @@ def suite_speed(seeds):
 
 def _int8_fidelity(t, stats, rng, x, y, real_calib, seeds, *, n=12000, epochs=30, tag="int8"):
     """Float vs int8 (synthetic calibration) vs int8 (real calibration) vs QAT for one teacher."""
-    from tinydistill.finetune import quantization_aware
+    from tinydistill.student.finetune import quantization_aware
 
     rows = {"float student": [], "int8, synthetic calibration": [], "int8, real calibration": [], "int8, QAT (5 epochs)": []}
     secs = {k: [] for k in rows}

@@ -72,14 +72,14 @@ def tiny_h5(tiny_model, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_teacher(tiny_h5):
-    from tinydistill.teacher import load_teacher
+    from tinydistill.teacher.model import load_teacher
 
     return load_teacher(tiny_h5)
 
 
 @pytest.fixture(scope="session")
 def tiny_stats(tiny_teacher):
-    from tinydistill.stats import record_stats
+    from tinydistill.teacher.stats import record_stats
 
     x, y = toy_data(600, seed=1)
     return record_stats(tiny_teacher, x, y, input_range=(0.0, 1.0))

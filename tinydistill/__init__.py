@@ -16,13 +16,13 @@ Example:
 __version__ = "0.1.0"
 
 _API = {
-    "load_teacher": "teacher", "Teacher": "teacher",
-    "record_stats": "stats", "load_stats": "stats", "save_stats": "stats", "Stats": "stats",
+    "load_teacher": "teacher.model", "Teacher": "teacher.model",
+    "record_stats": "teacher.stats", "load_stats": "teacher.stats", "save_stats": "teacher.stats", "Stats": "teacher.stats",
     "load_data": "data", "synthesize": "synthesis", "SyntheticSet": "synthesis",
-    "design_student": "student", "distill": "distillation",
-    "export_int8": "export", "c_source": "export",
-    "check": "fitcheck", "load_board": "boards", "list_boards": "boards", "Board": "boards",
-    "compress": "pipeline", "CompressResult": "pipeline", "inspect": "inspection", "profile": "profile",
+    "design_student": "student.design", "distill": "student.distillation",
+    "export_int8": "fitting.export", "c_source": "fitting.export",
+    "check": "fitting.fitcheck", "load_board": "fitting.boards", "list_boards": "fitting.boards", "Board": "fitting.boards",
+    "compress": "pipeline", "CompressResult": "pipeline", "inspect": "teacher.inspection", "profile": "teacher.profile",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -17,10 +17,10 @@ import click
 import numpy as np
 
 from . import __version__
-from .boards import DEFAULT_BOARD
 from .config import DEFAULT_EPOCHS, DEFAULT_INPUTS, DEFAULT_STEPS, FEATURE_WEIGHT, METHODS, STRATEGIES
 from .errors import OutputError, TinyDistillError
 from .fileio import check_output_dir, write_folder
+from .fitting.boards import DEFAULT_BOARD
 from .units import format_bytes, parse_bytes
 
 _DEBUG = os.environ.get("TINYDISTILL_DEBUG") == "1"
@@ -135,8 +135,8 @@ def _load_labelled(path, teacher, input_range, split):
 def stats(teacher, data_path, input_range, output, batch_size, trust_model, quiet):
     """Record the teacher's per-class, per-layer activation statistics (publisher side)."""
     from .data import parse_range
-    from .stats import record_stats, save_stats
-    from .teacher import load_teacher
+    from .teacher.model import load_teacher
+    from .teacher.stats import record_stats, save_stats
 
     if input_range is None:
         raise TinyDistillError("pass --input-range LO,HI: the input range the teacher was trained on "
@@ -248,7 +248,7 @@ def _width(width: str):
 
 def _board(board, board_file, headroom):
     """The board of --board or --board-file, with --headroom applied."""
-    from .boards import load_board, load_board_file
+    from .fitting.boards import load_board, load_board_file
 
     b = load_board_file(board_file) if board_file else load_board(board)
     return b.with_headroom(headroom) if headroom is not None else b
@@ -258,8 +258,8 @@ def _run_compress(teacher, trust_model, stats_path, data_path, board, config, st
     """Load the teacher, its stats and the test data, then compress; the result and the seconds loading took."""
     from .data import load_data
     from .pipeline import compress as run
-    from .stats import load_stats
-    from .teacher import load_teacher
+    from .teacher.model import load_teacher
+    from .teacher.stats import load_stats
 
     t0 = time.perf_counter()
     progress("load", 0, 1)
@@ -273,8 +273,8 @@ def _run_compress(teacher, trust_model, stats_path, data_path, board, config, st
 
 def _write_compress(output, result, report):
     """Every file of a compress result, written into ``output`` at once."""
-    from .bundle import sample_npz
-    from .plots import samples_png
+    from .fitting.bundle import sample_npz
+    from .reporting.plots import samples_png
 
     def save_keras(path):
         result.student.save(path + ".keras")
@@ -303,7 +303,7 @@ def boards():
     """List the board profiles."""
     from rich.table import Table
 
-    from .boards import list_boards
+    from .fitting.boards import list_boards
 
     con = _console(stderr=False)
     wide = con.width >= 120  # the board's full title only where it fits
@@ -329,8 +329,8 @@ def boards():
 @click.option("--json", "as_json", is_flag=True)
 def check_cmd(model, board, board_file, headroom, as_json):
     """Measure any int8 .tflite against a board: flash, TFLite Micro arena, ops, fit."""
-    from .fitcheck import check
-    from .report import Report
+    from .fitting.fitcheck import check
+    from .reporting.report import Report
 
     b = _board(board, board_file, headroom)
     if not os.path.isfile(model):
@@ -359,9 +359,9 @@ def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model
     from rich.table import Table
 
     from .data import parse_range
-    from .inspection import inspect
-    from .stats import load_stats
-    from .teacher import load_teacher
+    from .teacher.inspection import inspect
+    from .teacher.model import load_teacher
+    from .teacher.stats import load_stats
 
     b = _board(board or DEFAULT_BOARD, board_file, None)
     rng = parse_range(input_range) if input_range else None
@@ -404,7 +404,7 @@ def bundle(folder, output):
     """Pack a compress output FOLDER for a device: model, test sample, host predictions, verify.py."""
     import zipfile
 
-    from .bundle import make_bundle
+    from .fitting.bundle import make_bundle
 
     files = make_bundle(folder)
     if output.endswith(".zip"):
@@ -432,7 +432,7 @@ def verify(target, data_path, input_range, as_json):
     TARGET is a bundle or compress output folder (uses its test_sample.npz and
     the host's predictions), or a .tflite with --data.
     """
-    from . import ondevice
+    from .fitting import ondevice
 
     if os.path.isdir(target):
         if not os.path.isfile(os.path.join(target, ondevice.SAMPLE)):
@@ -466,7 +466,7 @@ def _range_from_report(model_path):
 
 def _shape_like(x, model, source):
     from .data import reshape_to
-    from .ondevice import load_interpreter
+    from .fitting.ondevice import load_interpreter
 
     return reshape_to(x, load_interpreter(model)[0].get_input_details()[0]["shape"][1:], source, "model")
 

@@ -9,20 +9,20 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from . import _compat
-from .boards import DEFAULT_BOARD, Board, load_board
 from .config import CompressConfig
 from .data import Dataset, fit_to_teacher, resolve_input_range
-from .distillation import distill, feature_layers
 from .errors import BudgetError, TinyDistillError
-from .export import c_source, export_int8, resolver_header
-from .fitcheck import CheckResult, check, int8_predictions
-from .report import Report, Run, report_markdown
+from .fitting.boards import DEFAULT_BOARD, Board, load_board
+from .fitting.export import c_source, export_int8, resolver_header
+from .fitting.fitcheck import CheckResult, check, int8_predictions
+from .fitting.sizing import Budget, SizingResult, measure_width, size_student
+from .reporting.report import Report, Run, report_markdown
 from .scale import get_strategy
-from .sizing import Budget, SizingResult, measure_width, size_student
-from .stats import Stats
-from .student import design_student, with_output_activation
+from .student.design import design_student, with_output_activation
+from .student.distillation import distill, feature_layers
 from .synthesis import SyntheticSet, resolve_method, synthesize
-from .teacher import Teacher, load_teacher
+from .teacher.model import Teacher, load_teacher
+from .teacher.stats import Stats
 
 __all__ = ["CompressResult", "compress", "report_markdown", "resolve_input_range"]
 
@@ -222,7 +222,7 @@ def _finetune(teacher, student, syn, config, test, clock):
     ft_cfg, seed = config.finetune, config.seed
     if not ft_cfg.active:
         return student, None
-    from . import finetune as ft
+    from .student import finetune as ft
 
     before = export_int8(with_output_activation(student, teacher), syn.x, seed=seed)
     record = {"before": _size_record(before)}

@@ -35,7 +35,7 @@ def cases(tmp_path_factory, tiny_h5, tiny_stats, tiny_bn_model):
     k.Model(i, k.layers.Dense(3, activation="softmax")(k.layers.Lambda(lambda t: t * 2)(k.layers.Flatten()(i)))).save(
         d / "lambda.h5")
     tiny_bn_model.save(d / "other.h5")
-    from tinydistill.stats import save_stats, stats_to_bytes
+    from tinydistill.teacher.stats import save_stats, stats_to_bytes
 
     save_stats(tiny_stats, str(d / "tiny.stats.npz"))
     with np.load(__import__("io").BytesIO(stats_to_bytes(tiny_stats))) as z:

@@ -45,7 +45,7 @@ def test_verify_in_numpy_litert_only_env(device_venv, tmp_path):
     zipfile.ZipFile(tmp_path / "d.zip").extractall(tmp_path / "dev")
     code = ("import sys, runpy; sys.argv=['verify.py', sys.argv[1]]; "
             "runpy.run_path(sys.argv[1] + '/verify.py', run_name='__main__')")
-    probe = ("import sys, json, runpy; from tinydistill import ondevice; r = ondevice.verify_bundle(sys.argv[1]); "
+    probe = ("import sys, json, runpy; from tinydistill.fitting import ondevice; r = ondevice.verify_bundle(sys.argv[1]); "
              "print(json.dumps({'tf': 'tensorflow' in sys.modules, 'agreement': r['agreement']}))")
     p = subprocess.run([py, "-c", code, str(tmp_path / "dev")], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr

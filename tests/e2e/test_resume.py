@@ -18,7 +18,7 @@ ARGS = ["--input-range", "0,1", "--inputs", "120", "--steps", "5", "--epochs", "
 
 
 def test_interrupt_then_resume(tiny_h5, tmp_path, monkeypatch):
-    import tinydistill.distillation as dmod
+    import tinydistill.student.distillation as dmod
 
     out = tmp_path / "out"
     real = dmod.distill

@@ -13,8 +13,8 @@ SCRIPT = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/tests")
 from conftest import build_tiny, toy_data
-from tinydistill.teacher import describe
-from tinydistill.stats import record_stats
+from tinydistill.teacher.model import describe
+from tinydistill.teacher.stats import record_stats
 from tinydistill.pipeline import compress
 t = describe(build_tiny())
 st = record_stats(t, *toy_data(600, 1), input_range=(0, 1))

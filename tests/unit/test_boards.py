@@ -1,7 +1,7 @@
 import pytest
 
-from tinydistill.boards import DEFAULT_HEADROOM, list_boards, load_board, load_board_file
 from tinydistill.errors import BoardError
+from tinydistill.fitting.boards import DEFAULT_HEADROOM, list_boards, load_board, load_board_file
 
 
 def test_shipped_boards_load():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from tinydistill.distillation import distill
 from tinydistill.errors import TinyDistillError
-from tinydistill.student import design_student
+from tinydistill.student.design import design_student
+from tinydistill.student.distillation import distill
 from tinydistill.synthesis import synthesize
 
 
@@ -52,8 +52,8 @@ def test_deterministic(tiny_teacher, tiny_stats):
 def test_batchnorm_recalibrated_to_clean_inputs(tiny_bn_model):
     """Inference-mode BN must use the true statistics of clean inputs, not lagging moving averages."""
     from tinydistill import _compat
-    from tinydistill.distillation import recalibrate_batchnorm
-    from tinydistill.teacher import describe
+    from tinydistill.student.distillation import recalibrate_batchnorm
+    from tinydistill.teacher.model import describe
 
     from ..conftest import toy_data
 
@@ -80,9 +80,9 @@ def test_augmentation_can_be_switched_off(tiny_teacher, tiny_stats):
 def test_feature_layers_are_the_stage_outputs(tiny_teacher, tiny_bn_model):
     """One layer per feature-map size, the last one; identity-at-inference layers give way to the layer before."""
     from tinydistill import _compat
-    from tinydistill.distillation import feature_layers
-    from tinydistill.student import channel_map
-    from tinydistill.teacher import describe
+    from tinydistill.student.design import channel_map
+    from tinydistill.student.distillation import feature_layers
+    from tinydistill.teacher.model import describe
 
     s = design_student(tiny_teacher, width=0.5, seed=0)
     found = feature_layers(tiny_teacher, s)
@@ -109,7 +109,7 @@ def test_feature_layers_are_the_stage_outputs(tiny_teacher, tiny_bn_model):
 def test_feature_term_pulls_stage_outputs_to_the_teachers(tiny_teacher, tiny_stats):
     """With the feature term the student's stage outputs end much closer to the teacher's channels it holds."""
     from tinydistill import _compat
-    from tinydistill.distillation import feature_layers
+    from tinydistill.student.distillation import feature_layers
 
     k = _compat.keras()
     syn = synthesize(tiny_teacher, tiny_stats, n=200, steps=20, batch_size=100, seed=0)

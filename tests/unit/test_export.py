@@ -4,9 +4,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from tinydistill import runtime
+from tinydistill.fitting import runtime
 from tinydistill.errors import TinyDistillError
-from tinydistill.export import c_source, export_int8
+from tinydistill.fitting.export import c_source, export_int8
 
 from ..conftest import toy_data
 
@@ -80,13 +80,13 @@ def test_c_source_name_validated(int8_model):
                                         ("BATCH_TO_SPACE_ND", "AddBatchToSpaceNd"), ("RELU6", "AddRelu6"),
                                         ("UNIDIRECTIONAL_SEQUENCE_LSTM", "AddUnidirectionalSequenceLSTM")])
 def test_resolver_methods(op, method):
-    from tinydistill.export import resolver_method
+    from tinydistill.fitting.export import resolver_method
 
     assert resolver_method(op) == method
 
 
 def test_resolver_header_counts_ops():
-    from tinydistill.export import resolver_header
+    from tinydistill.fitting.export import resolver_header
 
     h = resolver_header(["CONV_2D", "SOFTMAX"])
     assert "constexpr int kModelOpCount = 2;" in h

@@ -3,10 +3,10 @@ import re
 import numpy as np
 import pytest
 
-from tinydistill.boards import Board
 from tinydistill.errors import TinyDistillError
-from tinydistill.export import export_int8
-from tinydistill.fitcheck import check, model_ops
+from tinydistill.fitting.boards import Board
+from tinydistill.fitting.export import export_int8
+from tinydistill.fitting.fitcheck import check, model_ops
 
 from ..conftest import toy_data
 
@@ -93,7 +93,7 @@ def test_not_tflite():
 
 def test_tflm_abort_is_a_clean_error(tiny_teacher):
     """A model that makes TFLite Micro abort() (a dead layer quantised to a ~0 scale) must not kill the tool."""
-    from tinydistill.student import design_student, with_output_activation
+    from tinydistill.student.design import design_student, with_output_activation
 
     model = with_output_activation(design_student(tiny_teacher, width=0.25, seed=0, init="random"), tiny_teacher)
     for w in model.weights:  # kill fc1: every ReLU output is 0 on every input

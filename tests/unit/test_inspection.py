@@ -1,9 +1,9 @@
 import numpy as np
 
-from tinydistill.boards import load_board
-from tinydistill.inspection import inspect
-from tinydistill.profile import profile, total_macs
-from tinydistill.teacher import describe
+from tinydistill.fitting.boards import load_board
+from tinydistill.teacher.inspection import inspect
+from tinydistill.teacher.model import describe
+from tinydistill.teacher.profile import profile, total_macs
 
 
 def test_macs_by_hand(tiny_teacher):
@@ -28,7 +28,7 @@ def test_inspect_reports_what_auto_would_do(tiny_teacher, tiny_stats, tiny_bn_mo
 def test_shared_resnet8_macs(shared_data):
     import os
 
-    from tinydistill.teacher import load_teacher
+    from tinydistill.teacher.model import load_teacher
 
     t = load_teacher(os.path.join(shared_data, "teachers", "cifar10_resnet8.h5"))
     # MLPerf Tiny publishes ~12.5 M MACs for this model
@@ -36,7 +36,7 @@ def test_shared_resnet8_macs(shared_data):
 
 
 def test_plots_are_pngs(tiny_teacher, tiny_stats):
-    from tinydistill.plots import report_png, samples_png
+    from tinydistill.reporting.plots import report_png, samples_png
     from tinydistill.synthesis import SyntheticSet
 
     syn = SyntheticSet(x=np.random.default_rng(0).uniform(size=(12, 8, 8, 1)).astype("float32"),

@@ -3,11 +3,11 @@ import os
 import numpy as np
 import pytest
 
-from tinydistill.boards import Board, list_boards, load_board
 from tinydistill.errors import BoardError
-from tinydistill.export import export_int8
-from tinydistill.latency import estimate_latency
-from tinydistill.tflite_model import parse_tflite
+from tinydistill.fitting.boards import Board, list_boards, load_board
+from tinydistill.fitting.export import export_int8
+from tinydistill.fitting.latency import estimate_latency
+from tinydistill.fitting.tflite_model import parse_tflite
 
 from ..conftest import toy_data
 
@@ -49,7 +49,7 @@ def test_unknown_core():
 
 def test_calibration_resnet8_on_l4r5(shared_data):
     """The published MLPerf Tiny reference: 704 ms on NUCLEO-L4R5ZI; the model must be within 10 %."""
-    from tinydistill.teacher import load_teacher
+    from tinydistill.teacher.model import load_teacher
 
     t = load_teacher(os.path.join(shared_data, "teachers", "cifar10_resnet8.h5"))
     calib = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from tinydistill import _compat
-from tinydistill.stats import INPUT, LOGITS
 from tinydistill.synthesis.loop import _class_rows
 from tinydistill.synthesis.objectives import (
     Batch,
@@ -18,7 +17,8 @@ from tinydistill.synthesis.objectives import (
     region_moments,
     total_loss,
 )
-from tinydistill.teacher import describe
+from tinydistill.teacher.model import describe
+from tinydistill.teacher.stats import INPUT, LOGITS
 
 from ..conftest import toy_data
 
@@ -143,7 +143,7 @@ def test_total_variation(tiny_teacher, xy):
 
 
 def test_disagreement(tiny_teacher, xy):
-    from tinydistill.student import design_student
+    from tinydistill.student.design import design_student
 
     x, y = xy
     student = design_student(tiny_teacher, width=0.5, seed=0, init="random")

@@ -6,9 +6,9 @@ import json
 import pytest
 from rich.console import Console
 
-from tinydistill.boards import load_board
+from tinydistill.fitting.boards import load_board
 from tinydistill.pipeline import compress
-from tinydistill.report import Report
+from tinydistill.reporting.report import Report
 
 # the keys the acceptance checks and users' scripts read: never renamed
 KEYS = {"tool", "teacher", "student", "accuracy", "board", "fit", "sizing", "verification", "synthesis", "distillation",
@@ -58,8 +58,8 @@ def test_with_sources_adds_load_time(report):
 
 
 def test_check_report(tiny_teacher):
-    from tinydistill.export import export_int8
-    from tinydistill.fitcheck import check
+    from tinydistill.fitting.export import export_int8
+    from tinydistill.fitting.fitcheck import check
 
     from ..conftest import toy_data
 

@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from tinydistill.boards import Board, load_board
 from tinydistill.errors import BudgetError, TinyDistillError
-from tinydistill.sizing import Budget, measure_width, size_student
+from tinydistill.fitting.boards import Board, load_board
+from tinydistill.fitting.sizing import Budget, measure_width, size_student
 
 
 def _board(**kw):
@@ -52,7 +52,7 @@ def test_budget_validation():
 
 def test_boards_choose_different_students(shared_data):
     """The issue's case: the shared LeNet-5 on an RP2040 and on a Raspberry Pi 4."""
-    from tinydistill.teacher import load_teacher
+    from tinydistill.teacher.model import load_teacher
 
     t = load_teacher(os.path.join(shared_data, "teachers", "mnist_lenet5.h5"))
     m0 = size_student(t, load_board("cortex-m0plus"), Budget.for_board(load_board("cortex-m0plus")))

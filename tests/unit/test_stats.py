@@ -6,8 +6,8 @@ import pytest
 
 from tinydistill import _compat
 from tinydistill.errors import StatsError, StatsMismatchError
-from tinydistill.stats import INPUT, LOGITS, load_stats, record_stats, save_stats, stats_to_bytes
-from tinydistill.teacher import describe
+from tinydistill.teacher.model import describe
+from tinydistill.teacher.stats import INPUT, LOGITS, load_stats, record_stats, save_stats, stats_to_bytes
 
 from ..conftest import toy_data
 

@@ -3,8 +3,8 @@ import pytest
 
 from tinydistill import _compat
 from tinydistill.errors import TinyDistillError
-from tinydistill.student import channel_map, design_student, with_output_activation
-from tinydistill.teacher import describe
+from tinydistill.student.design import channel_map, design_student, with_output_activation
+from tinydistill.teacher.model import describe
 
 
 def test_width_scales_layers(tiny_teacher):
@@ -126,7 +126,7 @@ def test_unsupported_graph_falls_back_to_random():
 def test_separable_with_depth_multiplier_does_not_crash():
     """A channel multiplier the channel mapping does not cover: a random start, with the reason."""
     from tinydistill import _compat
-    from tinydistill.teacher import describe
+    from tinydistill.teacher.model import describe
 
     k = _compat.keras()
     _compat.set_seed(0)

@@ -3,7 +3,7 @@ import pytest
 
 from tinydistill.errors import TinyDistillError
 from tinydistill.synthesis import Recipe, class_similarity, dirichlet_targets, resolve_method, synthesize
-from tinydistill.teacher import describe
+from tinydistill.teacher.model import describe
 
 
 def test_auto_picks_strongest_signal(tiny_teacher, tiny_stats, tiny_bn_model):

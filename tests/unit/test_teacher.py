@@ -7,7 +7,7 @@ import pytest
 
 from tinydistill import _compat
 from tinydistill.errors import ModelLoadError, NotAClassifierError, UnsafeModelError
-from tinydistill.teacher import describe, load_teacher
+from tinydistill.teacher.model import describe, load_teacher
 
 
 def test_load_h5_describes_classifier(tiny_teacher, tiny_model):

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _compat
 from .._math import is_image
 from ..errors import TinyDistillError
-from ..stats import INPUT, LOGITS
+from ..teacher.stats import INPUT, LOGITS
 from .kernels import smooth_noise
 from .objectives import Batch, reads, total_loss
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from .._math import is_image
 from ..config import SynthesisConfig
 from ..errors import TinyDistillError
-from ..stats import LOGITS
+from ..teacher.stats import LOGITS
 from .objectives import (
     BatchNormStats,
     ClassTerm,

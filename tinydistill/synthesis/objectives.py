@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._math import floor_spread, pooled_moments
-from ..stats import INPUT, LOGITS
+from ..teacher.stats import INPUT, LOGITS
 from .kernels import batch_moments, region_channels, sample_moments, total_variation
 
 DIRICHLET_TEMPERATURE = 20.0

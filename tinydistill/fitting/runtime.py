@@ -12,8 +12,8 @@ import tempfile
 
 import numpy as np
 
-from .capture import capture_c_output
-from .errors import TinyDistillError
+from ..capture import capture_c_output
+from ..errors import TinyDistillError
 from .ondevice import load_interpreter, quantize_input  # noqa: F401  (quantize_input: re-exported)
 
 
@@ -33,7 +33,7 @@ def tflm_run(tflite: bytes, x: np.ndarray | None = None, *, timeout: float = 600
         model_path = os.path.join(tmp, "model.tflite")
         with open(model_path, "wb") as f:
             f.write(tflite)
-        args = [sys.executable, "-m", "tinydistill._tflm_worker", model_path]
+        args = [sys.executable, "-m", "tinydistill.fitting._tflm_worker", model_path]
         if x is not None:
             np.save(os.path.join(tmp, "x.npy"), np.asarray(x, np.float32))
             args += [os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")]
@@ -61,7 +61,7 @@ def tflm_run(tflite: bytes, x: np.ndarray | None = None, *, timeout: float = 600
 
 def _package_parent() -> str:
     """PYTHONPATH for the child, so it imports this very tinydistill (also from a checkout)."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return os.pathsep.join([here] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 

@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from importlib import resources
 
-from .errors import BoardError
+from ..errors import BoardError
 from .tflite_model import ParsedModel, parse_tflite
 
 KERNEL_CLASSES = ("conv", "depthwise", "fully_connected")
@@ -25,7 +25,7 @@ _FIELDS = KERNEL_CLASSES + ("elementwise", "op_overhead", "runtime")
 
 
 def _cores() -> dict:
-    with resources.files("tinydistill").joinpath("cores.toml").open("rb") as f:
+    with resources.files("tinydistill.fitting").joinpath("cores.toml").open("rb") as f:
         return tomllib.load(f)
 
 

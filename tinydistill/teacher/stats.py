@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__, _compat
-from .errors import StatsError, StatsMismatchError
-from .fileio import atomic_write, read_npz
+from .. import __version__, _compat
+from ..errors import StatsError, StatsMismatchError
+from ..fileio import atomic_write, read_npz
 from .graph import DENSE_LIKE, DEPTHWISE, PASS_THROUGH, UnsupportedGraph, layer_graph, output_shape
 
 FORMAT = "tinydistill.stats"

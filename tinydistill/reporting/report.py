@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from . import __version__
-from .synthesis.loop import FLIP_AGREEMENT
-from .units import format_bytes
+from .. import __version__
+from ..synthesis.loop import FLIP_AGREEMENT
+from ..units import format_bytes
 
 
 @dataclass

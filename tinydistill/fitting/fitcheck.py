@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import TinyDistillError
 from . import runtime
-from .errors import TinyDistillError
 from .latency import estimate_latency
 from .tflite_model import parse_tflite
 
@@ -83,7 +83,7 @@ def _code_size() -> dict:
     import tomllib
     from importlib import resources
 
-    with resources.files("tinydistill").joinpath("code_size.toml").open("rb") as f:
+    with resources.files("tinydistill.fitting").joinpath("code_size.toml").open("rb") as f:
         return tomllib.load(f)
 
 

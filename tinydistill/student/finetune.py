@@ -7,12 +7,12 @@ TF_USE_LEGACY_KERAS=1, which :mod:`tinydistill._compat` sets before TensorFlow l
 
 from __future__ import annotations
 
+from ..errors import TinyDistillError
 from .distillation import distill
-from .errors import TinyDistillError
 
 
 def _tfmot():
-    from . import _compat
+    from .. import _compat
 
     _compat.tf()
     try:

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _compat
-from .errors import ModelLoadError, NotAClassifierError, UnsafeModelError
+from .. import _compat
+from ..errors import ModelLoadError, NotAClassifierError, UnsafeModelError
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _CONTAINERS = {"Functional", "Sequential", "Model"}

@@ -1,6 +1,6 @@
 """Child process for TFLite Micro: a model that makes TFLM abort() must not kill tinydistill.
 
-Usage (internal): python -m tinydistill._tflm_worker MODEL.tflite [INPUTS.npy OUTPUTS.npy]
+Usage (internal): python -m tinydistill.fitting._tflm_worker MODEL.tflite [INPUTS.npy OUTPUTS.npy]
 Prints one JSON line: {"arena_bytes": N} or {"error": "..."}.
 """
 
@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from .capture import capture_c_output
+from ..capture import capture_c_output
 from .runtime import dequantize_output, quantize_input
 
 

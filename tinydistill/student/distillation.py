@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from . import _compat
-from ._math import floor_spread, is_image
-from .config import DEFAULT_EPOCHS, FEATURE_WEIGHT, LOSSES, DistillConfig, override, validate_feature_weight
-from .errors import TinyDistillError
+from .. import _compat
+from .._math import floor_spread, is_image
+from ..config import DEFAULT_EPOCHS, FEATURE_WEIGHT, LOSSES, DistillConfig, override, validate_feature_weight
+from ..errors import TinyDistillError
 
 __all__ = ["DEFAULT_EPOCHS", "FEATURE_WEIGHT", "LOSSES", "distill", "feature_layers", "recalibrate_batchnorm",
            "validate_feature_weight"]
@@ -28,7 +28,7 @@ def feature_layers(teacher, student) -> dict:
     (:func:`~tinydistill.student.channel_map`), so no projection is learnt. Empty for a teacher
     without spatial feature maps (e.g. an MLP) or a student of another shape.
     """
-    from .student import channel_map
+    from .design import channel_map
 
     last = {}
     for layer in teacher.logits_model.layers[1:-1]:

@@ -9,7 +9,7 @@ from importlib import resources
 
 import numpy as np
 
-from .errors import TinyDistillError
+from ..errors import TinyDistillError
 from .ondevice import SAMPLE
 
 _README = """# tinydistill device bundle
@@ -29,7 +29,7 @@ the host recorded at export (expect >= 99.5 %), and the latency per inference he
 | `student.tflite` | the int8 model (int8 input and output) |
 | `test_sample.npz` | `x_int8` inputs as the model's int8 values, `x` some as floats in {rng}, \
 {ylabel}`host_int8_top1` |
-| `verify.py` | the check (a copy of tinydistill/ondevice.py) |
+| `verify.py` | the check (a copy of tinydistill/fitting/ondevice.py) |
 | `model_data.cc`, `model_data.h`, `model_ops.h` | the same model for microcontroller firmware |
 | `report.json` | the host's report: board, sizes, accuracies |
 """
@@ -60,7 +60,7 @@ def make_bundle(folder: str) -> dict[str, bytes]:
         files[SAMPLE] = _synthetic_sample(folder, files["student.tflite"])
     with np.load(io.BytesIO(files[SAMPLE]), allow_pickle=False) as z:
         n, labelled = len(z["x_int8"] if "x_int8" in z.files else z["x"]), "y" in z.files
-    files["verify.py"] = resources.files("tinydistill").joinpath("ondevice.py").read_bytes()
+    files["verify.py"] = resources.files("tinydistill.fitting").joinpath("ondevice.py").read_bytes()
     acc = (report.get("accuracy") or {}).get("student_int8")
     files["README.md"] = _README.format(
         n=n, acc=f" (the host measured {acc:.2%} on the full test set)" if acc is not None and labelled else "",

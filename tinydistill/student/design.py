@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 
-from . import _compat
-from .config import validate_width
-from .errors import TinyDistillError
-from .graph import (
+from .. import _compat
+from ..config import validate_width
+from ..errors import TinyDistillError
+from ..teacher.graph import (
     DENSE_LIKE,
     DEPTHWISE,
     MERGES,

@@ -7,9 +7,9 @@ import warnings
 
 import numpy as np
 
-from . import _compat
-from .capture import capture_c_output
-from .errors import TinyDistillError
+from .. import _compat
+from ..capture import capture_c_output
+from ..errors import TinyDistillError
 
 
 def export_int8(model, calibration_x: np.ndarray, *, samples: int = 500, seed: int = 0) -> bytes:

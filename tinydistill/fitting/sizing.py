@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import BudgetError, TinyDistillError
-from .units import format_bytes
+from ..errors import BudgetError, TinyDistillError
+from ..units import format_bytes
 
 # Width multipliers tried, largest first. Parameters shrink roughly as width**2.
 WIDTHS = (1.0, 0.75, 0.5, 0.375, 0.25, 0.1875, 0.125)
@@ -79,9 +79,9 @@ def measure_width(teacher, board, width: float) -> Candidate:
 
     The weights are untrained: sizes, the arena and the MAC count do not depend on their values.
     """
+    from ..student.design import design_student, with_output_activation
     from .export import export_int8
     from .fitcheck import check
-    from .student import design_student, with_output_activation
 
     model = with_output_activation(design_student(teacher, width=width), teacher)
     # Untrained narrow layers can be dead (all-zero after ReLU), which quantises to a

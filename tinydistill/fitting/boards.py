@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 
-from .errors import BoardError
+from ..errors import BoardError
 
 KINDS = ("mcu", "linux")
 _REQUIRED = {"name": str, "kind": str, "core": str, "clock_mhz": (int, float),
@@ -125,10 +125,10 @@ def load_board_file(path: str) -> Board:
 def list_boards() -> list[Board]:
     """The boards shipped with tinydistill, sorted by name."""
     boards = []
-    for entry in resources.files("tinydistill").joinpath("boards").iterdir():
+    for entry in resources.files("tinydistill.fitting").joinpath("profiles").iterdir():
         if entry.name.endswith(".toml"):
             with entry.open("rb") as f:
-                boards.append(board_from_dict(tomllib.load(f), source=f"boards/{entry.name}"))
+                boards.append(board_from_dict(tomllib.load(f), source=f"profiles/{entry.name}"))
     return sorted(boards, key=lambda b: b.name)
 
 
