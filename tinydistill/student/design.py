@@ -115,8 +115,8 @@ def inherit_teacher_weights(student, teacher) -> str | None:
     """Initialise a width-scaled student with the teacher's most important channels.
 
     A channel's importance is the L1 norm of its (BatchNorm-folded) filter times the L1 norm
-    of the weights that read it downstream: what it computes and how much it is used (on
-    LeNet-5 with stats, 98.52 % against 98.47 % for the filter norm alone). Layers joined by an
+    of the weights that read it downstream: what it computes and how much it is used (the
+    ablation table of ``benchmarks/RESULTS.md``). Layers joined by an
     element-wise merge (residual ``Add``) keep the same channels, and ``Flatten`` /
     ``Concatenate`` map channel indices exactly. The student starts as a pruned teacher
     instead of at random, so distillation on synthetic data refines features the teacher
