@@ -22,7 +22,7 @@ _API = {
     "design_student": "student.design", "distill": "student.distillation",
     "export_int8": "fitting.export", "c_source": "fitting.export",
     "check": "fitting.fitcheck", "load_board": "fitting.boards", "list_boards": "fitting.boards", "Board": "fitting.boards",
-    "compress": "pipeline", "CompressResult": "pipeline", "inspect": "teacher.inspection", "profile": "teacher.profile",
+    "compress": "pipeline", "CompressResult": "pipeline", "inspect": "inspection", "profile": "teacher.profile",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -359,7 +359,7 @@ def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model
     from rich.table import Table
 
     from .data import parse_range
-    from .teacher.inspection import inspect
+    from .inspection import inspect
     from .teacher.model import load_teacher
     from .teacher.stats import load_stats
 

@@ -15,11 +15,11 @@ from .errors import BudgetError, TinyDistillError
 from .fitting.boards import DEFAULT_BOARD, Board, load_board
 from .fitting.export import c_source, export_int8, resolver_header
 from .fitting.fitcheck import CheckResult, check, int8_predictions
-from .fitting.sizing import Budget, SizingResult, measure_width, size_student
 from .reporting.report import Report, Run, report_markdown
 from .scale import get_strategy
 from .student.design import design_student, with_output_activation
 from .student.distillation import distill, feature_layers
+from .student.sizing import Budget, SizingResult, measure_width, size_student
 from .synthesis import SyntheticSet, resolve_method, synthesize
 from .teacher.model import Teacher, load_teacher
 from .teacher.stats import Stats

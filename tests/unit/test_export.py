@@ -4,8 +4,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from tinydistill.fitting import runtime
 from tinydistill.errors import TinyDistillError
+from tinydistill.fitting import runtime
 from tinydistill.fitting.export import c_source, export_int8
 
 from ..conftest import toy_data

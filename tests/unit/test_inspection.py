@@ -1,7 +1,7 @@
 import numpy as np
 
 from tinydistill.fitting.boards import load_board
-from tinydistill.teacher.inspection import inspect
+from tinydistill.inspection import inspect
 from tinydistill.teacher.model import describe
 from tinydistill.teacher.profile import profile, total_macs
 

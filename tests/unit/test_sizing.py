@@ -4,7 +4,7 @@ import pytest
 
 from tinydistill.errors import BudgetError, TinyDistillError
 from tinydistill.fitting.boards import Board, load_board
-from tinydistill.fitting.sizing import Budget, measure_width, size_student
+from tinydistill.student.sizing import Budget, measure_width, size_student
 
 
 def _board(**kw):

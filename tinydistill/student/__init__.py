@@ -1,3 +1,3 @@
 """The student and its training: a width-scaled copy of the teacher started from its most important channels
-(:mod:`.design`), distillation on synthetic inputs (:mod:`.distillation`), optional tfmot fine-tuning
-(:mod:`.finetune`)."""
+(:mod:`.design`), sized to a board (:mod:`.sizing`), distilled on synthetic inputs (:mod:`.distillation`),
+optionally fine-tuned with tfmot (:mod:`.finetune`)."""

@@ -79,9 +79,9 @@ def measure_width(teacher, board, width: float) -> Candidate:
 
     The weights are untrained: sizes, the arena and the MAC count do not depend on their values.
     """
-    from ..student.design import design_student, with_output_activation
-    from .export import export_int8
-    from .fitcheck import check
+    from ..fitting.export import export_int8
+    from ..fitting.fitcheck import check
+    from .design import design_student, with_output_activation
 
     model = with_output_activation(design_student(teacher, width=width), teacher)
     # Untrained narrow layers can be dead (all-zero after ReLU), which quantises to a

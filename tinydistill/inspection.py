@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import resolve_input_range
-from ..synthesis import resolve_method
-from .profile import profile
+from .data import resolve_input_range
+from .synthesis import resolve_method
+from .teacher.profile import profile
 
 
 def inspect(teacher, *, board=None, stats=None, input_range=None, measure: bool = True) -> dict:
@@ -37,8 +37,8 @@ def inspect(teacher, *, board=None, stats=None, input_range=None, measure: bool 
                    for r in rows],
     }
     if measure:
-        from ..fitting.export import export_int8
-        from ..fitting.fitcheck import check
+        from .fitting.export import export_int8
+        from .fitting.fitcheck import check
 
         lo, hi = input_range or (0.0, 1.0)
         calib = np.random.default_rng(0).uniform(lo, hi, (16,) + tuple(teacher.input_shape)).astype(np.float32)
