@@ -35,6 +35,8 @@ def test_json_keeps_the_report_keys(report):
     assert data["student"]["arena_bytes"] > 0 and isinstance(data["student"]["arena_bytes"], int)
     assert data["accuracy"]["student_int8"] == report["accuracy"]["student_int8"]
     assert data["distillation"]["epochs"] == 1 and data["synthesis"]["inputs"] == 60
+    check = data["synthesis"]["self_check"]
+    assert check["teacher_agreement"] == data["synthesis"]["teacher_agreement"] and isinstance(data["warnings"], list)
 
 
 def test_markdown_and_console_show_the_same_figures(report):
@@ -69,3 +71,10 @@ def test_check_report(tiny_teacher):
     assert r.kind == "check" and set(json.loads(r.to_json())) >= {"model", "board", "arena_bytes", "flash_bytes", "fits", "ops"}
     out = _text(r.print)
     assert "m.tflite on samd21" in out and ("FAIL" in out) == (not res.fits)
+
+
+def test_warnings_are_shown_loudly(report):
+    r = Report(json.loads(report.to_json()))
+    r["warnings"] = ["the teacher puts only 49% of the synthetic inputs in their class"]
+    assert "**Warning:** the teacher puts only 49%" in r.markdown()
+    assert "warning: the teacher puts only 49%" in _text(lambda con: r.print(con, "out"))

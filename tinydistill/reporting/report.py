@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .. import __version__
 from ..synthesis.loop import FLIP_AGREEMENT
+from ..synthesis.quality import assess
 from ..units import format_bytes
 
 
@@ -109,6 +110,7 @@ def build_report(run: Run) -> dict:
     teacher, student, board, fit, syn, sizing, budget = (run.teacher, run.student, run.board, run.fit, run.syn,
                                                         run.sizing, run.budget)
     cfg, dcfg = run.config, run.config.distill
+    self_check = assess(syn, teacher.num_classes)
     return {
         "tool": {"name": "tinydistill", "version": __version__},
         "teacher": {"path": teacher.path, "fingerprint": teacher.fingerprint, "params": teacher.params,
@@ -134,7 +136,7 @@ def build_report(run: Run) -> dict:
         "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
         "synthesis": {"method": syn.method, "why": run.reason, "inputs": cfg.synthesis.inputs, "steps": cfg.synthesis.steps,
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
-                      "flip_agreement": syn.flip_agreement},
+                      "flip_agreement": syn.flip_agreement, "self_check": self_check},
         "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
                          "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers)},
         "finetune": run.finetune,
@@ -143,7 +145,22 @@ def build_report(run: Run) -> dict:
         "resumed": list(run.notes),
         "seconds": run.timings,
         "pass": bool(fit.fits),
+        "warnings": self_check["warnings"] + _accuracy_warnings(run.accuracy),
     }
+
+
+# a student below this fraction of the teacher's accuracy is flagged (the same for every teacher)
+MIN_RELATIVE_ACCURACY = 0.9
+
+
+def _accuracy_warnings(acc: dict | None) -> list[str]:
+    if not acc or acc.get("student_int8") is None or not acc.get("teacher_float"):
+        return []
+    ratio = acc["student_int8"] / acc["teacher_float"]
+    if ratio >= MIN_RELATIVE_ACCURACY:
+        return []
+    return [f"the int8 student reaches {acc['student_int8']:.1%} against the teacher's {acc['teacher_float']:.1%} "
+            f"({ratio:.0%} of it): it fits, but check it on your data before you ship it"]
 
 
 def _flip_note(syn: dict) -> str:
@@ -172,7 +189,9 @@ def report_markdown(report: dict) -> str:
     t, s, b, f = report["teacher"], report["student"], report["board"], report["fit"]
     verdict = "PASS: fits" if report["pass"] else f"FAIL: does not fit ({f['bound_by']} over budget)"
     lines = [f"# tinydistill report: {b['name']}", "", f"**{verdict}** {b['title']} "
-             f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", "",
+             f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", ""]
+    lines += [f"**Warning:** {w}." for w in report.get("warnings", [])] + ([""] if report.get("warnings") else [])
+    lines += [
              "| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |",
              _row("flash (model + runtime code estimate)", s["flash_bytes"], b["flash_budget_bytes"], b["flash_bytes"],
                   f["flash_margin_bytes"]),
@@ -250,6 +269,8 @@ def print_console(report: dict, output: str, console) -> None:
     verdict = "[bold green]PASS[/]: fits" if report["pass"] else "[bold red]FAIL[/]: does not fit"
     console.print(f"estimated latency on {b['name']}: {s['latency_ms_estimate']:,.1f} ms per inference")
     console.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
+    for w in report.get("warnings", []):
+        console.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
     console.print(f"{verdict} {b['name']} with {int(b['headroom'] * 100)} % headroom; "
                   f"{report['seconds']['total']:.0f} s; results in {output}/")
 
