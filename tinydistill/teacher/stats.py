@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import __version__, _compat
+from .._math import floor_spread, pooled_moments
 from ..errors import StatsError, StatsMismatchError
 from ..fileio import atomic_write, read_npz
 from .graph import DENSE_LIKE, DEPTHWISE, PASS_THROUGH, UnsupportedGraph, layer_graph, output_shape
@@ -106,11 +107,7 @@ class Stats:
 
     def global_moments(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """All-class mean and std of a layer, from the per-class moments."""
-        w = self.counts / self.counts.sum()
-        m, s = self.mean[layer], self.std[layer]
-        mean = (w[:, None] * m).sum(0)
-        var = (w[:, None] * (s ** 2 + m ** 2)).sum(0) - mean ** 2
-        return mean, np.sqrt(np.maximum(var, 0.0))
+        return pooled_moments(self.mean[layer], self.std[layer], self.counts)
 
 
 def _validate_record(teacher, x, y):
@@ -286,7 +283,7 @@ def _spectral(source, target, adj, sums, sqs, counts) -> PairStats:
     g_mean = (frac * mean_c).sum(0)
     g_var = (frac * (np.diagonal(cov_c, axis1=1, axis2=2) + mean_c ** 2)).sum(0) - g_mean ** 2
     g_std = np.sqrt(np.maximum(g_var, 0.0))
-    g_std = np.maximum(g_std, 1e-3 * max(float(g_std.max()), 1e-12)) + 1e-12
+    g_std = floor_spread(g_std, least=1e-12, tiny=1e-12)
     proj = basis / g_std[:, None]
     offset = (g_mean / g_std) @ basis
     mean = mean_c @ proj - offset
