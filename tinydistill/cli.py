@@ -234,7 +234,7 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
 
 
 def _width(width: str):
-    """``--width``: 'auto' or a number (its range is checked with the config)."""
+    """``--width``: 'auto' or a number in (0, 1]; anything else is a usage error (exit 2)."""
     if width == "auto":
         return width
     try:
