@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._math import is_image
-from ..config import SynthesisConfig
+from ..config import FLIPS, SynthesisConfig
 from ..errors import TinyDistillError
 from ..teacher.stats import LOGITS
 from .objectives import (
@@ -123,8 +123,6 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
 
 
 def validate_recipe(recipe: Recipe) -> None:
-    from ..config import FLIPS
-
     if recipe.targets not in TARGETS or recipe.start not in STARTS or recipe.flip not in FLIPS:
         raise TinyDistillError(f"recipe targets must be 'onehot' or 'dirichlet', start one of {', '.join(STARTS)} and "
                                f"flip one of {', '.join(FLIPS)}. Received: targets={recipe.targets!r}, "
