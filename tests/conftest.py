@@ -86,6 +86,15 @@ def tiny_stats(tiny_teacher):
 
 
 @pytest.fixture(scope="session")
+def tiny_bn_stats(tiny_bn_model):
+    from tinydistill.teacher.model import describe
+    from tinydistill.teacher.stats import record_stats
+
+    x, y = toy_data(600, seed=1)
+    return record_stats(describe(tiny_bn_model), x, y, input_range=(0.0, 1.0))
+
+
+@pytest.fixture(scope="session")
 def toy_test():
     return toy_data(300, seed=2)
 

@@ -17,7 +17,17 @@ import click
 import numpy as np
 
 from . import __version__
-from .config import DEFAULT_EPOCHS, DEFAULT_INPUTS, DEFAULT_STEPS, FEATURE_WEIGHT, METHODS, STRATEGIES
+from .config import (
+    DEFAULT_EPOCHS,
+    DEFAULT_INPUTS,
+    DEFAULT_STEPS,
+    ENGINE_EPOCHS,
+    ENGINE_INPUTS,
+    ENGINE_STEPS,
+    FEATURE_WEIGHT,
+    METHODS,
+    STRATEGIES,
+)
 from .errors import OutputError, TinyDistillError
 from .fileio import check_output_dir, write_folder
 from .fitting.boards import DEFAULT_BOARD
@@ -175,10 +185,19 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
               help="Latency limit per inference [board's budget: 100 ms MCU, 20 ms Linux].")
 @click.option("--method", default="auto", show_default=True,
               type=click.Choice(METHODS),
-              help="Synthesis method (auto: stats file > BatchNorm statistics > no-metadata prior).")
-@click.option("--inputs", "n", default=DEFAULT_INPUTS, show_default=True, type=click.IntRange(1), help="Synthetic inputs.")
-@click.option("--steps", default=DEFAULT_STEPS, show_default=True, type=click.IntRange(1), help="Optimisation steps per batch.")
-@click.option("--epochs", default=DEFAULT_EPOCHS, show_default=True, type=click.IntRange(1), help="Distillation epochs.")
+              help="Synthesis method (auto: generator for image teachers with BatchNorm layers; otherwise per-batch "
+                   "pixels from the stats file > BatchNorm statistics > a no-metadata prior).")
+@click.option("--effort", default=1.0, show_default=True, type=click.FloatRange(0, 100, min_open=True),
+              help="Time against quality: scales the method's default number of synthetic inputs, and so the run's "
+                   "time (0.5: about half the time; 2: about twice, usually more accurate).")
+@click.option("--inputs", "n", type=click.IntRange(1),
+              help=f"Synthetic inputs [per-batch methods {DEFAULT_INPUTS:,}, generator {ENGINE_INPUTS:,} generated, "
+                   "times --effort].")
+@click.option("--steps", type=click.IntRange(1),
+              help=f"Optimisation steps per batch [per-batch methods {DEFAULT_STEPS}, generator {ENGINE_STEPS}].")
+@click.option("--epochs", type=click.IntRange(1),
+              help=f"Distillation passes over the synthetic set [per-batch methods {DEFAULT_EPOCHS}, generator "
+                   f"{ENGINE_EPOCHS} over its pool].")
 @click.option("--kd-loss", "loss", default="mse", show_default=True, type=click.Choice(["mse", "kl"]),
               help="Distillation loss: mse on logits, or kl on softened probabilities (with --temperature).")
 @click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -200,8 +219,8 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, max_flash, max_ram,
-             max_latency_ms, method, n, steps, epochs, loss, temperature, features, flip, seed, strategy, resume, qat, prune,
-             output, trust_model, quiet, as_json):
+             max_latency_ms, method, effort, n, steps, epochs, loss, temperature, features, flip, seed, strategy, resume,
+             qat, prune, output, trust_model, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .config import CompressConfig
     from .resume import RunState, state_folder
@@ -210,8 +229,8 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     check_output_dir(output)
     b = _board(board, board_file, headroom)
     config = CompressConfig.from_options(
-        width=_width(width), input_range=input_range, seed=seed, strategy=strategy, method=method, n=n, steps=steps,
-        flip=flip, epochs=epochs, loss=loss, temperature=temperature, features=features, qat=qat, prune=prune,
+        width=_width(width), input_range=input_range, seed=seed, strategy=strategy, effort=effort, method=method, n=n,
+        steps=steps, flip=flip, epochs=epochs, loss=loss, temperature=temperature, features=features, qat=qat, prune=prune,
         max_flash=parse_bytes(max_flash) if max_flash else None, max_ram=parse_bytes(max_ram) if max_ram else None,
         max_latency_ms=max_latency_ms).validate()
     state = RunState(state_folder(output), resume=resume)

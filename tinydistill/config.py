@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 
 from .errors import TinyDistillError
 
-METHODS = ("auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior")
+METHODS = ("auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior", "generator")
+PIXEL_METHODS = METHODS[1:6]
 FLIPS = ("auto", "on", "off")
 LOSSES = ("mse", "kl")
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -25,10 +26,33 @@ DEFAULT_STEPS = 80
 # 60 epochs instead of 30 and a stage-feature weight of 30: benchmarks/RESULTS.md ("epochs", "feature weight")
 DEFAULT_EPOCHS = 60
 FEATURE_WEIGHT = 30.0
+# the interleaved engine (method "generator"): inputs generated, generator steps per batch, passes of the student
+# over the final pool; chosen to finish CIFAR-10 ResNet-8 -> width 0.7 in about 25 min on 2 cores (benchmarks/RESULTS.md)
+ENGINE_INPUTS = 76_800
+ENGINE_STEPS = 2
+ENGINE_EPOCHS = 10
 
 
 def _fail(what: str, received: str) -> None:
     raise TinyDistillError(f"{what}. Received: {received}")
+
+
+def _below_one(value) -> bool:
+    """A count that is set and below 1 (None means: the method's default)."""
+    return value is not None and value < 1
+
+
+def resolve_counts(method: str, synthesis: SynthesisConfig, distill: DistillConfig, effort: float = 1.0):
+    """The synthesis and distillation configs with every count the user left unset (None) filled in.
+
+    ``effort`` scales the number of inputs, so the run's time (both stages grow with it): 1 is the
+    measured default, 0.5 half the time, 2 twice. Counts the user set are kept as they are.
+    """
+    inputs, steps, epochs = ((ENGINE_INPUTS, ENGINE_STEPS, ENGINE_EPOCHS) if method == "generator"
+                             else (DEFAULT_INPUTS, DEFAULT_STEPS, DEFAULT_EPOCHS))
+    synthesis = replace(synthesis, inputs=synthesis.inputs or max(1, round(inputs * effort)),
+                        steps=synthesis.steps or steps)
+    return synthesis, replace(distill, epochs=distill.epochs or epochs)
 
 
 @dataclass(frozen=True)
@@ -37,16 +61,17 @@ class SynthesisConfig:
 
     Attributes:
         method: one of :data:`METHODS` (``auto``: the strongest signal the teacher has).
-        inputs: number of synthetic inputs.
-        steps: Adam steps per batch.
+        inputs: number of synthetic inputs (``generator``: inputs generated in all); None: the method's
+            default times the run's effort (:func:`resolve_counts`).
+        steps: Adam steps per batch (``generator``: generator steps per batch); None: the method's default.
         batch_size: inputs optimised together (moments are matched per batch).
         flip: ``"off"``, ``"on"`` or ``"auto"`` (see :class:`~tinydistill.synthesis.Recipe`).
         disagreement: weight of the teacher-student disagreement term (only when a student is given).
     """
 
     method: str = "auto"
-    inputs: int = DEFAULT_INPUTS
-    steps: int = DEFAULT_STEPS
+    inputs: int | None = None
+    steps: int | None = None
     batch_size: int = 500
     flip: str = "off"
     disagreement: float = 1.0
@@ -54,7 +79,7 @@ class SynthesisConfig:
     def validate(self) -> SynthesisConfig:
         if self.method not in METHODS:
             _fail(f"`method` must be one of {', '.join(METHODS)}", f"method={self.method!r}")
-        if self.inputs < 1 or self.steps < 1 or self.batch_size < 1:
+        if _below_one(self.inputs) or _below_one(self.steps) or self.batch_size < 1:
             _fail("`n`, `steps` and `batch_size` must be >= 1",
                   f"n={self.inputs}, steps={self.steps}, batch_size={self.batch_size}")
         if self.flip not in FLIPS:
@@ -67,7 +92,7 @@ class DistillConfig:
     """How the student learns the teacher on the synthetic set.
 
     Attributes:
-        epochs: passes over the synthetic set.
+        epochs: passes over the synthetic set (None: the method's default, :func:`resolve_counts`).
         loss: ``"mse"`` (logits) or ``"kl"`` (softened probabilities at ``temperature``).
         temperature: KD temperature (``"kl"`` only).
         features: weight of the stage-output feature term (0: outputs only).
@@ -77,7 +102,7 @@ class DistillConfig:
         recalibrate: re-estimate BatchNorm statistics on clean inputs at the end.
     """
 
-    epochs: int = DEFAULT_EPOCHS
+    epochs: int | None = None
     loss: str = "mse"
     temperature: float = 4.0
     features: float = FEATURE_WEIGHT
@@ -87,7 +112,7 @@ class DistillConfig:
     recalibrate: bool = True
 
     def validate(self) -> DistillConfig:
-        if self.epochs < 1 or self.batch_size < 1:
+        if _below_one(self.epochs) or self.batch_size < 1:
             _fail("`epochs` and `batch_size` must be >= 1", f"epochs={self.epochs}, batch_size={self.batch_size}")
         if not self.temperature > 0:
             _fail("`temperature` must be > 0", f"temperature={self.temperature}")
@@ -160,6 +185,8 @@ class CompressConfig:
         input_range: the teacher's input range ``(lo, hi)`` or ``"LO,HI"``; None: the stats' one.
         seed: one seed for the whole run.
         strategy: ``"default"``, ``"mirrored"`` or ``"multi-worker"``.
+        effort: time against quality: scales the synthetic inputs of the method's defaults (1: the
+            measured defaults; 0.5 about half the time; counts set explicitly are kept).
         synthesis, distill, finetune, limits: the stages' parts.
     """
 
@@ -167,6 +194,7 @@ class CompressConfig:
     input_range: tuple | str | None = None
     seed: int = 0
     strategy: str = "default"
+    effort: float = 1.0
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -178,6 +206,9 @@ class CompressConfig:
 
         for part in (self.synthesis, self.distill, self.finetune, self.limits):
             part.validate()
+        if isinstance(self.effort, bool) or not isinstance(self.effort, (int, float)) or not 0 < self.effort <= 100:
+            _fail("`effort` must be a number in (0, 100] (1: the defaults; 0.5: about half the time)",
+                  f"effort={self.effort!r}")
         if isinstance(self.strategy, str) and self.strategy not in STRATEGIES:
             _fail(f"`strategy` must be one of {', '.join(STRATEGIES)}", f"strategy={self.strategy!r}")
         rng = parse_range(self.input_range) if self.input_range is not None else None

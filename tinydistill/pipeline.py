@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from . import _compat
-from .config import CompressConfig
+from .config import CompressConfig, resolve_counts
 from .data import Dataset, fit_to_teacher, resolve_input_range
 from .errors import BudgetError, TinyDistillError
 from .fitting.boards import DEFAULT_BOARD, Board, load_board
@@ -21,6 +21,7 @@ from .student.design import design_student, with_output_activation
 from .student.distillation import distill, feature_layers
 from .student.sizing import Budget, SizingResult, measure_width, size_student
 from .synthesis import SyntheticSet, resolve_method, synthesize
+from .synthesis.engine import interleave
 from .teacher.model import Teacher, load_teacher
 from .teacher.stats import Stats
 
@@ -100,6 +101,8 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     if not isinstance(board, Board):
         board = load_board(board)
     method_used, reason = resolve_method(config.synthesis.method, teacher, stats)
+    syn_cfg, dist_cfg = resolve_counts(method_used, config.synthesis, config.distill, config.effort)
+    config = replace(config, synthesis=syn_cfg, distill=dist_cfg)
     budget = Budget.for_board(board, **asdict(config.limits))
     # sizing first: an impossible budget fails in seconds, before anything else is asked of the user
     sizing = _size(teacher, board, budget, config.width, clock.progress("size"))
@@ -111,8 +114,11 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     dist = get_strategy(config.strategy) if isinstance(config.strategy, str) else config.strategy
     keys = _resume_keys(config, teacher, stats, method_used, dist.num_replicas_in_sync)
     _compat.set_seed(config.seed)
-    syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
-    student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
+    if method_used == "generator":
+        syn, student, matched, init_note = _interleave(teacher, stats, config, dist, state, keys, clock)
+    else:
+        syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
+        student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
     student, finetune = _finetune(teacher, student, syn, config, test, clock)
     final = with_output_activation(student, teacher)
     with clock.one_step("export"):
@@ -190,10 +196,43 @@ def _synthesize(teacher, stats, config, method_used, dist, state, key, clock):
     return syn
 
 
+def _new_student(teacher, config, dist):
+    with dist.scope():
+        return design_student(teacher, width=config.width, seed=config.seed)
+
+
+def _plain(teacher, student, config, dist):
+    """A copy outside the strategy to export and fine-tune (the student itself with one replica)."""
+    if dist.num_replicas_in_sync == 1:
+        return student
+    plain = design_student(teacher, width=config.width, seed=config.seed, init="random")
+    plain.set_weights(student.get_weights())
+    return plain
+
+
+def _interleave(teacher, stats, config, dist, state, keys, clock):
+    """Method ``generator``: generator and student trained together (one stage); a completed run is resumed whole."""
+    student = _new_student(teacher, config, dist)
+    init_note = student.init_note
+    syn = state.load_synthetic(keys[0]) if state is not None else None
+    done = state.load_student(keys[1]) if state is not None and syn is not None else None
+    if done is not None and done[0] == config.distill.epochs:
+        student.set_weights(done[1])
+    else:
+        syn = interleave(teacher, student, stats, config.synthesis, config.distill, input_range=config.input_range,
+                         seed=config.seed, strategy=dist, on_progress=clock.progress("interleave"))
+        if state is not None:
+            state.save_synthetic(keys[0], syn)
+            state.save_student(keys[1], config.distill.epochs, student.get_weights(), [])
+    matched = list(feature_layers(teacher, student)) if config.distill.features > 0 else []
+    student = _plain(teacher, student, config, dist)
+    clock.lap("interleave")
+    return syn, student, matched, init_note
+
+
 def _distill(teacher, syn, config, dist, state, key, clock):
     """The distilled float student (resumed from a checkpoint where one matches), its matched layers and init."""
-    with dist.scope():
-        student = design_student(teacher, width=config.width, seed=config.seed)
+    student = _new_student(teacher, config, dist)
     init_note = student.init_note
     checkpoint = state.load_student(key) if state is not None else None
     resume_from = None
@@ -209,10 +248,7 @@ def _distill(teacher, syn, config, dist, state, key, clock):
     matched = list(feature_layers(teacher, student)) if config.distill.features > 0 else []
     distill(teacher, student, syn, config.distill, seed=config.seed, strategy=dist, resume_from=resume_from,
             on_epoch_end=save_epoch, on_progress=clock.progress("distill"))
-    if dist.num_replicas_in_sync > 1:  # export and fine-tune a plain copy, outside the strategy
-        plain = design_student(teacher, width=config.width, seed=config.seed, init="random")
-        plain.set_weights(student.get_weights())
-        student = plain
+    student = _plain(teacher, student, config, dist)
     clock.lap("distill")
     return student, matched, init_note
 

@@ -65,14 +65,16 @@ class RunState:
             agreement = float(z["flip_agreement"]) if "flip_agreement" in z.files else float("nan")
             syn = SyntheticSet(x=z["x"], y=z["y"], logits=z["logits"], method=str(z["method"]),
                                flipped=bool(z["flipped"]) if "flipped" in z.files else False,
-                               flip_agreement=None if np.isnan(agreement) else agreement)
+                               flip_agreement=None if np.isnan(agreement) else agreement,
+                               generated=int(z["generated"]) if "generated" in z.files and int(z["generated"]) >= 0 else None)
         self.notes.append(f"resumed: {len(syn):,} synthetic inputs reused")
         return syn
 
     def save_synthetic(self, key: dict, syn: SyntheticSet) -> None:
         buf = io.BytesIO()
         np.savez(buf, x=syn.x, y=syn.y, logits=syn.logits, method=np.array(syn.method), flipped=np.array(syn.flipped),
-                 flip_agreement=np.array(np.nan if syn.flip_agreement is None else syn.flip_agreement))
+                 flip_agreement=np.array(np.nan if syn.flip_agreement is None else syn.flip_agreement),
+                 generated=np.array(-1 if syn.generated is None else syn.generated))
         self._save("synthetic.npz", buf.getvalue())
         self._save("synthesis.json", json.dumps(key).encode())
 

@@ -69,3 +69,30 @@ def test_distillation_options_change_keeps_synthesis(tiny_h5, tmp_path, changed)
     st.save_student({"epochs": 4}, 2, [], [])
     with pytest.raises(Exception, match="epochs \\(was 4, now 5\\)"):
         st.load_student({"epochs": 5})
+
+
+def test_generator_stage_resumed_whole(tiny_bn_model, tmp_path, monkeypatch):
+    """Method generator trains generator and student as one stage: once done, an interrupted run reuses both."""
+    path = tmp_path / "bn.h5"
+    tiny_bn_model.save(path, include_optimizer=False)
+    out = tmp_path / "out"
+    args = ["compress", path, "--input-range", "0,1", "--inputs", "512", "--epochs", "1", "--width", "0.5", "--quiet"]
+    import tinydistill.pipeline as pmod
+
+    real = pmod.export_int8
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pmod, "export_int8", interrupted)
+    r = run(*args, "-o", out)
+    assert r.exit_code == 130 and not out.exists()
+    assert {"synthetic.npz", "student.npz"} <= set(os.listdir(state_folder(str(out))))
+    monkeypatch.setattr(pmod, "export_int8", real)
+    calls = []
+    monkeypatch.setattr(pmod, "interleave", lambda *a, **kw: calls.append(1))
+    r = run(*args, "-o", out, "--resume", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output[r.output.index("{"):])
+    assert not calls and report["synthesis"]["method"] == "generator" and report["synthesis"]["inputs_generated"] == 512
+    assert any("synthetic inputs reused" in n for n in report["resumed"])

@@ -22,7 +22,7 @@ def test_inspect_reports_what_auto_would_do(tiny_teacher, tiny_stats, tiny_bn_mo
     assert [ly["name"] for ly in info["layers"] if ly["probed"]] == ["conv1", "fc1"]
     assert info["teacher_fits_board"] is True and info["int8_model_bytes"] > 0
     bn = inspect(describe(tiny_bn_model), measure=False)
-    assert bn["batchnorm_layers"] == 1 and bn["auto_method"] == "bn" and "int8_model_bytes" not in bn
+    assert bn["batchnorm_layers"] == 1 and bn["auto_method"] == "generator" and "int8_model_bytes" not in bn
 
 
 def test_shared_resnet8_macs(shared_data):

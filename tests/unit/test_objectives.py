@@ -133,6 +133,29 @@ def test_batchnorm_stats(tiny_bn_model, xy):
     assert _scalar(obj.terms(b)) == pytest.approx(ref, rel=1e-4)
 
 
+def test_batchnorm_stats_momentum_mix(tiny_bn_model, xy):
+    """Fast-DFKD's memory: the matched moments are momentum * earlier + (1 - momentum) * this batch's."""
+    from dataclasses import replace
+
+    tf = _compat.tf()
+    teacher = describe(tiny_bn_model)
+    x, y = xy
+    obj = BatchNormStats(tf, teacher)
+    b, _, inputs = _batch(teacher, [obj], x, y)
+    ch = inputs["bn1"].shape[-1]
+    old_mean, old_std = np.full(ch, 0.3, np.float32), np.full(ch, 2.0, np.float32)
+    b = replace(b, memory={"bn:bn1": (tf.constant(old_mean), tf.constant(old_std))}, momentum=0.9, updates={})
+    a = inputs["bn1"].reshape(-1, ch).astype(np.float64)
+    mean, std = 0.9 * old_mean + 0.1 * a.mean(0), 0.9 * old_std + 0.1 * np.sqrt(a.var(0) + 1e-8)
+    bn = teacher.logits_model.get_layer("bn1")
+    st = np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+    ref = np.mean(((mean - bn.moving_mean.numpy()) / st) ** 2 + ((std - st) / st) ** 2)
+    assert _scalar(obj.terms(b)) == pytest.approx(ref, rel=1e-4)
+    new_mean, new_std = b.updates["bn:bn1"]  # the mix, for the next batch
+    assert np.allclose(new_mean.numpy(), mean, rtol=1e-4, atol=1e-5) and np.allclose(new_std.numpy(), std, rtol=1e-4)
+    assert set(obj.memory()) == {"bn:bn1"}
+
+
 def test_total_variation(tiny_teacher, xy):
     x, y = xy
     obj = TotalVariation(0.3)
@@ -157,6 +180,27 @@ def test_disagreement(tiny_teacher, xy):
         return (p * (np.log(p + 1e-8) - np.log(q + 1e-8))).sum(1)
 
     ref = -2.0 * (0.5 * kl(pt, pm) + 0.5 * kl(ps, pm)).mean()
+    assert _scalar(obj.terms(b)) == pytest.approx(ref, rel=1e-4, abs=1e-7)
+
+
+def test_disagreement_masked_to_agreeing_inputs(tiny_teacher, xy):
+    """Fast-DFKD's mask: inputs where student and teacher already differ in top class add nothing."""
+    from tinydistill.student.design import design_student
+
+    x, y = xy
+    student = design_student(tiny_teacher, width=0.5, seed=0, init="random")
+    obj = Disagreement(student, 1.0, masked=True)
+    b, acts, _ = _batch(tiny_teacher, [obj], x, y)
+    t, s = acts[LOGITS], student(x, training=False).numpy()
+    pt, ps = np.exp(_log_softmax(t)), np.exp(_log_softmax(s))
+    pm = 0.5 * (pt + ps)
+
+    def kl(p, q):
+        return (p * (np.log(p + 1e-8) - np.log(q + 1e-8))).sum(1)
+
+    agree = t.argmax(1) == s.argmax(1)
+    assert 0 < agree.sum() < len(agree)  # both kinds of input are in the batch
+    ref = -((0.5 * kl(pt, pm) + 0.5 * kl(ps, pm)) * agree).mean()
     assert _scalar(obj.terms(b)) == pytest.approx(ref, rel=1e-4, abs=1e-7)
 
 

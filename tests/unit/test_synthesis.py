@@ -8,7 +8,7 @@ from tinydistill.teacher.model import describe
 
 def test_auto_picks_strongest_signal(tiny_teacher, tiny_stats, tiny_bn_model):
     assert resolve_method("auto", tiny_teacher, tiny_stats)[0] == "all-layers"
-    assert resolve_method("auto", describe(tiny_bn_model), None)[0] == "bn"
+    assert resolve_method("auto", describe(tiny_bn_model), None)[0] == "generator"
     assert resolve_method("auto", tiny_teacher, None)[0] == "prior"
 
 

@@ -135,6 +135,7 @@ def build_report(run: Run) -> dict:
                               "arena_bytes": c.arena_bytes, "latency_ms": c.latency_ms} for c in sizing.tried]},
         "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
         "synthesis": {"method": syn.method, "why": run.reason, "inputs": cfg.synthesis.inputs, "steps": cfg.synthesis.steps,
+                      "effort": cfg.effort, "inputs_generated": syn.generated, "inputs_kept": len(syn),
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
         "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -88,6 +89,7 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
         The trained student (the same object, trained in place).
     """
     config = override(config or DistillConfig(), options).validate()
+    config = replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
     if len(data) == 0:
         raise TinyDistillError("the synthetic set is empty: synthesise at least one batch")
     tf = _compat.tf()
@@ -97,8 +99,9 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
     _check_replicas(strategy, student, config.batch_size)
     steps_per_epoch = max(1, math.ceil(len(x_all) / config.batch_size))
     start_epoch, opt_state = resume_from or (0, None)
-    opt, shift = _optimizer(config, strategy, student, steps_per_epoch, opt_state, teacher.input_shape, seed)
-    train_step = _train_step(teacher, student, x_all, config, strategy, opt, shift)
+    opt, shift = optimizer_for(config, strategy, student, config.epochs * steps_per_epoch, teacher.input_shape, seed,
+                               opt_state)
+    train_step = train_step_for(teacher, student, x_all, config, strategy, opt, shift)
     rng = np.random.default_rng(seed)
     step = start_epoch * steps_per_epoch
     per_replica = config.batch_size // strategy.num_replicas_in_sync
@@ -134,10 +137,11 @@ def _check_replicas(strategy, student, batch_size):
         raise TinyDistillError("build the student inside `strategy.scope()` to distill with a distribution strategy")
 
 
-def _optimizer(config, strategy, student, steps_per_epoch, opt_state, input_shape, seed):
-    """Adam on a cosine schedule (restored from ``opt_state`` if given) and the image shift layer (or None)."""
+def optimizer_for(config, strategy, student, total_steps, input_shape, seed, opt_state=None):
+    """Adam on a cosine schedule over ``total_steps`` (restored from ``opt_state`` if given) and the image shift
+    layer (or None)."""
     k = _compat.keras()
-    schedule = k.optimizers.schedules.CosineDecay(config.lr, config.epochs * steps_per_epoch, alpha=0.01)
+    schedule = k.optimizers.schedules.CosineDecay(config.lr, total_steps, alpha=0.01)
     with strategy.scope():
         opt = k.optimizers.Adam(schedule)
         if opt_state is not None:
@@ -194,8 +198,9 @@ def _per_example_loss(tf, config, t, s):
     return tf.reduce_mean(tf.square(t - s), axis=-1)
 
 
-def _train_step(teacher, student, x_all, config, strategy, opt, shift):
-    """The compiled distillation step on one global batch, run on every replica."""
+def train_step_for(teacher, student, x_all, config, strategy, opt, shift):
+    """The compiled distillation step on one global batch, run on every replica (``x_all``: clean inputs that
+    set the feature term's per-channel spread)."""
     tf = _compat.tf()
     t_probe, s_probe, spread = _feature_probes(teacher, student, x_all, config.features)
     w_feat = float(config.features) / len(spread) if spread else 0.0

@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .. import _compat
-from ..config import DEFAULT_INPUTS, DEFAULT_STEPS, FLIPS, METHODS, SynthesisConfig, override
+from ..config import DEFAULT_INPUTS, DEFAULT_STEPS, FLIPS, METHODS, DistillConfig, SynthesisConfig, override, resolve_counts
 from ..data import resolve_input_range
+from ..errors import TinyDistillError
 from .kernels import smooth_noise
 from .loop import FLIP_AGREEMENT, Plan, SyntheticSet, run, start_moments
 from .methods import OBJECTIVES, RECIPES, STARTS, Recipe, objectives_for, resolve_method, validate_recipe
@@ -52,6 +53,10 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
     """
     config = override(config or SynthesisConfig(), options, aliases={"n": "inputs"}).validate()
     method, _ = resolve_method(config.method, teacher, stats)
+    if method == "generator":
+        raise TinyDistillError("method 'generator' trains its generator together with a student: run it with "
+                               "compress (or tinydistill.synthesis.engine.run_engine), or pick a per-batch method")
+    config, _ = resolve_counts(method, config, DistillConfig())
     recipe = recipe or replace(RECIPES[method], flip=config.flip)
     rng = resolve_input_range(input_range, stats)
     validate_recipe(recipe)

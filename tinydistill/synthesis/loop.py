@@ -37,6 +37,8 @@ class SyntheticSet:
         flipped: whether images were flipped at random while they were optimised.
         flip_agreement: fraction of the first batch whose teacher class survives a left-right
             flip (None: not images).
+        generated: inputs the interleaved engine generated in all (``x`` holds a sample of them);
+            None for per-batch synthesis, where ``x`` is every input.
     """
 
     x: np.ndarray
@@ -45,6 +47,7 @@ class SyntheticSet:
     method: str
     flipped: bool = False
     flip_agreement: float | None = None
+    generated: int | None = None
 
     def __len__(self) -> int:
         return len(self.x)

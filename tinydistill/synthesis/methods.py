@@ -11,7 +11,16 @@
 ``prior``        no metadata (ZSKD-style): soft class targets drawn from a Dirichlet whose
                  concentration follows the class similarity of the last layer's weights, from
                  flat starting images, with a smoothness prior.
-``auto``         the strongest signal the teacher has: stats > BN > prior.
+``generator``    the interleaved engine (:mod:`.engine`, Fast-DFKD-style): a class-conditional generator
+                 trained while the student learns, on every signal the teacher has (the stats file's
+                 moments, BatchNorm statistics as a momentum mix over batches, the class term) plus
+                 the masked student-teacher disagreement; the student trains on the growing pool.
+``auto``         ``generator`` for image teachers with BatchNorm layers (with the stats file too, if given; measured
+                 ahead of per-batch pixels on CIFAR-10: benchmarks/RESULTS.md); otherwise the
+                 strongest signal the teacher has for per-batch pixels: stats > BN > prior.
+
+With a stats file, ``all-layers`` also matches the BatchNorm statistics of a teacher that has
+them: the metadata composes, a stats file never takes a signal away.
 
 A new method is one more entry in :data:`OBJECTIVES` (and :data:`RECIPES`), not a new branch
 in the loop. Measured defaults and ablations: ``benchmarks/RESULTS.md``.
@@ -92,6 +101,8 @@ RECIPES = {
     # each knob's share on CIFAR-10 ResNet-8: the bn-ablations table of benchmarks/RESULTS.md
     "bn": Recipe(start="smooth", lr=0.02, smoothness=0.05, class_weight=0.2, jitter=True),
     "prior": Recipe(targets="dirichlet", start="flat", smoothness=2.0),
+    # no start (a generator makes the inputs); the bn recipe's class weight, jitter and smoothness
+    "generator": Recipe(start="flat", smoothness=0.05, class_weight=0.2, jitter=True),
 }
 
 
@@ -103,6 +114,10 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
     """
     SynthesisConfig(method=method).validate()
     if method == "auto":
+        if is_image(tuple(teacher.input_shape)) and teacher.has_batchnorm:
+            what = "BatchNorm statistics and a statistics file" if stats is not None else "BatchNorm statistics"
+            return "generator", (f"an image teacher with {what}: a generator trained alongside the student, steered "
+                                 "by them (ahead of per-batch pixels on natural images, benchmarks/RESULTS.md)")
         if stats is not None:
             return "all-layers", "a statistics file was given (per-class, per-layer moments)"
         if teacher.has_batchnorm:
@@ -116,6 +131,9 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
                                "(recorded by an older tinydistill, no two recorded layers share a weight matrix, or every pair "
                                "is too wide to record: over 1 GiB of second moments): "
                                "re-record it with 'tinydistill stats' or use --method all-layers")
+    if method == "generator" and stats is None and not teacher.has_batchnorm:
+        raise TinyDistillError("method 'generator' needs a statistics file or BatchNorm layers to steer it, and this "
+                               "teacher has neither: pass --stats FILE or use --method auto")
     if method == "bn" and not teacher.has_batchnorm:
         raise TinyDistillError("method 'bn' needs BatchNorm layers and this teacher has none: "
                                "use --method auto")
@@ -130,9 +148,14 @@ def validate_recipe(recipe: Recipe) -> None:
 
 
 def _stats_moments(tf, teacher, stats, recipe):
+    """The stats file's channel and region moments, plus the BatchNorm statistics where the teacher has them."""
     channels = layer_moments(stats, list(stats.layers), recipe.per_class)
     regions = region_moments(stats, channels, recipe.per_class) if recipe.regions else []
-    return [MatchedMoments(tf, channels + regions)]
+    return [MatchedMoments(tf, channels + regions)] + _bn(tf, teacher)
+
+
+def _bn(tf, teacher):
+    return [BatchNormStats(tf, teacher)] if teacher.has_batchnorm else []
 
 
 # what each method matches besides the class term and the image prior
@@ -142,6 +165,8 @@ OBJECTIVES = {
     "layer-pairs": lambda tf, teacher, stats, recipe: [MatchedMoments(tf, pair_spectra(stats, recipe.per_class))],
     "bn": lambda tf, teacher, stats, recipe: [BatchNormStats(tf, teacher)],
     "prior": lambda tf, teacher, stats, recipe: [],
+    "generator": lambda tf, teacher, stats, recipe: (_stats_moments(tf, teacher, stats, recipe) if stats is not None
+                                                     else _bn(tf, teacher)),
 }
 
 

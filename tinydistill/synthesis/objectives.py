@@ -17,7 +17,7 @@ name; a method (:mod:`.methods`) is a weighted list of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class Batch:
         target: per-input class targets (rows summing to 1).
         class_rows: per-class averaging weights (C, B): row c averages the inputs made for class c
             (one row averaging all inputs when moments are matched over all classes together).
+        memory: statistics of earlier batches by key (None: each batch stands alone); an objective
+            that keeps them mixes them with this batch's at ``momentum`` and puts the mix, without
+            gradient, in ``updates`` for the next batch.
     """
 
     tf: object
@@ -53,6 +56,9 @@ class Batch:
     inputs_of: dict
     target: object
     class_rows: object
+    memory: dict | None = None
+    momentum: object = 0.0
+    updates: dict = field(default_factory=dict)
 
 
 class Objective:
@@ -247,7 +253,12 @@ class MatchedMoments(Objective):
 # ---------------------------------------------------------------- metadata inside the teacher, the student, priors
 
 class BatchNormStats(Objective):
-    """DeepInversion / ZeroQ: each BatchNorm input's batch mean and std against the layer's running statistics."""
+    """DeepInversion / ZeroQ: each BatchNorm input's batch mean and std against the layer's running statistics.
+
+    With a batch ``memory`` (the interleaved engine), the statistics matched are Fast-DFKD's
+    momentum mix of this batch's and the earlier batches' (``b.momentum`` on the earlier ones),
+    so a single batch need not hold the whole distribution: batches may differ from each other.
+    """
 
     def __init__(self, tf, teacher):
         self.inputs_of = tuple(teacher.bn_layers)
@@ -257,10 +268,19 @@ class BatchNormStats(Objective):
             std = np.sqrt(bn.moving_variance.numpy() + bn.epsilon).astype(np.float32)
             self.targets.append((tf.constant(bn.moving_mean.numpy().astype(np.float32)), tf.constant(std)))
 
+    def memory(self) -> dict:
+        """The starting memory: the running statistics themselves (used at momentum 0 by the first batch)."""
+        return {f"bn:{nm}": (mt, st) for nm, (mt, st) in zip(self.inputs_of, self.targets)}
+
     def terms(self, b: Batch) -> list:
         tf, out = b.tf, []
         for nm, (mt, st) in zip(self.inputs_of, self.targets):
             mean, std = batch_moments(tf, b.inputs_of[nm])
+            if b.memory is not None:
+                old_mean, old_std = b.memory[f"bn:{nm}"]
+                mean = b.momentum * old_mean + (1.0 - b.momentum) * mean
+                std = b.momentum * old_std + (1.0 - b.momentum) * std
+                b.updates[f"bn:{nm}"] = (tf.stop_gradient(mean), tf.stop_gradient(std))
             out.append(tf.reduce_mean(tf.square((mean - mt) / st) + tf.square((std - st) / st)))
         return out
 
@@ -269,21 +289,28 @@ class Disagreement(Objective):
     """DeepInversion's adaptive competition: inputs pushed to where a student and the teacher disagree.
 
     The Jensen-Shannon divergence of their output distributions, maximised with ``weight``.
+    ``masked`` (Fast-DFKD): only on inputs where both still agree on the top class, so inputs are
+    pushed to the boundary the student has not learnt, not past it into the teacher's other classes.
     """
 
-    def __init__(self, student, weight: float):
+    def __init__(self, student, weight: float, masked: bool = False):
         self.student = student
         self.weight = weight
+        self.masked = masked
 
     def terms(self, b: Batch) -> list:
         tf = b.tf
-        pt, ps = tf.nn.softmax(b.logits), tf.nn.softmax(self.student(b.x, training=False))
+        s_logits = self.student(b.x, training=False)
+        pt, ps = tf.nn.softmax(b.logits), tf.nn.softmax(s_logits)
         pm = 0.5 * (pt + ps)
 
         def kl(p, q):
             return tf.reduce_sum(p * (tf.math.log(p + 1e-8) - tf.math.log(q + 1e-8)), axis=-1)
 
-        return [-self.weight * tf.reduce_mean(0.5 * kl(pt, pm) + 0.5 * kl(ps, pm))]
+        js = 0.5 * kl(pt, pm) + 0.5 * kl(ps, pm)
+        if self.masked:
+            js *= tf.cast(tf.equal(tf.argmax(b.logits, -1), tf.argmax(s_logits, -1)), tf.float32)
+        return [-self.weight * tf.reduce_mean(js)]
 
 
 class TotalVariation(Objective):

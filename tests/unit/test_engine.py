@@ -1,0 +1,92 @@
+"""The interleaved engine (method ``generator``): it runs, is seeded, refuses bad options, and composes metadata."""
+
+import numpy as np
+import pytest
+
+from tinydistill import _compat
+from tinydistill.config import CompressConfig, DistillConfig, SynthesisConfig, resolve_counts
+from tinydistill.errors import TinyDistillError
+from tinydistill.student.design import design_student
+from tinydistill.synthesis import resolve_method, synthesize
+from tinydistill.synthesis.engine import BATCH, Schedule, interleave, schedule_for
+from tinydistill.synthesis.generator import LATENT, build_generator
+from tinydistill.synthesis.methods import OBJECTIVES, RECIPES
+from tinydistill.synthesis.objectives import BatchNormStats, MatchedMoments
+from tinydistill.teacher.model import describe
+
+from ..conftest import toy_data
+
+SMALL = SynthesisConfig(method="generator", inputs=3 * BATCH, steps=2)
+SHORT = DistillConfig(epochs=1, batch_size=64)
+
+
+def _run(teacher, stats=None, seed=0):
+    student = design_student(teacher, width=0.5, seed=0)
+    syn = interleave(teacher, student, stats, SMALL, SHORT, input_range=(0.0, 1.0), seed=seed)
+    return syn, student
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 1), (49, 10, 1), (30,)])
+def test_generator_shapes(shape):
+    gen = build_generator(shape, 4, channels=8)
+    out = gen([np.zeros((2, LATENT), np.float32), np.eye(4, dtype=np.float32)[:2]], training=False).numpy()
+    assert out.shape == (2,) + shape and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_engine_trains_the_student_on_its_pool(tiny_bn_model):
+    teacher = describe(tiny_bn_model)
+    before = design_student(teacher, width=0.5, seed=0).get_weights()
+    syn, student = _run(teacher)
+    assert syn.method == "generator" and syn.generated == 3 * BATCH and len(syn) == 3 * BATCH
+    assert syn.x.shape[1:] == (8, 8, 1) and 0.0 <= syn.x.min() and syn.x.max() <= 1.0
+    assert sorted(np.unique(syn.y)) == [0, 1, 2]  # class-balanced batches
+    assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    x, y = toy_data(300, seed=3)
+    agree = (student(x, training=False).numpy().argmax(1) == teacher.logits_model(x).numpy().argmax(1)).mean()
+    assert agree > 1 / 3  # learnt something of the teacher in 2 student rounds
+
+
+def test_engine_is_seeded(tiny_bn_model):
+    teacher = describe(tiny_bn_model)
+    (a, sa), (b, sb) = _run(teacher, seed=1), _run(teacher, seed=1)
+    assert np.array_equal(a.x, b.x) and all(np.array_equal(u, v) for u, v in zip(sa.get_weights(), sb.get_weights()))
+    c, _ = _run(teacher, seed=2)
+    assert not np.array_equal(a.x, c.x)
+
+
+def test_engine_composes_stats_and_batchnorm(tiny_bn_model, tiny_bn_stats):
+    tf = _compat.tf()
+    teacher = describe(tiny_bn_model)
+    objectives = OBJECTIVES["generator"](tf, teacher, tiny_bn_stats, RECIPES["generator"])
+    assert {type(o) for o in objectives} == {MatchedMoments, BatchNormStats}
+    assert [type(o) for o in OBJECTIVES["generator"](tf, teacher, None, RECIPES["generator"])] == [BatchNormStats]
+    # per-batch all-layers also keeps the BatchNorm statistics of a teacher that has them
+    assert BatchNormStats in {type(o) for o in OBJECTIVES["all-layers"](tf, teacher, tiny_bn_stats, RECIPES["all-layers"])}
+    syn, _ = _run(teacher, tiny_bn_stats)
+    assert syn.generated == 3 * BATCH
+
+
+def test_engine_refuses_bad_options(tiny_teacher, tiny_bn_model):
+    with pytest.raises(TinyDistillError, match="neither"):
+        resolve_method("generator", tiny_teacher, None)  # no BN, no stats: nothing to steer it
+    with pytest.raises(TinyDistillError, match="with a student"):
+        synthesize(describe(tiny_bn_model), None, method="generator", n=10, input_range=(0, 1))
+    with pytest.raises(TinyDistillError, match="warm-up"):
+        Schedule(rounds=4, warmup=4).validate()
+    with pytest.raises(TinyDistillError, match=">= 1"):
+        Schedule(rounds=4, student_steps=0).validate()
+    for effort in (0, -1, float("nan"), "x", True):
+        with pytest.raises(TinyDistillError, match="effort"):
+            CompressConfig(effort=effort).validate()
+
+
+def test_counts_follow_the_method_and_effort():
+    syn, dist = resolve_counts("bn", SynthesisConfig(), DistillConfig())
+    assert (syn.inputs, syn.steps, dist.epochs) == (24000, 80, 60)  # per-batch defaults, as before
+    syn, dist = resolve_counts("generator", SynthesisConfig(), DistillConfig(), effort=0.5)
+    full, _ = resolve_counts("generator", SynthesisConfig(), DistillConfig())
+    assert syn.inputs == full.inputs // 2 and syn.steps == 2
+    s = schedule_for(syn, dist)
+    assert s.rounds == syn.inputs // BATCH and s.student_steps == round(dist.epochs * BATCH / dist.batch_size)
+    kept, _ = resolve_counts("generator", SynthesisConfig(inputs=999, steps=3), DistillConfig(epochs=7), effort=4)
+    assert (kept.inputs, kept.steps) == (999, 3)  # what the user set is kept
