@@ -33,7 +33,7 @@ from tinydistill import _compat  # noqa: E402
 from tinydistill.data import fit_to_teacher, load_data  # noqa: E402
 from tinydistill.fitting.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student.design import with_output_activation  # noqa: E402
-from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
+from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT, recalibrate_batchnorm  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, RECIPES, Recipe, SyntheticSet  # noqa: E402
 from tinydistill.teacher.model import describe  # noqa: E402
 
@@ -146,6 +146,11 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
                  ("random flips (auto: on for this teacher)", synthetic("bn", None, replace(bn, flip="auto"))),
                  ("the former recipe (white noise, lr 0.05, TV 0.5, class weight 1, no jitter or flips)",
                   synthetic("bn", None, Recipe(start="noise", flip="off")))]
+    elif suite == "natural":
+        rows += [("BN statistics, per-batch pixels (bn, defaults)", synthetic("bn", None)),
+                 ("stats, per-batch pixels without BN (all-layers)",
+                  synthetic("all-layers", stats, replace(RECIPES["all-layers"], batchnorm=False))),
+                 ("stats + BN, per-batch pixels (all-layers, defaults)", synthetic("all-layers", stats))]
     elif suite == "bn":
         rows += [("Gaussian-noise KD", noise_kd),
                  ("BatchNorm statistics (ours, DeepInversion-style)", synthetic("bn", None))]
@@ -347,6 +352,78 @@ def suite_int8_cifar(seeds):
     return t, _int8_fidelity(t, None, rng, x[~calib], y[~calib], x[calib], seeds, n=4000, epochs=20, tag="int8-cifar")
 
 
+def _engine_row(teacher, stats, width, rng, seed, effort=1.0, recipe=None, **schedule):
+    """Method generator at its defaults (times ``effort``), with schedule fields or the recipe changed for an ablation."""
+    from tinydistill.config import DistillConfig, SynthesisConfig, resolve_counts
+    from tinydistill.synthesis import engine, methods
+
+    def run():
+        syn_cfg, dist_cfg = resolve_counts("generator", SynthesisConfig(method="generator"), DistillConfig(), effort)
+        s = td.design_student(teacher, width=width, seed=seed)
+        rec = recipe or RECIPES["generator"]
+        classes, objectives = methods.objectives_for(_compat.tf(), "generator", teacher, stats, rec)
+        plan = engine.Plan(method="generator", classes=classes, objectives=objectives, recipe=rec, start_moments=None,
+                           input_range=rng)
+        sched = replace(engine.schedule_for(syn_cfg, dist_cfg), **schedule)
+        syn = engine.run_engine(teacher, s, plan, sched, dist_cfg, seed=seed)
+        recalibrate_batchnorm(s, syn.x, seed=seed)
+        return s, syn.x
+    return run
+
+
+def natural_rows(teacher, stats, width, train, rng, seed):
+    """#18's table: real-data rows on train_q75, then data-free rows (per-batch pixels and the engine)."""
+    xtr, ytr = train
+    base = rows_for(teacher, stats, width, train, rng, seed, real_epochs=NATURAL_REAL_EPOCHS, kd_epochs=DEFAULT_EPOCHS)
+    real = [r for r in base if r[0] in ("student trained on real labels", "real-data KD")]
+    noise = [r for r in base if r[0] == "Gaussian-noise KD"]
+    pixel = dict(rows_for(teacher, stats, width, train, rng, seed, real_epochs=0, kd_epochs=DEFAULT_EPOCHS, suite="natural"))
+    gen = RECIPES["generator"]
+    return real + noise + list(pixel.items()) + [
+        ("engine from BN statistics (generator, defaults)", _engine_row(teacher, None, width, rng, seed)),
+        ("engine with stats + BN (generator, defaults)", _engine_row(teacher, stats, width, rng, seed)),
+        ("engine with stats, without BN statistics", _engine_row(teacher, stats, width, rng, seed,
+                                                                 recipe=replace(gen, batchnorm=False))),
+        ("engine from BN: no student-teacher disagreement term", _engine_row(teacher, None, width, rng, seed,
+                                                                              adversarial=0.0)),
+        ("engine from BN: no batch memory (momentum 0)", _engine_row(teacher, None, width, rng, seed, momentum=0.0)),
+        ("engine from BN: random flips", _engine_row(teacher, None, width, rng, seed, recipe=replace(gen, flip="on"))),
+    ] + [(f"engine from BN, effort {e:g}", _engine_row(teacher, None, width, rng, seed, effort=e)) for e in EFFORTS]
+
+
+NATURAL_REAL_EPOCHS = 30
+EFFORTS = (0.25, 0.5, 2.0)  # the quality-vs-time curve (effort 1 is the defaults row)
+
+
+def _natural(width):
+    def suite(seeds):
+        """ResNet-8 -> the width in the title, int8 on test_q75. Real rows and the publisher's stats use
+        train_q75 (the teacher's own training images); data-free rows see no image."""
+        t, rng, x, y = _cifar()
+        train = fit_to_teacher(load_data(os.path.join(DATA, "cifar10", "train_q75.npz")), t.input_shape, 10, rng)
+        stats = td.record_stats(t, *train, input_range=rng)
+        return t, run_natural(f"natural-{width:g}", t, stats, width, train, (x, y), rng, seeds)
+    return suite
+
+
+def run_natural(name, teacher, stats, width, train, test, rng, seeds):
+    x, y = test
+    results = []
+    for row_name, _ in natural_rows(teacher, stats, width, train, rng, 0):
+        if ROWS and not any(r in row_name for r in ROWS):
+            continue
+        accs, secs = [], []
+        for seed in range(seeds):
+            fn = dict(natural_rows(teacher, stats, width, train, rng, seed))[row_name]
+            t0 = time.perf_counter()
+            student, calib = fn()
+            accs.append(int8_accuracy(teacher, student, calib[:2000], x, y, seed))
+            secs.append(time.perf_counter() - t0)
+            print(f"[{name}] {row_name} seed {seed}: int8 {accs[-1]:.2%} in {secs[-1]:.0f} s", flush=True)
+        results.append((row_name, accs, secs))
+    return results
+
+
 SUITES = {"speed": ("Synthesis step time against a bare teacher forward+backward", suite_speed),
           "lenet5": ("LeNet-5 -> LeNet-5-half, MNIST", suite_lenet5),
           "fc": ("FC 784-1200-1200-10 -> 784-800-800-10, MNIST", suite_fc),
@@ -355,7 +432,10 @@ SUITES = {"speed": ("Synthesis step time against a bare teacher forward+backward
           "bn-ablations": ("Ablations: CIFAR-10 ResNet-8 -> width 0.5 from BatchNorm statistics, one knob of the "
                            "bn recipe changed per row", suite_bn_ablations),
           "int8": ("int8 fidelity: LeNet-5-half distilled with stats, MNIST", suite_int8),
-          "int8-cifar": ("int8 fidelity: ResNet-8 width 0.5 from BatchNorm statistics, CIFAR-10", suite_int8_cifar)}
+          "int8-cifar": ("int8 fidelity: ResNet-8 width 0.5 from BatchNorm statistics, CIFAR-10", suite_int8_cifar),
+          "natural-0.7": ("Natural images: CIFAR-10 ResNet-8 -> width 0.7 (about half the parameters), test_q75",
+                          _natural(0.7)),
+          "natural-0.5": ("Natural images: CIFAR-10 ResNet-8 -> width 0.5, test_q75", _natural(0.5))}
 
 
 def machine() -> str:
@@ -399,7 +479,7 @@ def main():
                       "| teacher | method | ms per step | bare fwd+bwd ms | ratio |", "| --- | --- | ---: | ---: | ---: |"]
             lines += [f"| {tn} | {m} | {1000 * ps:.1f} | {1000 * b:.1f} | {ps / b:.2f} |" for tn, m, ps, b in results]
         else:
-            if key in ("cifar", "bn-ablations"):
+            if key in ("cifar", "bn-ablations") or key.startswith("natural"):
                 lines += [(fn.__doc__ or "").replace("\n    ", " ").strip() +
                           (f" Synthesis: {CIFAR_INPUTS:,} inputs x {CIFAR_STEPS} steps." if key == "cifar" else ""), ""]
             lines += ["| method | accuracy (mean) | per seed | seconds per run (mean) |", "| --- | ---: | --- | ---: |"]

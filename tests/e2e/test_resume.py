@@ -94,5 +94,5 @@ def test_generator_stage_resumed_whole(tiny_bn_model, tmp_path, monkeypatch):
     r = run(*args, "-o", out, "--resume", "--json")
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
-    assert not calls and report["synthesis"]["method"] == "generator" and report["synthesis"]["inputs_generated"] == 512
+    assert not calls and report["synthesis"]["method"] == "generator" and report["synthesis"]["inputs_generated"] >= 512
     assert any("synthetic inputs reused" in n for n in report["resumed"])

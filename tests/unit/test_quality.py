@@ -7,10 +7,11 @@ from tinydistill.synthesis import SyntheticSet
 from tinydistill.synthesis.quality import assess
 
 
-def _set(y, pred, C=3):
+def _set(y, pred, C=3, x=None, **kw):
     logits = np.full((len(y), C), -5.0, np.float32)
     logits[np.arange(len(y)), pred] = 5.0
-    return SyntheticSet(x=np.zeros((len(y), 2), np.float32), y=np.asarray(y), logits=logits, method="bn")
+    x = np.random.default_rng(0).uniform(0, 1, (len(y), 16)).astype(np.float32) if x is None else x
+    return SyntheticSet(x=x, y=np.asarray(y), logits=logits, method="bn", **kw)
 
 
 def test_sound_set_has_no_warnings():
@@ -33,3 +34,15 @@ def test_poor_student_is_flagged():
     assert _accuracy_warnings({"student_int8": 0.68, "teacher_float": 0.987})[0].startswith("the int8 student reaches 68.0%")
     assert _accuracy_warnings({"student_int8": 0.98, "teacher_float": 0.987}) == []
     assert _accuracy_warnings(None) == []
+
+
+def test_diversity_and_fresh_student_agreement():
+    y = np.arange(30) % 3
+    r = assess(_set(y, y), 3)
+    assert 0.3 < r["diversity"] < 0.5 and r["student_agreement_fresh"] is None  # uniform noise: RMS 1/sqrt(6) of range
+    copies = np.repeat(np.random.default_rng(1).uniform(0, 1, (3, 16)), 10, axis=0).astype(np.float32)
+    r = assess(_set(np.repeat(np.arange(3), 10), np.repeat(np.arange(3), 10), x=copies), 3)
+    assert r["diversity"] == 0.0 and "near copies" in " ".join(r["warnings"])
+    r = assess(_set(y, y, student_agreement=0.5), 3)
+    assert r["student_agreement_fresh"] == 0.5 and "50% of fresh synthetic inputs" in " ".join(r["warnings"])
+    assert assess(_set(y, y, student_agreement=0.9), 3)["warnings"] == []

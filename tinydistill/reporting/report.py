@@ -136,6 +136,7 @@ def build_report(run: Run) -> dict:
         "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
         "synthesis": {"method": syn.method, "why": run.reason, "inputs": cfg.synthesis.inputs, "steps": cfg.synthesis.steps,
                       "effort": cfg.effort, "inputs_generated": syn.generated, "inputs_kept": len(syn),
+                      "adapted": list(syn.notes), "student_agreement_fresh": syn.student_agreement,
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
         "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
@@ -171,6 +172,26 @@ def _flip_note(syn: dict) -> str:
     verdict = "flipped left to right at random while optimised" if syn.get("flipped") else "not flipped"
     return (f" Images {verdict}: the teacher keeps its class on {agreement:.0%} of flipped ones "
             f"(auto flips from {FLIP_AGREEMENT:.0%}).")
+
+
+def _synthesis_note(syn: dict) -> str:
+    """What synthesis made, how the teacher and (for the engine) the student took it, and what it adapted."""
+    check = syn.get("self_check") or {}
+    if syn.get("inputs_generated") is not None:
+        made = (f"{syn['inputs_generated']:,} inputs generated in batches tuned {syn['steps']} steps each while the "
+                f"student trained, {syn['inputs_kept']:,} of them kept for calibration and this check")
+    else:
+        made = f"{syn['inputs']:,} inputs x {syn['steps']} steps"
+    text = (f"Synthesis: `{syn['method']}` ({syn['why']}), {made}; the teacher puts {syn['teacher_agreement']:.1%} of "
+            f"them in their target class")
+    if "diversity" in check:
+        text += f"; inputs of a class differ by {check['diversity']:.1%} of their range (RMS)"
+    if syn.get("student_agreement_fresh") is not None:
+        text += f"; the student agrees with the teacher on {syn['student_agreement_fresh']:.1%} of fresh generated inputs"
+    text += "."
+    for note in syn.get("adapted") or []:
+        text += f" Adapted: {note}."
+    return text
 
 
 def _distill_note(dist: dict) -> str:
@@ -225,8 +246,7 @@ def report_markdown(report: dict) -> str:
                     if s.get("init") == "teacher" else f"initialised at {s.get('init', 'random')}."))
     lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
                  f"({s['macs']:,} MACs; model in the README).")
-    lines += ["", f"Synthesis: `{syn['method']}` ({syn['why']}), {syn['inputs']:,} inputs x {syn['steps']} steps; "
-              f"the teacher puts {syn['teacher_agreement']:.1%} of them in their target class." + _flip_note(syn),
+    lines += ["", _synthesis_note(syn) + _flip_note(syn),
               _distill_note(report["distillation"]),
               f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
               "| stage | seconds |", "| --- | ---: |"]

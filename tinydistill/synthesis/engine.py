@@ -24,6 +24,7 @@ from ..teacher.stats import INPUT, LOGITS
 from .generator import LATENT, build_generator
 from .loop import FLIP_AGREEMENT, Plan, SyntheticSet
 from .objectives import Batch, Disagreement, reads, total_loss
+from .quality import MIN_AGREEMENT
 
 # the pool is kept as 8-bit levels of the unit range: a quarter of float32's memory, the input precision of
 # an int8 model
@@ -42,7 +43,7 @@ class Schedule:
         batch_size: inputs per generator batch.
         gen_steps: generator steps per round.
         student_steps: distillation steps per round (after the warm-up).
-        warmup: rounds at the start with the generator only.
+        warmup: rounds at the start with the generator only (repeated when the self-check adapts).
         momentum: weight of the earlier batches in the BatchNorm statistics matched.
         adversarial: weight of the masked teacher-student disagreement.
         lr: generator learning rate (Adam, beta_1 0.5).
@@ -58,9 +59,9 @@ class Schedule:
     lr: float = 2e-3
 
     def validate(self) -> Schedule:
-        if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps) < 1 or self.warmup < 0:
-            raise TinyDistillError("the engine's rounds, batch size, generator and student steps must be >= 1 and its "
-                                   f"warm-up >= 0. Received: {self}")
+        if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1:
+            raise TinyDistillError("the engine's rounds, batch size, generator and student steps and warm-up rounds "
+                                   f"must be >= 1. Received: {self}")
         if self.warmup >= self.rounds:
             raise TinyDistillError(f"the engine's warm-up ({self.warmup} rounds) must be shorter than its {self.rounds} "
                                    "rounds")
@@ -125,65 +126,124 @@ class _Pool:
         return (lo + (hi - lo) / _LEVELS * self.u[idx].astype(np.float32)).astype(np.float32)
 
 
+ADAPTATIONS = 3  # at most this many times the class weight is doubled when the teacher does not recognise a batch
+
+
+class _Engine:
+    """One run's state: the generator and its compiled step, the BatchNorm memory, the pool, the random stream."""
+
+    def __init__(self, teacher, student, plan, schedule, seed):
+        tf, k = _compat.tf(), _compat.keras()
+        self.tf, self.plan, self.schedule, self.student = tf, plan, schedule, student
+        self.shape = tuple(teacher.input_shape)
+        self.C = teacher.num_classes
+        self.rng = np.random.default_rng(seed)
+        self.gen = build_generator(self.shape, self.C, channels=32, seed=seed)
+        # the class weight is a variable, so the self-check can raise it without a new trace
+        self.class_weight = tf.Variable(float(plan.classes.weight), trainable=False)
+        plan.classes.weight = self.class_weight
+        objectives = list(plan.objectives) + [Disagreement(student, schedule.adversarial, masked=True)]
+        self.jitter = max(1, round(min(self.shape[0], self.shape[1]) / 16)) if is_image(self.shape) and plan.recipe.jitter else 0
+        self.step = _gen_step(teacher, self.gen, objectives, k.optimizers.Adam(schedule.lr, beta_1=0.5),
+                              plan.input_range, self.jitter)
+        self.memory = _memory(objectives)
+        self.pool = _Pool((schedule.rounds + ADAPTATIONS * schedule.warmup) * schedule.batch_size, self.shape)
+        self.logits = tf.function(lambda x_: teacher.logits_model(x_, training=False))
+        self.flipping = is_image(self.shape) and plan.recipe.flip == "on"
+        self.batches = 0
+
+    def _targets(self):
+        y = self.rng.permutation(np.arange(self.schedule.batch_size) % self.C).astype(np.int32)
+        target, y = self.plan.classes.targets(self.rng, y)
+        rows = np.zeros((self.C, len(y)), np.float32)
+        rows[y, np.arange(len(y))] = 1.0
+        rows /= np.maximum(rows.sum(1, keepdims=True), 1.0)
+        z = self.rng.normal(size=(len(y), LATENT)).astype(np.float32)
+        return y, target, rows, z
+
+    def batch(self) -> np.ndarray:
+        """One generator batch, tuned for ``gen_steps`` steps, into the pool; returns its classes."""
+        tf = self.tf
+        y, target, rows, z = self._targets()
+        for s in range(self.schedule.gen_steps):
+            shift = np.zeros(3, np.int32)
+            if self.jitter:
+                shift[:2] = self.rng.integers(-self.jitter, self.jitter + 1, size=2)
+                shift[2] = self.rng.integers(0, 2) if self.flipping else 0
+            momentum = tf.constant(self.schedule.momentum if self.batches or s else 0.0)
+            u, memory = self.step(tf.constant(z), tf.constant(np.eye(self.C, dtype=np.float32)[y]), tf.constant(target),
+                                  tf.constant(rows), self.memory, momentum, tf.constant(shift))
+        self.memory = memory  # one batch moves the memory once, as in Fast-DFKD
+        self.batches += 1
+        self.pool.add(u.numpy(), y)
+        return y
+
+    def last_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The newest batch in the teacher's range, its classes and the teacher's logits on it."""
+        idx = np.arange(self.pool.filled - self.schedule.batch_size, self.pool.filled)
+        x = self.pool.inputs(idx, self.plan.input_range)
+        return x, self.pool.y[idx], self.logits(x).numpy()
+
+    def warm_up(self) -> list[str]:
+        """Generator-only rounds; repeated with a doubled class weight while the teacher does not recognise the
+        newest batch (self-check), at most :data:`ADAPTATIONS` times. Returns what was adapted."""
+        notes = []
+        for attempt in range(ADAPTATIONS + 1):
+            for _ in range(self.schedule.warmup):
+                self.batch()
+            x, y, logits = self.last_batch()
+            recognised = float((logits.argmax(1) == y).mean())
+            if recognised >= MIN_AGREEMENT or attempt == ADAPTATIONS:
+                break
+            before = float(self.class_weight.numpy())
+            self.class_weight.assign(2.0 * before)
+            notes.append(f"the teacher recognised {recognised:.0%} of a warm-up batch: class weight {before:g} -> "
+                         f"{2 * before:g}, warm-up repeated")
+        self.flip_agreement = float((logits.argmax(1) == self.logits(x[:, :, ::-1]).numpy().argmax(1)).mean()) \
+            if is_image(self.shape) else None
+        if self.plan.recipe.flip == "auto":
+            self.flipping = self.flip_agreement is not None and self.flip_agreement >= FLIP_AGREEMENT
+        return notes
+
+    def fresh_agreement(self, batches: int = 2) -> float:
+        """Student-teacher top-1 agreement on batches the student has never trained on (the final generator's)."""
+        hits = []
+        for _ in range(batches):
+            y, _, _, z = self._targets()
+            u = self.gen([self.tf.constant(z), self.tf.constant(np.eye(self.C, dtype=np.float32)[y])], training=True)
+            x = self.plan.input_range[0] + (self.plan.input_range[1] - self.plan.input_range[0]) * u
+            hits.append(self.logits(x).numpy().argmax(1) == self.student(x, training=False).numpy().argmax(1))
+        return float(np.concatenate(hits).mean())
+
+
 def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, seed: int = 0, strategy=None,
                on_progress=None):
     """Train ``student`` (in place) on a pool a generator keeps filling; returns the pool as a :class:`SyntheticSet`
-    (up to :data:`KEEP` of its inputs, spread over the whole run) and the run's record."""
+    (up to :data:`KEEP` of its inputs, spread over the whole run, with the self-check's notes)."""
     from ..student.distillation import optimizer_for, train_step_for
 
-    tf, k = _compat.tf(), _compat.keras()
+    tf = _compat.tf()
     schedule = schedule.validate()
-    shape = tuple(teacher.input_shape)
-    image = is_image(shape)
     strategy = strategy or tf.distribute.get_strategy()
-    C = teacher.num_classes
-    rng = np.random.default_rng(seed)
-    gen = build_generator(shape, C, channels=32, seed=seed)
-    g_opt = k.optimizers.Adam(schedule.lr, beta_1=0.5)
-    objectives = list(plan.objectives) + [Disagreement(student, schedule.adversarial, masked=True)]
-    jitter = max(1, round(min(shape[0], shape[1]) / 16)) if image and plan.recipe.jitter else 0
-    step = _gen_step(teacher, gen, objectives, g_opt, plan.input_range, jitter)
-    memory = _memory(objectives)
-    pool = _Pool(schedule.rounds * schedule.batch_size, shape)
-    final_logits = tf.function(lambda x_: teacher.logits_model(x_, training=False))
-    flipping, agreement = image and plan.recipe.flip == "on", None
+    eng = _Engine(teacher, student, plan, schedule, seed)
+    notes = eng.warm_up()
+    if on_progress:
+        on_progress(schedule.warmup, schedule.rounds)
     student_rounds = schedule.rounds - schedule.warmup
-    train = None
-    for r in range(schedule.rounds):
-        y = rng.permutation(np.arange(schedule.batch_size) % C).astype(np.int32)
-        target, y = plan.classes.targets(rng, y)
-        rows = np.zeros((C, len(y)), np.float32)
-        rows[y, np.arange(len(y))] = 1.0
-        rows /= np.maximum(rows.sum(1, keepdims=True), 1.0)
-        z = rng.normal(size=(len(y), LATENT)).astype(np.float32)
-        onehot = np.eye(C, dtype=np.float32)[y]
-        for s in range(schedule.gen_steps):
-            shift = np.zeros(3, np.int32)
-            if jitter:
-                shift[:2] = rng.integers(-jitter, jitter + 1, size=2)
-                shift[2] = rng.integers(0, 2) if flipping else 0
-            momentum = tf.constant(schedule.momentum if r or s else 0.0)
-            u, new_memory = step(tf.constant(z), tf.constant(onehot), tf.constant(target), tf.constant(rows), memory,
-                                 momentum, tf.constant(shift))
-        memory = new_memory  # one batch moves the memory once, as in Fast-DFKD
-        pool.add(u.numpy(), y)
-        if r == max(schedule.warmup - 1, 0) and image:  # the generator has learnt something by the end of warm-up
-            x0 = pool.inputs(np.arange(pool.filled - len(y), pool.filled), plan.input_range)
-            agreement = float((final_logits(x0).numpy().argmax(1) == final_logits(x0[:, :, ::-1]).numpy().argmax(1)).mean())
-            if plan.recipe.flip == "auto":
-                flipping = agreement >= FLIP_AGREEMENT
-        if r >= schedule.warmup:
-            if train is None:
-                opt, shift_layer = optimizer_for(distill_config, strategy, student, student_rounds * schedule.student_steps,
-                                                 teacher.input_shape, seed)
-                train = train_step_for(teacher, student, pool.inputs(np.arange(pool.filled), plan.input_range),
-                                       distill_config, strategy, opt, shift_layer)
-            for _ in range(schedule.student_steps):
-                idx = rng.integers(0, pool.filled, size=distill_config.batch_size)
-                train(_distribute(tf, strategy, pool.inputs(idx, plan.input_range)))
+    opt, shift = optimizer_for(distill_config, strategy, student, student_rounds * schedule.student_steps,
+                               teacher.input_shape, seed)
+    train = train_step_for(teacher, student, eng.pool.inputs(np.arange(eng.pool.filled), plan.input_range),
+                           distill_config, strategy, opt, shift)
+    for r in range(student_rounds):
+        eng.batch()
+        for _ in range(schedule.student_steps):
+            idx = eng.rng.integers(0, eng.pool.filled, size=distill_config.batch_size)
+            train(_distribute(tf, strategy, eng.pool.inputs(idx, plan.input_range)))
         if on_progress:
-            on_progress(r + 1, schedule.rounds)
-    return _result(pool, plan, final_logits, flipping, agreement, rng)
+            on_progress(schedule.warmup + r + 1, schedule.rounds)
+    syn = _result(eng)
+    syn.notes, syn.student_agreement = notes, eng.fresh_agreement()
+    return syn
 
 
 def _distribute(tf, strategy, xb):
@@ -192,12 +252,13 @@ def _distribute(tf, strategy, xb):
         lambda ctx: tf.constant(xb[ctx.replica_id_in_sync_group * per:(ctx.replica_id_in_sync_group + 1) * per]))
 
 
-def _result(pool, plan, final_logits, flipping, agreement, rng) -> SyntheticSet:
+def _result(eng) -> SyntheticSet:
+    pool = eng.pool
     keep = np.unique(np.linspace(0, pool.filled - 1, min(KEEP, pool.filled)).round().astype(np.int64))
-    x = pool.inputs(keep, plan.input_range)
-    logits = np.concatenate([final_logits(x[i:i + 512]).numpy() for i in range(0, len(x), 512)])
-    return SyntheticSet(x=x, y=pool.y[keep], logits=logits.astype(np.float32), method=plan.method,
-                        flipped=bool(flipping), flip_agreement=agreement, generated=pool.filled)
+    x = pool.inputs(keep, eng.plan.input_range)
+    logits = np.concatenate([eng.logits(x[i:i + 512]).numpy() for i in range(0, len(x), 512)])
+    return SyntheticSet(x=x, y=pool.y[keep], logits=logits.astype(np.float32), method=eng.plan.method,
+                        flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement, generated=pool.filled)
 
 
 def schedule_for(synthesis, distill) -> Schedule:
@@ -207,7 +268,7 @@ def schedule_for(synthesis, distill) -> Schedule:
     rounds = max(2, math.ceil(synthesis.inputs / BATCH))
     return Schedule(rounds=rounds, batch_size=BATCH, gen_steps=synthesis.steps,
                     student_steps=max(1, round(distill.epochs * BATCH / distill.batch_size)),
-                    warmup=min(WARMUP, rounds // 10), adversarial=synthesis.disagreement)
+                    warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement)
 
 
 def interleave(teacher, student, stats, synthesis, distill, *, input_range, seed: int = 0, strategy=None,

@@ -8,7 +8,7 @@ It knows no method: it builds the teacher probe the objectives ask for, starts e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,9 @@ class SyntheticSet:
             flip (None: not images).
         generated: inputs the interleaved engine generated in all (``x`` holds a sample of them);
             None for per-batch synthesis, where ``x`` is every input.
+        student_agreement: the engine's self-check: student-teacher top-1 agreement on fresh
+            generated inputs the student never trained on (None: per-batch synthesis).
+        notes: what the run adapted after a self-check, one sentence each.
     """
 
     x: np.ndarray
@@ -48,6 +51,8 @@ class SyntheticSet:
     flipped: bool = False
     flip_agreement: float | None = None
     generated: int | None = None
+    student_agreement: float | None = None
+    notes: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.x)

@@ -81,6 +81,8 @@ class Recipe:
             batch flipped (:attr:`SyntheticSet.flip_agreement`), so digits, say, are never flipped.
             Off by default: on CIFAR-10 it measured anywhere from +4.6 to -3.4 pp
             (``benchmarks/RESULTS.md``, bn-ablations).
+        batchnorm: stats-file methods also match the BatchNorm statistics of a teacher that has them
+            (off only to measure what they add).
     """
 
     per_class: bool = True
@@ -92,6 +94,7 @@ class Recipe:
     class_weight: float = 1.0
     jitter: bool = False
     flip: str = "off"
+    batchnorm: bool = True
 
 
 RECIPES = {
@@ -151,11 +154,11 @@ def _stats_moments(tf, teacher, stats, recipe):
     """The stats file's channel and region moments, plus the BatchNorm statistics where the teacher has them."""
     channels = layer_moments(stats, list(stats.layers), recipe.per_class)
     regions = region_moments(stats, channels, recipe.per_class) if recipe.regions else []
-    return [MatchedMoments(tf, channels + regions)] + _bn(tf, teacher)
+    return [MatchedMoments(tf, channels + regions)] + _bn(tf, teacher, recipe)
 
 
-def _bn(tf, teacher):
-    return [BatchNormStats(tf, teacher)] if teacher.has_batchnorm else []
+def _bn(tf, teacher, recipe):
+    return [BatchNormStats(tf, teacher)] if teacher.has_batchnorm and recipe.batchnorm else []
 
 
 # what each method matches besides the class term and the image prior
@@ -166,7 +169,7 @@ OBJECTIVES = {
     "bn": lambda tf, teacher, stats, recipe: [BatchNormStats(tf, teacher)],
     "prior": lambda tf, teacher, stats, recipe: [],
     "generator": lambda tf, teacher, stats, recipe: (_stats_moments(tf, teacher, stats, recipe) if stats is not None
-                                                     else _bn(tf, teacher)),
+                                                     else _bn(tf, teacher, recipe)),
 }
 
 

@@ -14,6 +14,28 @@ import numpy as np
 # and every class should be recognised on at least half of its inputs
 MIN_AGREEMENT = 0.9
 MIN_CLASS_AGREEMENT = 0.5
+# inputs of one class that differ, pixel for pixel, by less than this fraction of the set's range are near copies
+# (two random CIFAR-10 training images of one class differ by about 0.25 of the range: RMS over pixels)
+MIN_DIVERSITY = 0.05
+# a student that agrees with the teacher on fewer fresh synthetic inputs than this has not learnt the teacher's
+# function even where the synthesis can show it
+MIN_STUDENT_AGREEMENT = 0.75
+
+
+def diversity(x: np.ndarray, y: np.ndarray, pairs: int = 512) -> float:
+    """RMS difference of random pairs of inputs of the same class, as a fraction of the set's value range (seeded)."""
+    rng = np.random.default_rng(0)
+    span = float(x.max() - x.min()) if len(x) else 0.0
+    out = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if len(idx) < 2:
+            continue
+        a, b = rng.choice(idx, pairs), rng.choice(idx, pairs)
+        keep = a != b
+        d = (x[a[keep]].reshape(keep.sum(), -1) - x[b[keep]].reshape(keep.sum(), -1)).astype(np.float64)
+        out.append(np.sqrt((d ** 2).mean(1)).mean())
+    return float(np.mean(out) / span) if out and span > 0 else 0.0
 
 
 def assess(syn, num_classes: int) -> dict:
@@ -22,7 +44,9 @@ def assess(syn, num_classes: int) -> dict:
     Returns:
         ``teacher_agreement``, ``min_class_agreement`` (and ``weakest_class``), ``classes_predicted``
         (how many classes the teacher's top-1 reaches), ``mean_confidence`` (of the teacher's top-1)
-        and ``warnings``: one sentence each, empty when the set looks sound.
+        ``diversity`` (:func:`diversity`), ``student_agreement_fresh`` (the engine's: the student against
+        the teacher on generated inputs it never trained on; None for per-batch synthesis) and
+        ``warnings``: one sentence each, empty when the set looks sound.
     """
     pred = syn.logits.argmax(1)
     z = syn.logits - syn.logits.max(1, keepdims=True)
@@ -32,7 +56,8 @@ def assess(syn, num_classes: int) -> dict:
     out = {"teacher_agreement": syn.teacher_agreement,
            "min_class_agreement": per_class[weakest] if per_class else 0.0, "weakest_class": weakest,
            "classes_predicted": int(len(np.unique(pred))), "classes": int(num_classes),
-           "mean_confidence": float(p.max(1).mean()) if len(p) else 0.0}
+           "mean_confidence": float(p.max(1).mean()) if len(p) else 0.0,
+           "diversity": diversity(syn.x, syn.y), "student_agreement_fresh": getattr(syn, "student_agreement", None)}
     warnings = []
     if out["teacher_agreement"] < MIN_AGREEMENT:
         warnings.append(f"the teacher puts only {out['teacher_agreement']:.0%} of the synthetic inputs in the class they "
@@ -44,5 +69,12 @@ def assess(syn, num_classes: int) -> dict:
     if out["classes_predicted"] < num_classes:
         warnings.append(f"the teacher predicts only {out['classes_predicted']} of its {num_classes} classes on the "
                         "synthetic set")
+    if out["diversity"] < MIN_DIVERSITY:
+        warnings.append(f"synthetic inputs of one class differ by only {out['diversity']:.1%} of their range: they are "
+                        "near copies of each other, so the student sees few distinct examples")
+    fresh = out["student_agreement_fresh"]
+    if fresh is not None and fresh < MIN_STUDENT_AGREEMENT:
+        warnings.append(f"the student agrees with the teacher on only {fresh:.0%} of fresh synthetic inputs: it has "
+                        "not learnt the teacher's function; try a larger --effort")
     out["warnings"] = warnings
     return out
