@@ -406,6 +406,34 @@ def _natural(width):
     return suite
 
 
+def quality_vs_time(results, path):
+    """The engine's effort rows (and its defaults row, effort 1) as int8 accuracy against wall minutes."""
+    from tinydistill.reporting.plots import _pyplot
+
+    points = []
+    for name, accs, secs in results:
+        if name.startswith("engine from BN, effort "):
+            points.append((float(name.rsplit(" ", 1)[1]), np.mean(secs) / 60, 100 * np.mean(accs)))
+        elif name == "engine from BN statistics (generator, defaults)":
+            points.append((1.0, np.mean(secs) / 60, 100 * np.mean(accs)))
+    if len(points) < 2:
+        return None
+    points.sort(key=lambda p: p[1])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=120)
+    ax.plot([p[1] for p in points], [p[2] for p in points], "o-")
+    for e, m, a in points:
+        ax.annotate(f"--effort {e:g}", (m, a), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.set_xlabel("wall minutes on this machine (compress, 2 cores)")
+    ax.set_ylabel("int8 accuracy, test_q75 (%)")
+    ax.set_title("CIFAR-10 ResNet-8 -> width 0.7 from BN statistics", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def run_natural(name, teacher, stats, width, train, test, rng, seeds):
     x, y = test
     results = []
@@ -421,6 +449,8 @@ def run_natural(name, teacher, stats, width, train, test, rng, seeds):
             secs.append(time.perf_counter() - t0)
             print(f"[{name}] {row_name} seed {seed}: int8 {accs[-1]:.2%} in {secs[-1]:.0f} s", flush=True)
         results.append((row_name, accs, secs))
+    if width == 0.7:
+        quality_vs_time(results, os.path.join(HERE, "quality_vs_time.png"))
     return results
 
 

@@ -52,3 +52,27 @@ def test_unknown_and_unconfigured_strategies():
     if "TF_CONFIG" not in os.environ:
         with pytest.raises(TinyDistillError, match="TF_CONFIG"):
             get_strategy("multi-worker")
+
+
+ENGINE_SCRIPT = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/tests")
+from conftest import build_tiny, toy_data
+from tinydistill.teacher.model import describe
+from tinydistill.pipeline import compress
+t = describe(build_tiny(batchnorm=True))
+x, y = toy_data(300, 2)
+r = compress(t, data=(x, y), width=0.5, input_range=(0, 1), n=1024, epochs=4, seed=0, strategy=sys.argv[2])
+print(json.dumps({"replicas": r.report["replicas"], "acc": r.report["accuracy"]["student_int8"],
+                  "method": r.report["synthesis"]["method"]}))
+"""
+
+
+def test_generator_runs_mirrored():
+    """The engine's distillation steps run on every replica; its generator steps on the default device."""
+    env = {**os.environ, "TINYDISTILL_LOGICAL_CPUS": "2"}
+    p = subprocess.run([sys.executable, "-c", ENGINE_SCRIPT, ROOT, "mirrored"], capture_output=True, text=True, env=env,
+                       timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["replicas"] == 2 and out["method"] == "generator" and out["acc"] > 0.5
