@@ -28,9 +28,9 @@ DEFAULT_EPOCHS = 60
 FEATURE_WEIGHT = 30.0
 # the interleaved engine (method "generator"): inputs generated, generator steps per batch, passes of the student
 # over the final pool; chosen to finish CIFAR-10 ResNet-8 -> width 0.7 in about 25 min on 2 cores (benchmarks/RESULTS.md)
-ENGINE_INPUTS = 76_800
+ENGINE_INPUTS = 163_840
 ENGINE_STEPS = 2
-ENGINE_EPOCHS = 10
+ENGINE_EPOCHS = 5
 
 
 def _fail(what: str, received: str) -> None:
