@@ -8,7 +8,7 @@ from tinydistill.config import CompressConfig, DistillConfig, SynthesisConfig, r
 from tinydistill.errors import TinyDistillError
 from tinydistill.student.design import design_student
 from tinydistill.synthesis import resolve_method, synthesize
-from tinydistill.synthesis.engine import BATCH, Schedule, interleave, schedule_for
+from tinydistill.synthesis.engine import BATCH, HELD_OUT, Schedule, interleave, schedule_for
 from tinydistill.synthesis.generator import LATENT, build_generator
 from tinydistill.synthesis.methods import OBJECTIVES, RECIPES
 from tinydistill.synthesis.objectives import BatchNormStats, MatchedMoments
@@ -38,7 +38,8 @@ def test_engine_trains_the_student_on_its_pool(tiny_bn_model):
     before = design_student(teacher, width=0.5, seed=0).get_weights()
     syn, student = _run(teacher)
     adapted = len(syn.notes)  # a warm-up batch the teacher did not recognise doubles the class weight, once each
-    assert syn.method == "generator" and syn.generated == (3 + adapted) * BATCH == len(syn)
+    assert syn.method == "generator" and syn.generated == (3 + adapted) * BATCH
+    assert len(syn) == (3 + adapted) * (BATCH - HELD_OUT)  # the held-out inputs never enter the pool
     assert all("class weight" in n for n in syn.notes) and 0.0 <= syn.student_agreement <= 1.0
     assert syn.x.shape[1:] == (8, 8, 1) and 0.0 <= syn.x.min() and syn.x.max() <= 1.0
     assert sorted(np.unique(syn.y)) == [0, 1, 2]  # class-balanced batches

@@ -39,10 +39,10 @@ def test_poor_student_is_flagged():
 def test_diversity_and_fresh_student_agreement():
     y = np.arange(30) % 3
     r = assess(_set(y, y), 3)
-    assert 0.3 < r["diversity"] < 0.5 and r["student_agreement_fresh"] is None  # uniform noise: RMS 1/sqrt(6) of range
+    assert 0.3 < r["diversity"] < 0.5 and r["student_agreement_held_out"] is None  # uniform noise: RMS 1/sqrt(6) of range
     copies = np.repeat(np.random.default_rng(1).uniform(0, 1, (3, 16)), 10, axis=0).astype(np.float32)
     r = assess(_set(np.repeat(np.arange(3), 10), np.repeat(np.arange(3), 10), x=copies), 3)
     assert r["diversity"] == 0.0 and "near copies" in " ".join(r["warnings"])
     r = assess(_set(y, y, student_agreement=0.5), 3)
-    assert r["student_agreement_fresh"] == 0.5 and "50% of fresh synthetic inputs" in " ".join(r["warnings"])
+    assert r["student_agreement_held_out"] == 0.5 and "50% of held-out synthetic inputs" in " ".join(r["warnings"])
     assert assess(_set(y, y, student_agreement=0.9), 3)["warnings"] == []

@@ -136,7 +136,7 @@ def build_report(run: Run) -> dict:
         "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
         "synthesis": {"method": syn.method, "why": run.reason, "inputs": cfg.synthesis.inputs, "steps": cfg.synthesis.steps,
                       "effort": cfg.effort, "inputs_generated": syn.generated, "inputs_kept": len(syn),
-                      "adapted": list(syn.notes), "student_agreement_fresh": syn.student_agreement,
+                      "adapted": list(syn.notes), "student_agreement_held_out": syn.student_agreement,
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
         "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
@@ -186,8 +186,8 @@ def _synthesis_note(syn: dict) -> str:
             f"them in their target class")
     if "diversity" in check:
         text += f"; inputs of a class differ by {check['diversity']:.1%} of their range (RMS)"
-    if syn.get("student_agreement_fresh") is not None:
-        text += f"; the student agrees with the teacher on {syn['student_agreement_fresh']:.1%} of fresh generated inputs"
+    if syn.get("student_agreement_held_out") is not None:
+        text += f"; the student agrees with the teacher on {syn['student_agreement_held_out']:.1%} of held-out generated inputs"
     text += "."
     for note in syn.get("adapted") or []:
         text += f" Adapted: {note}."

@@ -39,7 +39,7 @@ class SyntheticSet:
             flip (None: not images).
         generated: inputs the interleaved engine generated in all (``x`` holds a sample of them);
             None for per-batch synthesis, where ``x`` is every input.
-        student_agreement: the engine's self-check: student-teacher top-1 agreement on fresh
+        student_agreement: the engine's self-check: student-teacher top-1 agreement on held-out
             generated inputs the student never trained on (None: per-batch synthesis).
         notes: what the run adapted after a self-check, one sentence each.
     """

@@ -17,7 +17,7 @@ MIN_CLASS_AGREEMENT = 0.5
 # inputs of one class that differ, pixel for pixel, by less than this fraction of the set's range are near copies
 # (two random CIFAR-10 training images of one class differ by about 0.25 of the range: RMS over pixels)
 MIN_DIVERSITY = 0.05
-# a student that agrees with the teacher on fewer fresh synthetic inputs than this has not learnt the teacher's
+# a student that agrees with the teacher on fewer held-out synthetic inputs than this has not learnt the teacher's
 # function even where the synthesis can show it
 MIN_STUDENT_AGREEMENT = 0.75
 
@@ -44,7 +44,7 @@ def assess(syn, num_classes: int) -> dict:
     Returns:
         ``teacher_agreement``, ``min_class_agreement`` (and ``weakest_class``), ``classes_predicted``
         (how many classes the teacher's top-1 reaches), ``mean_confidence`` (of the teacher's top-1)
-        ``diversity`` (:func:`diversity`), ``student_agreement_fresh`` (the engine's: the student against
+        ``diversity`` (:func:`diversity`), ``student_agreement_held_out`` (the engine's: the student against
         the teacher on generated inputs it never trained on; None for per-batch synthesis) and
         ``warnings``: one sentence each, empty when the set looks sound.
     """
@@ -57,7 +57,7 @@ def assess(syn, num_classes: int) -> dict:
            "min_class_agreement": per_class[weakest] if per_class else 0.0, "weakest_class": weakest,
            "classes_predicted": int(len(np.unique(pred))), "classes": int(num_classes),
            "mean_confidence": float(p.max(1).mean()) if len(p) else 0.0,
-           "diversity": diversity(syn.x, syn.y), "student_agreement_fresh": getattr(syn, "student_agreement", None)}
+           "diversity": diversity(syn.x, syn.y), "student_agreement_held_out": getattr(syn, "student_agreement", None)}
     warnings = []
     if out["teacher_agreement"] < MIN_AGREEMENT:
         warnings.append(f"the teacher puts only {out['teacher_agreement']:.0%} of the synthetic inputs in the class they "
@@ -72,9 +72,9 @@ def assess(syn, num_classes: int) -> dict:
     if out["diversity"] < MIN_DIVERSITY:
         warnings.append(f"synthetic inputs of one class differ by only {out['diversity']:.1%} of their range: they are "
                         "near copies of each other, so the student sees few distinct examples")
-    fresh = out["student_agreement_fresh"]
+    fresh = out["student_agreement_held_out"]
     if fresh is not None and fresh < MIN_STUDENT_AGREEMENT:
-        warnings.append(f"the student agrees with the teacher on only {fresh:.0%} of fresh synthetic inputs: it has "
+        warnings.append(f"the student agrees with the teacher on only {fresh:.0%} of held-out synthetic inputs: it has "
                         "not learnt the teacher's function; try a larger --effort")
     out["warnings"] = warnings
     return out

@@ -1,0 +1,87 @@
+"""Choose the engine's schedule without touching test_q75: one run of method ``generator`` on CIFAR-10 ResNet-8.
+
+    python benchmarks/engine_sweep.py --rounds 300 --student-steps 10 [--flip on] [--stats FILE] [--tag NAME]
+
+The float student is scored on a validation split of train_q75 (every 10th image, 5,000) —
+images the teacher was trained on, so the teacher scores higher there than on test_q75 — and
+one JSON line per run is appended to ``benchmarks/engine_sweep.jsonl``. The figures that chose
+the defaults are in ``benchmarks/RESULTS.md`` ("Choosing the engine's schedule").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tinydistill import _compat  # noqa: E402
+from tinydistill.config import DistillConfig  # noqa: E402
+from tinydistill.student.design import design_student  # noqa: E402
+from tinydistill.student.distillation import recalibrate_batchnorm  # noqa: E402
+from tinydistill.synthesis.engine import Schedule, run_engine  # noqa: E402
+from tinydistill.synthesis.loop import Plan  # noqa: E402
+from tinydistill.synthesis.methods import RECIPES, objectives_for  # noqa: E402
+from tinydistill.teacher.model import load_teacher  # noqa: E402
+from tinydistill.teacher.stats import load_stats  # noqa: E402
+
+DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=300)
+    ap.add_argument("--gen-steps", type=int, default=2)
+    ap.add_argument("--student-steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--adversarial", type=float, default=1.0)
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--width", type=float, default=0.7)
+    ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
+    ap.add_argument("--stats", default=None, help="a stats file of the teacher (recorded on train_q75)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", default="")
+    a = ap.parse_args()
+    tf = _compat.tf()
+    _compat.set_seed(a.seed)
+    teacher = load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
+    stats = load_stats(a.stats) if a.stats else None
+    recipe = replace(RECIPES["generator"], flip=a.flip)
+    classes, objectives = objectives_for(tf, "generator", teacher, stats, recipe)
+    plan = Plan(method="generator", classes=classes, objectives=objectives, recipe=recipe, start_moments=None,
+                input_range=(0.0, 255.0))
+    student = design_student(teacher, width=a.width, seed=a.seed)
+    schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
+                        momentum=a.momentum, adversarial=a.adversarial)
+    t0 = time.time()
+    syn = run_engine(teacher, student, plan, schedule, DistillConfig(), seed=a.seed,
+                     on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
+                     if d % max(1, n // 10) == 0 else None)
+    recalibrate_batchnorm(student, syn.x, seed=a.seed)
+    seconds = time.time() - t0
+    with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
+        idx = np.arange(0, len(d["y"]), 10)
+        x, y = d["x"][idx].astype(np.float32), d["y"][idx]
+
+    def acc(model):
+        pred = np.concatenate([model(x[i:i + 1000], training=False).numpy().argmax(1) for i in range(0, len(x), 1000)])
+        return round(100 * float((pred == y).mean()), 2)
+
+    row = dict(vars(a), val_acc=acc(student), teacher_val=acc(teacher.logits_model), seconds=round(seconds),
+               teacher_agreement=syn.teacher_agreement, student_agreement_held_out=syn.student_agreement,
+               adapted=syn.notes, generated=syn.generated)
+    print(json.dumps(row), flush=True)
+    with open(os.path.join(HERE, "engine_sweep.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
