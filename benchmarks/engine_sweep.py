@@ -30,6 +30,7 @@ from tinydistill.student.distillation import recalibrate_batchnorm  # noqa: E402
 from tinydistill.synthesis.engine import Schedule, run_engine  # noqa: E402
 from tinydistill.synthesis.loop import Plan  # noqa: E402
 from tinydistill.synthesis.methods import RECIPES, objectives_for  # noqa: E402
+from tinydistill.synthesis.quality import diversity  # noqa: E402
 from tinydistill.teacher.model import load_teacher  # noqa: E402
 from tinydistill.teacher.stats import load_stats  # noqa: E402
 
@@ -45,6 +46,7 @@ def main():
     ap.add_argument("--adversarial", type=float, default=1.0)
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--width", type=float, default=0.7)
+    ap.add_argument("--diversity", type=float, default=0.0)
     ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
     ap.add_argument("--stats", default=None, help="a stats file of the teacher (recorded on train_q75)")
     ap.add_argument("--seed", type=int, default=0)
@@ -60,7 +62,7 @@ def main():
                 input_range=(0.0, 255.0))
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
-                        momentum=a.momentum, adversarial=a.adversarial)
+                        momentum=a.momentum, adversarial=a.adversarial, diversity=a.diversity)
     t0 = time.time()
     syn = run_engine(teacher, student, plan, schedule, DistillConfig(), seed=a.seed,
                      on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
@@ -77,7 +79,7 @@ def main():
 
     row = dict(vars(a), val_acc=acc(student), teacher_val=acc(teacher.logits_model), seconds=round(seconds),
                teacher_agreement=syn.teacher_agreement, student_agreement_held_out=syn.student_agreement,
-               adapted=syn.notes, generated=syn.generated)
+               adapted=syn.notes, generated=syn.generated, input_diversity=round(diversity(syn.x, syn.y), 4))
     print(json.dumps(row), flush=True)
     with open(os.path.join(HERE, "engine_sweep.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")

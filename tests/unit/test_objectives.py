@@ -156,6 +156,17 @@ def test_batchnorm_stats_momentum_mix(tiny_bn_model, xy):
     assert set(obj.memory()) == {"bn:bn1"}
 
 
+def test_pair_diversity(tiny_teacher, xy):
+    from tinydistill.synthesis.objectives import PairDiversity
+
+    x, y = xy
+    obj = PairDiversity(0.5)
+    b, _, _ = _batch(tiny_teacher, [obj], x, y)
+    half = len(x) // 2
+    assert _scalar(obj.terms(b)) == pytest.approx(-0.5 * np.abs(x[:half] - x[half:2 * half]).mean(), rel=1e-5)
+    assert obj.group == "prior"
+
+
 def test_total_variation(tiny_teacher, xy):
     x, y = xy
     obj = TotalVariation(0.3)

@@ -23,7 +23,7 @@ from ..errors import TinyDistillError
 from ..teacher.stats import INPUT, LOGITS
 from .generator import LATENT, build_generator
 from .loop import FLIP_AGREEMENT, Plan, SyntheticSet
-from .objectives import Batch, Disagreement, reads, total_loss
+from .objectives import Batch, Disagreement, PairDiversity, reads, total_loss
 from .quality import MIN_AGREEMENT
 
 # the pool is kept as 8-bit levels of the unit range: a quarter of float32's memory, the input precision of
@@ -48,6 +48,7 @@ class Schedule:
         momentum: weight of the earlier batches in the BatchNorm statistics matched.
         adversarial: weight of the masked teacher-student disagreement.
         lr: generator learning rate (Adam, beta_1 0.5).
+        diversity: weight of the mode-seeking term (:class:`~.objectives.PairDiversity`).
     """
 
     rounds: int
@@ -58,6 +59,7 @@ class Schedule:
     momentum: float = 0.9
     adversarial: float = 1.0
     lr: float = 2e-3
+    diversity: float = 0.0
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1:
@@ -144,6 +146,8 @@ class _Engine:
         self.class_weight = tf.Variable(float(plan.classes.weight), trainable=False)
         plan.classes.weight = self.class_weight
         objectives = list(plan.objectives) + [Disagreement(student, schedule.adversarial, masked=True)]
+        if schedule.diversity:
+            objectives.append(PairDiversity(schedule.diversity))
         self.jitter = max(1, round(min(self.shape[0], self.shape[1]) / 16)) if is_image(self.shape) and plan.recipe.jitter else 0
         self.step = _gen_step(teacher, self.gen, objectives, k.optimizers.Adam(schedule.lr, beta_1=0.5),
                               plan.input_range, self.jitter)
@@ -155,7 +159,9 @@ class _Engine:
         self.held = []
 
     def _targets(self):
-        y = self.rng.permutation(np.arange(self.schedule.batch_size) % self.C).astype(np.int32)
+        half = self.rng.permutation(np.arange(self.schedule.batch_size // 2) % self.C)
+        # both halves are made for the same classes (PairDiversity compares them pair by pair)
+        y = np.concatenate([half, half, half[:self.schedule.batch_size % 2]]).astype(np.int32)
         target, y = self.plan.classes.targets(self.rng, y)
         rows = np.zeros((self.C, len(y)), np.float32)
         rows[y, np.arange(len(y))] = 1.0

@@ -325,6 +325,23 @@ class TotalVariation(Objective):
         return [self.weight * total_variation(b.tf, b.u)]
 
 
+class PairDiversity(Objective):
+    """Mode seeking (Mao et al. 2019) for a generator: the two halves of a batch are made for the same classes
+    from different noise, and their mean absolute pixel difference (unit range) is maximised with ``weight``, so
+    the generator cannot answer every noise vector of a class with one image. BatchNorm statistics are
+    pooled over classes and do not forbid that collapse; per-class stats moments do."""
+
+    group = "prior"
+
+    def __init__(self, weight: float):
+        self.weight = weight
+
+    def terms(self, b: Batch) -> list:
+        tf = b.tf
+        half = tf.shape(b.u)[0] // 2
+        return [-self.weight * tf.reduce_mean(tf.abs(b.u[:half] - b.u[half:2 * half]))]
+
+
 def reads(objectives) -> tuple[list[str], list[str]]:
     """The teacher layers whose outputs (sorted, without the input and logits) and inputs the objectives read."""
     outputs = sorted({nm for o in objectives for nm in o.outputs} - {INPUT, LOGITS})
