@@ -20,10 +20,9 @@ import numpy as np
 from .. import _compat
 from .._math import is_image
 from ..errors import TinyDistillError
-from ..teacher.stats import INPUT, LOGITS
 from .generator import LATENT, build_generator
-from .loop import FLIP_AGREEMENT, Plan, SyntheticSet
-from .objectives import Batch, Disagreement, PairDiversity, reads, total_loss
+from .loop import FLIP_AGREEMENT, Plan, SyntheticSet, teacher_probe
+from .objectives import Disagreement, PairDiversity, total_loss
 from .quality import MIN_AGREEMENT
 
 # the pool is kept as 8-bit levels of the unit range: a quarter of float32's memory, the input precision of
@@ -73,12 +72,9 @@ class Schedule:
 
 def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int):
     """The compiled generator step: the objectives' loss on a generated batch, one Adam step on the generator."""
-    tf, k = _compat.tf(), _compat.keras()
-    lm = teacher.logits_model
+    tf = _compat.tf()
     lo, hi = (float(v) for v in input_range)
-    outputs, inputs_of = reads(objectives)
-    probe = k.Model(lm.inputs, [lm.get_layer(nm).output for nm in outputs]
-                    + [lm.get_layer(nm).input for nm in inputs_of] + [lm.output])
+    observe = teacher_probe(teacher, objectives)
 
     @tf.function
     def step(z, onehot, target, rows, memory, momentum, shift):
@@ -88,12 +84,7 @@ def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int):
             if jitter:
                 x = tf.roll(x, shift[:2], axis=[1, 2])
                 x = tf.cond(shift[2] > 0, lambda: tf.reverse(x, axis=[2]), lambda: x)
-            outs = probe(x, training=False)
-            outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-            acts = dict(zip(outputs, outs))
-            acts[LOGITS], acts[INPUT] = outs[-1], x
-            b = Batch(tf=tf, u=u, x=x, logits=outs[-1], acts=acts, inputs_of=dict(zip(inputs_of, outs[len(outputs):-1])),
-                      target=target, class_rows=rows, memory=memory, momentum=momentum)
+            b = observe(u, x, target=target, class_rows=rows, memory=memory, momentum=momentum)
             loss = total_loss(objectives, b)
         grads = tape.gradient(loss, gen.trainable_variables)
         opt.apply_gradients(zip(grads, gen.trainable_variables))

@@ -114,15 +114,32 @@ def _class_rows(y: np.ndarray, num_classes: int, per_class: bool) -> np.ndarray:
     return w / np.maximum(w.sum(1, keepdims=True), 1.0)
 
 
-def _compile(teacher, plan: Plan, strategy, image: bool):
-    """The compiled Adam step on a batch of unit-range inputs, run on every replica."""
+def teacher_probe(teacher, objectives):
+    """A function ``(u, x, **fields) -> Batch``: the teacher run once on ``x``, returning every activation the
+    objectives read (:func:`~.objectives.reads`) besides its logits."""
     tf, k = _compat.tf(), _compat.keras()
     lm = teacher.logits_model
-    lo, hi = (float(v) for v in plan.input_range)
-    span = hi - lo
-    outputs, inputs_of = reads(plan.objectives)
+    outputs, inputs_of = reads(objectives)
     probe = k.Model(lm.inputs, [lm.get_layer(nm).output for nm in outputs]
                     + [lm.get_layer(nm).input for nm in inputs_of] + [lm.output])
+
+    def observe(u, x, **fields) -> Batch:
+        outs = probe(x, training=False)
+        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+        acts = dict(zip(outputs, outs))
+        acts[LOGITS], acts[INPUT] = outs[-1], x
+        return Batch(tf=tf, u=u, x=x, logits=outs[-1], acts=acts, inputs_of=dict(zip(inputs_of, outs[len(outputs):-1])),
+                     **fields)
+
+    return observe
+
+
+def _compile(teacher, plan: Plan, strategy, image: bool):
+    """The compiled Adam step on a batch of unit-range inputs, run on every replica."""
+    tf = _compat.tf()
+    lo, hi = (float(v) for v in plan.input_range)
+    span = hi - lo
+    observe = teacher_probe(teacher, plan.objectives)
     jitter = image and plan.recipe.jitter
     flip = image and plan.recipe.flip != "off"  # the flip is traced; whether it happens is decided per step
     b1, b2 = _ADAM
@@ -134,13 +151,7 @@ def _compile(teacher, plan: Plan, strategy, image: bool):
             x_ = tf.roll(x_, shift_[:2], axis=[1, 2])
         if flip:
             x_ = tf.cond(shift_[2] > 0, lambda: tf.reverse(x_, axis=[2]), lambda: x_)
-        outs = probe(x_, training=False)
-        outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-        acts = dict(zip(outputs, outs))
-        acts[LOGITS], acts[INPUT] = outs[-1], x_
-        b = Batch(tf=tf, u=u_, x=x_, logits=outs[-1], acts=acts, inputs_of=dict(zip(inputs_of, outs[len(outputs):-1])),
-                  target=target_, class_rows=w_)
-        return total_loss(plan.objectives, b)
+        return total_loss(plan.objectives, observe(u_, x_, target=target_, class_rows=w_))
 
     def replica_step(u_, m_, v_, target_, w_, t, shift_):
         with tf.GradientTape() as tape:
