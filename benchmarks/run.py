@@ -511,7 +511,7 @@ def main():
             lines += [f"| {tn} | {m} | {1000 * ps:.1f} | {1000 * b:.1f} | {ps / b:.2f} |" for tn, m, ps, b in results]
         else:
             if key in ("cifar", "bn-ablations") or key.startswith("natural"):
-                lines += [(fn.__doc__ or "").replace("\n    ", " ").strip() +
+                lines += [" ".join((fn.__doc__ or "").split()) +
                           (f" Synthesis: {CIFAR_INPUTS:,} inputs x {CIFAR_STEPS} steps." if key == "cifar" else ""), ""]
             lines += ["| method | accuracy (mean) | per seed | seconds per run (mean) |", "| --- | ---: | --- | ---: |"]
             for name, accs, secs in results:
