@@ -150,9 +150,12 @@ class _Engine:
         self.held = []
 
     def _targets(self):
-        half = self.rng.permutation(np.arange(self.schedule.batch_size // 2) % self.C)
-        # both halves are made for the same classes (PairDiversity compares them pair by pair)
-        y = np.concatenate([half, half, half[:self.schedule.batch_size % 2]]).astype(np.int32)
+        size = self.schedule.batch_size
+        if self.schedule.diversity:  # both halves made for the same classes: PairDiversity compares them pair by pair
+            half = self.rng.permutation(np.arange(size // 2) % self.C)
+            y = np.concatenate([half, half, half[:size % 2]]).astype(np.int32)
+        else:
+            y = self.rng.permutation(np.arange(size) % self.C).astype(np.int32)
         target, y = self.plan.classes.targets(self.rng, y)
         rows = np.zeros((self.C, len(y)), np.float32)
         rows[y, np.arange(len(y))] = 1.0
