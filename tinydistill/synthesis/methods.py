@@ -15,8 +15,8 @@
                  trained while the student learns, on every signal the teacher has (the stats file's
                  moments, BatchNorm statistics as a momentum mix over batches, the class term) plus
                  the masked student-teacher disagreement; the student trains on the growing pool.
-``auto``         ``generator`` for image teachers with BatchNorm layers (with the stats file too, if given; measured
-                 ahead of per-batch pixels on CIFAR-10: benchmarks/RESULTS.md); otherwise the
+``auto``         ``generator`` for image teachers with BatchNorm layers (with the stats file too, if given;
+                 compared with per-batch pixels on CIFAR-10 in benchmarks/RESULTS.md); otherwise the
                  strongest signal the teacher has for per-batch pixels: stats > BN > prior.
 
 With a stats file, ``all-layers`` also matches the BatchNorm statistics of a teacher that has
@@ -120,7 +120,7 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
         if is_image(tuple(teacher.input_shape)) and teacher.has_batchnorm:
             what = "BatchNorm statistics and a statistics file" if stats is not None else "BatchNorm statistics"
             return "generator", (f"an image teacher with {what}: a generator trained alongside the student, steered "
-                                 "by them (ahead of per-batch pixels on natural images, benchmarks/RESULTS.md)")
+                                 "by them (compared with per-batch pixels on CIFAR-10 in benchmarks/RESULTS.md)")
         if stats is not None:
             return "all-layers", "a statistics file was given (per-class, per-layer moments)"
         if teacher.has_batchnorm:
