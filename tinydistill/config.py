@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields, replace
 from .errors import TinyDistillError
 
 METHODS = ("auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior", "generator")
-PIXEL_METHODS = METHODS[1:6]
 FLIPS = ("auto", "on", "off")
 LOSSES = ("mse", "kl")
 STRATEGIES = ("default", "mirrored", "multi-worker")
@@ -27,7 +26,7 @@ DEFAULT_STEPS = 80
 DEFAULT_EPOCHS = 60
 FEATURE_WEIGHT = 30.0
 # the interleaved engine (method "generator"): inputs generated, generator steps per batch, passes of the student
-# over the final pool; chosen to finish CIFAR-10 ResNet-8 -> width 0.7 in about 25 min on 2 cores (benchmarks/RESULTS.md)
+# over the final pool; CIFAR-10 ResNet-8 -> width 0.7 then takes about 19 min on 2 cores (benchmarks/RESULTS.md)
 ENGINE_INPUTS = 163_840
 ENGINE_STEPS = 2
 ENGINE_EPOCHS = 5
