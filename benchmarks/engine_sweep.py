@@ -26,10 +26,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tinydistill import _compat  # noqa: E402
 from tinydistill.config import DistillConfig  # noqa: E402
 from tinydistill.student.design import design_student  # noqa: E402
-from tinydistill.student.distillation import recalibrate_batchnorm  # noqa: E402
-from tinydistill.synthesis.engine import Schedule, run_engine  # noqa: E402
-from tinydistill.synthesis.loop import Plan  # noqa: E402
-from tinydistill.synthesis.methods import RECIPES, objectives_for  # noqa: E402
+from tinydistill.synthesis.engine import Schedule, plan_for, run_engine  # noqa: E402
+from tinydistill.synthesis.methods import RECIPES  # noqa: E402
 from tinydistill.synthesis.quality import diversity  # noqa: E402
 from tinydistill.teacher.model import load_teacher  # noqa: E402
 from tinydistill.teacher.stats import load_stats  # noqa: E402
@@ -52,14 +50,10 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
-    tf = _compat.tf()
     _compat.set_seed(a.seed)
     teacher = load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
     stats = load_stats(a.stats) if a.stats else None
-    recipe = replace(RECIPES["generator"], flip=a.flip)
-    classes, objectives = objectives_for(tf, "generator", teacher, stats, recipe)
-    plan = Plan(method="generator", classes=classes, objectives=objectives, recipe=recipe, start_moments=None,
-                input_range=(0.0, 255.0))
+    plan = plan_for(teacher, stats, (0.0, 255.0), replace(RECIPES["generator"], flip=a.flip))
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum, adversarial=a.adversarial, diversity=a.diversity)
@@ -67,7 +61,6 @@ def main():
     syn = run_engine(teacher, student, plan, schedule, DistillConfig(), seed=a.seed,
                      on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
                      if d % max(1, n // 10) == 0 else None)
-    recalibrate_batchnorm(student, syn.x, seed=a.seed)
     seconds = time.time() - t0
     with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
         idx = np.arange(0, len(d["y"]), 10)

@@ -33,7 +33,7 @@ from tinydistill import _compat  # noqa: E402
 from tinydistill.data import fit_to_teacher, load_data  # noqa: E402
 from tinydistill.fitting.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student.design import with_output_activation  # noqa: E402
-from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT, recalibrate_batchnorm  # noqa: E402
+from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, RECIPES, Recipe, SyntheticSet  # noqa: E402
 from tinydistill.teacher.model import describe  # noqa: E402
 
@@ -355,18 +355,13 @@ def suite_int8_cifar(seeds):
 def _engine_row(teacher, stats, width, rng, seed, effort=1.0, recipe=None, **schedule):
     """Method generator at its defaults (times ``effort``), with schedule fields or the recipe changed for an ablation."""
     from tinydistill.config import DistillConfig, SynthesisConfig, resolve_counts
-    from tinydistill.synthesis import engine, methods
+    from tinydistill.synthesis import engine
 
     def run():
         syn_cfg, dist_cfg = resolve_counts("generator", SynthesisConfig(method="generator"), DistillConfig(), effort)
         s = td.design_student(teacher, width=width, seed=seed)
-        rec = recipe or RECIPES["generator"]
-        classes, objectives = methods.objectives_for(_compat.tf(), "generator", teacher, stats, rec)
-        plan = engine.Plan(method="generator", classes=classes, objectives=objectives, recipe=rec, start_moments=None,
-                           input_range=rng)
         sched = replace(engine.schedule_for(syn_cfg, dist_cfg), **schedule)
-        syn = engine.run_engine(teacher, s, plan, sched, dist_cfg, seed=seed)
-        recalibrate_batchnorm(s, syn.x, seed=seed)
+        syn = engine.run_engine(teacher, s, engine.plan_for(teacher, stats, rng, recipe), sched, dist_cfg, seed=seed)
         return s, syn.x
     return run
 

@@ -104,7 +104,6 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
     train_step = train_step_for(teacher, student, x_all, config, strategy, opt, shift)
     rng = np.random.default_rng(seed)
     step = start_epoch * steps_per_epoch
-    per_replica = config.batch_size // strategy.num_replicas_in_sync
     for epoch in range(config.epochs):
         order = rng.permutation(len(x_all))  # drawn for skipped epochs too, so a resumed run sees the same order
         if epoch < start_epoch:
@@ -116,10 +115,7 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             if len(idx) < config.batch_size:  # keep one compiled shape
                 idx = np.concatenate([idx, order[: config.batch_size - len(idx)]])
-            xb = x_all[idx]
-            train_step(strategy.experimental_distribute_values_from_function(
-                lambda ctx, xb=xb: tf.constant(xb[ctx.replica_id_in_sync_group * per_replica:
-                                                  (ctx.replica_id_in_sync_group + 1) * per_replica])))
+            train_step(distribute_batch(strategy, x_all[idx]))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, [v.numpy() for v in opt.variables])
         if on_progress:
@@ -127,6 +123,14 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
     if config.recalibrate:
         recalibrate_batchnorm(student, x_all, seed=seed)
     return student
+
+
+def distribute_batch(strategy, xb: np.ndarray):
+    """A global batch as one equal slice per replica (the default strategy gets the whole batch)."""
+    tf = _compat.tf()
+    per = len(xb) // strategy.num_replicas_in_sync
+    return strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(xb[ctx.replica_id_in_sync_group * per:(ctx.replica_id_in_sync_group + 1) * per]))
 
 
 def _check_replicas(strategy, student, batch_size):

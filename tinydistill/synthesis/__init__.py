@@ -55,7 +55,7 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
     method, _ = resolve_method(config.method, teacher, stats)
     if method == "generator":
         raise TinyDistillError("method 'generator' trains its generator together with a student: run it with "
-                               "compress (or tinydistill.synthesis.engine.run_engine), or pick a per-batch method")
+                               "compress (or tinydistill.synthesis.engine.interleave), or pick a per-batch method")
     config, _ = resolve_counts(method, config, DistillConfig())
     recipe = recipe or replace(RECIPES[method], flip=config.flip)
     rng = resolve_input_range(input_range, stats)

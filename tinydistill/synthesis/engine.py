@@ -21,7 +21,7 @@ from .. import _compat
 from .._math import is_image
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
-from .loop import FLIP_AGREEMENT, Plan, SyntheticSet, teacher_probe
+from .loop import FLIP_AGREEMENT, Plan, SyntheticSet, _class_rows, flip_agreement, jitter_pixels, teacher_probe
 from .objectives import Disagreement, PairDiversity, total_loss
 from .quality import MIN_AGREEMENT
 
@@ -51,10 +51,10 @@ class Schedule:
     """
 
     rounds: int
-    batch_size: int = 256
+    batch_size: int = BATCH
     gen_steps: int = 2
     student_steps: int = 4
-    warmup: int = 10
+    warmup: int = WARMUP
     momentum: float = 0.9
     adversarial: float = 1.0
     lr: float = 2e-3
@@ -91,14 +91,6 @@ def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int):
         return u, {key: b.updates.get(key, value) for key, value in memory.items()}
 
     return step
-
-
-def _memory(objectives) -> dict:
-    out = {}
-    for o in objectives:
-        if hasattr(o, "memory"):
-            out.update(o.memory())
-    return out
 
 
 class _Pool:
@@ -139,10 +131,10 @@ class _Engine:
         objectives = list(plan.objectives) + [Disagreement(student, schedule.adversarial, masked=True)]
         if schedule.diversity:
             objectives.append(PairDiversity(schedule.diversity))
-        self.jitter = max(1, round(min(self.shape[0], self.shape[1]) / 16)) if is_image(self.shape) and plan.recipe.jitter else 0
+        self.jitter = jitter_pixels(self.shape, plan.recipe)
         self.step = _gen_step(teacher, self.gen, objectives, k.optimizers.Adam(schedule.lr, beta_1=0.5),
                               plan.input_range, self.jitter)
-        self.memory = _memory(objectives)
+        self.memory = {key: value for o in objectives for key, value in o.memory().items()}
         self.pool = _Pool((schedule.rounds + ADAPTATIONS * schedule.warmup) * (schedule.batch_size - HELD_OUT), self.shape)
         self.logits = tf.function(lambda x_: teacher.logits_model(x_, training=False))
         self.flipping = is_image(self.shape) and plan.recipe.flip == "on"
@@ -157,9 +149,7 @@ class _Engine:
         else:
             y = self.rng.permutation(np.arange(size) % self.C).astype(np.int32)
         target, y = self.plan.classes.targets(self.rng, y)
-        rows = np.zeros((self.C, len(y)), np.float32)
-        rows[y, np.arange(len(y))] = 1.0
-        rows /= np.maximum(rows.sum(1, keepdims=True), 1.0)
+        rows = _class_rows(y, self.C, self.plan.recipe.per_class)
         z = self.rng.normal(size=(len(y), LATENT)).astype(np.float32)
         return y, target, rows, z
 
@@ -203,8 +193,7 @@ class _Engine:
             self.class_weight.assign(2.0 * before)
             notes.append(f"the teacher recognised {recognised:.0%} of a warm-up batch: class weight {before:g} -> "
                          f"{2 * before:g}, warm-up repeated")
-        self.flip_agreement = float((logits.argmax(1) == self.logits(x[:, :, ::-1]).numpy().argmax(1)).mean()) \
-            if is_image(self.shape) else None
+        self.flip_agreement = flip_agreement(self.logits, x, logits) if is_image(self.shape) else None
         if self.plan.recipe.flip == "auto":
             self.flipping = self.flip_agreement is not None and self.flip_agreement >= FLIP_AGREEMENT
         return notes
@@ -215,16 +204,16 @@ class _Engine:
         disagreement term makes it, by design, the inputs the student gets wrong)."""
         lo, hi = self.plan.input_range
         x = (lo + (hi - lo) * np.concatenate(self.held)).astype(np.float32)
-        hits = [self.logits(x[i:i + 512]).numpy().argmax(1) == self.student(x[i:i + 512], training=False).numpy().argmax(1)
-                for i in range(0, len(x), 512)]
-        return float(np.concatenate(hits).mean())
+        student = _batched(lambda v: self.student(v, training=False), x)
+        return float((_batched(self.logits, x).argmax(1) == student.argmax(1)).mean())
 
 
 def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, seed: int = 0, strategy=None,
                on_progress=None):
-    """Train ``student`` (in place) on a pool a generator keeps filling; returns the pool as a :class:`SyntheticSet`
-    (up to :data:`KEEP` of its inputs, spread over the whole run, with the self-check's notes)."""
-    from ..student.distillation import optimizer_for, train_step_for
+    """Train ``student`` (in place) on a pool a generator keeps filling, then re-estimate its BatchNorm statistics
+    (``distill_config.recalibrate``); returns the pool as a :class:`SyntheticSet` (up to :data:`KEEP` of its
+    inputs, spread over the whole run, with the self-check's notes and held-out agreement)."""
+    from ..student.distillation import distribute_batch, optimizer_for, recalibrate_batchnorm, train_step_for
 
     tf = _compat.tf()
     schedule = schedule.validate()
@@ -242,28 +231,28 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
         eng.batch()
         for _ in range(schedule.student_steps):
             idx = eng.rng.integers(0, eng.pool.filled, size=distill_config.batch_size)
-            train(_distribute(tf, strategy, eng.pool.inputs(idx, plan.input_range)))
+            train(distribute_batch(strategy, eng.pool.inputs(idx, plan.input_range)))
         if on_progress:
             on_progress(schedule.warmup + r + 1, schedule.rounds)
-    syn = _result(eng)
-    syn.notes, syn.student_agreement = notes, eng.held_out_agreement()
+    syn = _result(eng, notes)
+    if distill_config.recalibrate:
+        recalibrate_batchnorm(student, syn.x, seed=seed)
     return syn
 
 
-def _distribute(tf, strategy, xb):
-    per = len(xb) // strategy.num_replicas_in_sync
-    return strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.constant(xb[ctx.replica_id_in_sync_group * per:(ctx.replica_id_in_sync_group + 1) * per]))
+def _batched(fn, x: np.ndarray, size: int = 512) -> np.ndarray:
+    return np.concatenate([fn(x[i:i + size]).numpy() for i in range(0, len(x), size)])
 
 
-def _result(eng) -> SyntheticSet:
+def _result(eng, notes) -> SyntheticSet:
+    """Up to :data:`KEEP` pool inputs spread over the run, labelled by the teacher, with the self-check's figures."""
     pool = eng.pool
     keep = np.unique(np.linspace(0, pool.filled - 1, min(KEEP, pool.filled)).round().astype(np.int64))
     x = pool.inputs(keep, eng.plan.input_range)
-    logits = np.concatenate([eng.logits(x[i:i + 512]).numpy() for i in range(0, len(x), 512)])
-    return SyntheticSet(x=x, y=pool.y[keep], logits=logits.astype(np.float32), method=eng.plan.method,
+    return SyntheticSet(x=x, y=pool.y[keep], logits=_batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
                         flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement,
-                        generated=pool.filled + HELD_OUT * len(eng.held))
+                        generated=pool.filled + HELD_OUT * len(eng.held), student_agreement=eng.held_out_agreement(),
+                        notes=notes)
 
 
 def schedule_for(synthesis, distill) -> Schedule:
@@ -276,20 +265,22 @@ def schedule_for(synthesis, distill) -> Schedule:
                     warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement)
 
 
+def plan_for(teacher, stats, input_range, recipe=None) -> Plan:
+    """Method ``generator``'s plan: its objectives on every signal the teacher has, under ``recipe`` (default: its own)."""
+    from .methods import RECIPES, objectives_for
+
+    recipe = recipe or RECIPES["generator"]
+    classes, objectives = objectives_for(_compat.tf(), "generator", teacher, stats, recipe)
+    return Plan(method="generator", classes=classes, objectives=objectives, recipe=recipe, start_moments=None,
+                input_range=tuple(float(v) for v in input_range))
+
+
 def interleave(teacher, student, stats, synthesis, distill, *, input_range, seed: int = 0, strategy=None,
                on_progress=None):
     """Run method ``generator``: train ``student`` (in place) while a generator steered by the teacher's metadata
     fills its pool. ``synthesis`` and ``distill`` are resolved configs; returns the :class:`SyntheticSet`."""
-    from ..student.distillation import recalibrate_batchnorm
-    from .methods import RECIPES, objectives_for
+    from .methods import RECIPES
 
-    tf = _compat.tf()
-    recipe = replace(RECIPES["generator"], flip=synthesis.flip)
-    classes, objectives = objectives_for(tf, "generator", teacher, stats, recipe)
-    plan = Plan(method="generator", classes=classes, objectives=objectives, recipe=recipe, start_moments=None,
-                input_range=tuple(float(v) for v in input_range))
-    syn = run_engine(teacher, student, plan, schedule_for(synthesis, distill), distill, seed=seed, strategy=strategy,
-                     on_progress=on_progress)
-    if distill.recalibrate:
-        recalibrate_batchnorm(student, syn.x, seed=seed)
-    return syn
+    plan = plan_for(teacher, stats, input_range, replace(RECIPES["generator"], flip=synthesis.flip))
+    return run_engine(teacher, student, plan, schedule_for(synthesis, distill), distill, seed=seed, strategy=strategy,
+                      on_progress=on_progress)

@@ -104,6 +104,16 @@ def start_inputs(rng, start: str, y: np.ndarray, moments: tuple, shape: tuple) -
     return np.clip(init, 0.0, 1.0).astype(np.float32)
 
 
+def jitter_pixels(shape: tuple, recipe) -> int:
+    """The largest random shift of an image batch: 1/16 of its smaller side, at least 1 (0: no jitter)."""
+    return max(1, round(min(shape[0], shape[1]) / 16)) if is_image(shape) and recipe.jitter else 0
+
+
+def flip_agreement(logits_fn, x: np.ndarray, logits: np.ndarray) -> float:
+    """Fraction of images ``x`` whose teacher class (``logits``) survives a left-right flip."""
+    return float((logits.argmax(1) == logits_fn(x[:, :, ::-1]).numpy().argmax(1)).mean())
+
+
 def _class_rows(y: np.ndarray, num_classes: int, per_class: bool) -> np.ndarray:
     """Averaging weights (C, B) of a replica's share: one row per class (one row for all when not per class)."""
     if per_class:
@@ -197,7 +207,7 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
     parts = [slice(r * per_replica, (r + 1) * per_replica) for r in range(replicas)]
     step = _compile(teacher, plan, strategy, image)
     final_logits = tf.function(lambda x_: teacher.logits_model(x_, training=False))
-    jitter = max(1, round(min(shape[0], shape[1]) / 16)) if image and plan.recipe.jitter else 0
+    jitter = jitter_pixels(shape, plan.recipe)
     flipping, agreement = image and plan.recipe.flip == "on", None
     lo, hi = (float(v) for v in plan.input_range)
     rng = np.random.default_rng(seed)
@@ -228,7 +238,7 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
         ys.append(y[:take])
         ls.append(final_logits(tf.constant(x)).numpy())
         if bi == 0 and image:
-            agreement = float((ls[0].argmax(1) == final_logits(tf.constant(x[:, :, ::-1])).numpy().argmax(1)).mean())
+            agreement = flip_agreement(lambda v: final_logits(tf.constant(v)), x, ls[0])
             if plan.recipe.flip == "auto":
                 flipping = agreement >= FLIP_AGREEMENT
         done += take

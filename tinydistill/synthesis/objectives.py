@@ -71,6 +71,10 @@ class Objective:
     def terms(self, b: Batch) -> list:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def memory(self) -> dict:
+        """Statistics this objective keeps across batches (see :attr:`Batch.memory`), at their starting values."""
+        return {}
+
 
 # ---------------------------------------------------------------- class targets
 
