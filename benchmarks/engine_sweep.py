@@ -45,6 +45,12 @@ def main():
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--width", type=float, default=0.7)
     ap.add_argument("--diversity", type=float, default=0.0)
+    ap.add_argument("--class-weight", type=float, default=None, help="the recipe's class weight (default: its own)")
+    ap.add_argument("--targets", default=None, choices=["onehot", "dirichlet"], help="the recipe's class targets")
+    ap.add_argument("--channels", type=int, default=None, help="the generator's width (default: the engine's)")
+    ap.add_argument("--features", type=float, default=None, help="the distillation's stage-feature weight")
+    ap.add_argument("--within", type=float, default=0.0, help="weight of the per-class BatchNorm spread term")
+    ap.add_argument("--bn-weight", type=float, default=1.0, help="weight of the BatchNorm statistics term")
     ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
     ap.add_argument("--stats", default=None, help="a stats file of the teacher (recorded on train_q75)")
     ap.add_argument("--seed", type=int, default=0)
@@ -53,12 +59,25 @@ def main():
     _compat.set_seed(a.seed)
     teacher = load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
     stats = load_stats(a.stats) if a.stats else None
-    plan = plan_for(teacher, stats, (0.0, 255.0), replace(RECIPES["generator"], flip=a.flip))
+    recipe = replace(RECIPES["generator"], flip=a.flip)
+    if a.class_weight is not None:
+        recipe = replace(recipe, class_weight=a.class_weight)
+    if a.targets:
+        recipe = replace(recipe, targets=a.targets)
+    plan = plan_for(teacher, stats, (0.0, 255.0), recipe)
+    for o in plan.objectives:
+        if hasattr(o, "inputs_of") and type(o).__name__ == "BatchNormStats":
+            o.weight, o.within = a.bn_weight, a.within
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum, adversarial=a.adversarial, diversity=a.diversity)
+    if a.channels:
+        from tinydistill.synthesis import engine
+        build = engine.build_generator
+        engine.build_generator = lambda shape, c, channels, seed: build(shape, c, channels=a.channels, seed=seed)
+    distill = DistillConfig() if a.features is None else DistillConfig(features=a.features)
     t0 = time.time()
-    syn = run_engine(teacher, student, plan, schedule, DistillConfig(), seed=a.seed,
+    syn = run_engine(teacher, student, plan, schedule, distill, seed=a.seed,
                      on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
                      if d % max(1, n // 10) == 0 else None)
     seconds = time.time() - t0

@@ -133,6 +133,25 @@ def test_batchnorm_stats(tiny_bn_model, xy):
     assert _scalar(obj.terms(b)) == pytest.approx(ref, rel=1e-4)
 
 
+def test_batchnorm_within_class_spread(tiny_bn_model, xy):
+    """The per-class spread term: each class's std of a BN input against the layer's running std, and the
+    BatchNorm weight scaling the whole-batch term."""
+    teacher = describe(tiny_bn_model)
+    x, y = xy
+    unit = BatchNormStats(_compat.tf(), teacher)
+    plain = _scalar(unit.terms(_batch(teacher, [unit], x, y)[0]))
+    obj = BatchNormStats(_compat.tf(), teacher, weight=2.0, within=0.5)
+    b, _, inputs = _batch(teacher, [obj], x, y)
+    whole, within = (float(t.numpy()) for t in obj.terms(b))
+    assert whole == pytest.approx(2.0 * plain, rel=1e-5)
+    bn = teacher.logits_model.get_layer("bn1")
+    st = np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
+    a = inputs["bn1"].astype(np.float64)
+    ref = np.mean([((np.sqrt(a[y == c].reshape(-1, a.shape[-1]).var(0) + 1e-8) - st) / st) ** 2
+                   for c in np.unique(y)])
+    assert within == pytest.approx(0.5 * ref, rel=1e-3)
+
+
 def test_batchnorm_stats_momentum_mix(tiny_bn_model, xy):
     """Fast-DFKD's memory: the matched moments are momentum * earlier + (1 - momentum) * this batch's."""
     from dataclasses import replace

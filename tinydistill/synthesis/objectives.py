@@ -264,7 +264,9 @@ class BatchNormStats(Objective):
     so a single batch need not hold the whole distribution: batches may differ from each other.
     """
 
-    def __init__(self, tf, teacher):
+    def __init__(self, tf, teacher, weight: float = 1.0, within: float = 0.0):
+        self.weight = weight
+        self.within = within
         self.inputs_of = tuple(teacher.bn_layers)
         self.targets = []
         for nm in self.inputs_of:
@@ -285,8 +287,20 @@ class BatchNormStats(Objective):
                 mean = b.momentum * old_mean + (1.0 - b.momentum) * mean
                 std = b.momentum * old_std + (1.0 - b.momentum) * std
                 b.updates[f"bn:{nm}"] = (tf.stop_gradient(mean), tf.stop_gradient(std))
-            out.append(tf.reduce_mean(tf.square((mean - mt) / st) + tf.square((std - st) / st)))
+            out.append(self.weight * tf.reduce_mean(tf.square((mean - mt) / st) + tf.square((std - st) / st)))
+            if self.within:
+                out.append(self.within * self._within(tf, b, b.inputs_of[nm], st))
         return out
+
+    @staticmethod
+    def _within(tf, b: Batch, a, st):
+        """Each class's own spread against the layer's running std: the inputs made for one class must vary as
+        much as the layer's inputs do overall (classes absent from the batch are left out)."""
+        first, second = sample_moments(tf, a)
+        mean, sq = tf.matmul(b.class_rows, first), tf.matmul(b.class_rows, second)
+        std = tf.sqrt(tf.maximum(sq - tf.square(mean), 0.0) + 1e-8)
+        present = tf.cast(tf.reduce_sum(b.class_rows, axis=1, keepdims=True) > 0, tf.float32)
+        return tf.reduce_sum(present * tf.square((std - st) / st)) / (tf.reduce_sum(present) * st.shape[0])
 
 
 class Disagreement(Objective):
