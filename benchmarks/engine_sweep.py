@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--targets", default=None, choices=["onehot", "dirichlet"], help="the recipe's class targets")
     ap.add_argument("--channels", type=int, default=None, help="the generator's width (default: the engine's)")
     ap.add_argument("--features", type=float, default=None, help="the distillation's stage-feature weight")
-    ap.add_argument("--within", type=float, default=0.0, help="weight of the per-class BatchNorm spread term")
+    ap.add_argument("--within", type=float, default=None, help="the recipe's per-class BatchNorm spread weight")
     ap.add_argument("--bn-weight", type=float, default=1.0, help="weight of the BatchNorm statistics term")
     ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
     ap.add_argument("--stats", default=None, help="a stats file of the teacher (recorded on train_q75)")
@@ -64,10 +64,12 @@ def main():
         recipe = replace(recipe, class_weight=a.class_weight)
     if a.targets:
         recipe = replace(recipe, targets=a.targets)
+    if a.within is not None:
+        recipe = replace(recipe, within=a.within)
     plan = plan_for(teacher, stats, (0.0, 255.0), recipe)
     for o in plan.objectives:
         if hasattr(o, "inputs_of") and type(o).__name__ == "BatchNormStats":
-            o.weight, o.within = a.bn_weight, a.within
+            o.weight = a.bn_weight
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum, adversarial=a.adversarial, diversity=a.diversity)

@@ -62,7 +62,12 @@ def test_engine_composes_stats_and_batchnorm(tiny_bn_model, tiny_bn_stats):
     teacher = describe(tiny_bn_model)
     objectives = OBJECTIVES["generator"](tf, teacher, tiny_bn_stats, RECIPES["generator"])
     assert {type(o) for o in objectives} == {MatchedMoments, BatchNormStats}
-    assert [type(o) for o in OBJECTIVES["generator"](tf, teacher, None, RECIPES["generator"])] == [BatchNormStats]
+    bn_only = OBJECTIVES["generator"](tf, teacher, None, RECIPES["generator"])
+    assert [type(o) for o in bn_only] == [BatchNormStats]
+    # the per-class spread stands in for per-class moments only where there are none
+    assert bn_only[0].within == RECIPES["generator"].within > 0
+    assert all(o.within == 0 for o in objectives if isinstance(o, BatchNormStats))
+    assert OBJECTIVES["bn"](tf, teacher, None, RECIPES["bn"])[0].within == 0
     # per-batch all-layers also keeps the BatchNorm statistics of a teacher that has them
     assert BatchNormStats in {type(o) for o in OBJECTIVES["all-layers"](tf, teacher, tiny_bn_stats, RECIPES["all-layers"])}
     syn, _ = _run(teacher, tiny_bn_stats)

@@ -83,6 +83,10 @@ class Recipe:
             (``benchmarks/RESULTS.md``, bn-ablations).
         batchnorm: stats-file methods also match the BatchNorm statistics of a teacher that has them
             (off only to measure what they add).
+        within: without a stats file, the weight of each class's own spread of every BatchNorm input against
+            the layer's running std (:class:`~.objectives.BatchNormStats`): running statistics are pooled
+            over classes and do not stop a generator from making one image per class; a stats file's per-class
+            moments do, so with one the term is left out.
     """
 
     per_class: bool = True
@@ -95,6 +99,7 @@ class Recipe:
     jitter: bool = False
     flip: str = "off"
     batchnorm: bool = True
+    within: float = 0.0
 
 
 RECIPES = {
@@ -104,8 +109,9 @@ RECIPES = {
     # each knob's share on CIFAR-10 ResNet-8: the bn-ablations table of benchmarks/RESULTS.md
     "bn": Recipe(start="smooth", lr=0.02, smoothness=0.05, class_weight=0.2, jitter=True),
     "prior": Recipe(targets="dirichlet", start="flat", smoothness=2.0),
-    # no start (a generator makes the inputs); the bn recipe's class weight, jitter and smoothness
-    "generator": Recipe(start="flat", smoothness=0.05, class_weight=0.2, jitter=True),
+    # no start (a generator makes the inputs); the bn recipe's class weight, jitter and smoothness; the per-class
+    # spread: "Choosing the engine's schedule" in benchmarks/RESULTS.md
+    "generator": Recipe(start="flat", smoothness=0.05, class_weight=0.2, jitter=True, within=1.0),
 }
 
 
@@ -157,8 +163,8 @@ def _stats_moments(tf, teacher, stats, recipe):
     return [MatchedMoments(tf, channels + regions)] + _bn(tf, teacher, recipe)
 
 
-def _bn(tf, teacher, recipe):
-    return [BatchNormStats(tf, teacher)] if teacher.has_batchnorm and recipe.batchnorm else []
+def _bn(tf, teacher, recipe, within=0.0):
+    return [BatchNormStats(tf, teacher, within=within)] if teacher.has_batchnorm and recipe.batchnorm else []
 
 
 # what each method matches besides the class term and the image prior
@@ -169,7 +175,7 @@ OBJECTIVES = {
     "bn": lambda tf, teacher, stats, recipe: [BatchNormStats(tf, teacher)],
     "prior": lambda tf, teacher, stats, recipe: [],
     "generator": lambda tf, teacher, stats, recipe: (_stats_moments(tf, teacher, stats, recipe) if stats is not None
-                                                     else _bn(tf, teacher, recipe)),
+                                                     else _bn(tf, teacher, recipe, within=recipe.within)),
 }
 
 
