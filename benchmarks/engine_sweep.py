@@ -28,6 +28,7 @@ from tinydistill.config import DistillConfig  # noqa: E402
 from tinydistill.student.design import design_student  # noqa: E402
 from tinydistill.synthesis.engine import Schedule, plan_for, run_engine  # noqa: E402
 from tinydistill.synthesis.methods import RECIPES  # noqa: E402
+from tinydistill.synthesis.objectives import BatchNormStats  # noqa: E402
 from tinydistill.synthesis.quality import diversity  # noqa: E402
 from tinydistill.teacher.model import load_teacher  # noqa: E402
 from tinydistill.teacher.stats import load_stats  # noqa: E402
@@ -68,7 +69,7 @@ def main():
         recipe = replace(recipe, within=a.within)
     plan = plan_for(teacher, stats, (0.0, 255.0), recipe)
     for o in plan.objectives:
-        if hasattr(o, "inputs_of") and type(o).__name__ == "BatchNormStats":
+        if isinstance(o, BatchNormStats):
             o.weight = a.bn_weight
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,

@@ -10,7 +10,7 @@ name; a method (:mod:`.methods`) is a weighted list of them.
 | --- | --- | --- |
 | :class:`ClassTerm` | the class each input is made for | cross-entropy towards a one-hot or Dirichlet target |
 | :class:`MatchedMoments` | a publisher's stats file | per-class moments of layers, of grid regions, of layer-pair spectra |
-| :class:`BatchNormStats` | the teacher's BatchNorm layers | each BN input's batch mean and std against its running statistics |
+| :class:`BatchNormStats` | the teacher's BatchNorm layers | each BN input's batch mean and std (optionally each class's std) against its running statistics |
 | :class:`Disagreement` | a partly trained student | the teacher-student Jensen-Shannon divergence (maximised) |
 | :class:`TotalVariation` | image inputs | smoothness of neighbouring pixels |
 """
@@ -262,6 +262,9 @@ class BatchNormStats(Objective):
     With a batch ``memory`` (the interleaved engine), the statistics matched are Fast-DFKD's
     momentum mix of this batch's and the earlier batches' (``b.momentum`` on the earlier ones),
     so a single batch need not hold the whole distribution: batches may differ from each other.
+    ``within`` > 0 adds, per layer, each class's own std of the BN input against the running std (every
+    class must vary as much as the data does overall: the per-class moments a stats file would give,
+    approximated by the pooled ones), against a generator that answers a class with one image.
     """
 
     def __init__(self, tf, teacher, weight: float = 1.0, within: float = 0.0):
