@@ -10,7 +10,7 @@ name; a method (:mod:`.methods`) is a weighted list of them.
 | --- | --- | --- |
 | :class:`ClassTerm` | the class each input is made for | cross-entropy towards a one-hot or Dirichlet target |
 | :class:`MatchedMoments` | a publisher's stats file | per-class moments of layers, of grid regions, of layer-pair spectra |
-| :class:`BatchNormStats` | the teacher's BatchNorm layers | each BN input's batch mean and std (optionally each class's std) against its running statistics |
+| :class:`BatchNormStats` | the teacher's BatchNorm layers | each BN input's mean and std (and per-class std) vs. running stats |
 | :class:`Disagreement` | a partly trained student | the teacher-student Jensen-Shannon divergence (maximised) |
 | :class:`TotalVariation` | image inputs | smoothness of neighbouring pixels |
 """
