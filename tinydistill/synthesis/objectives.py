@@ -126,6 +126,16 @@ class ClassTerm(Objective):
         return [self.weight * tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(b.target, b.logits / self.temperature))]
 
 
+def spread(tf, mean, second):
+    """Std from first and second moments (per class: rows of ``class_rows`` times per-sample moments)."""
+    return tf.sqrt(tf.maximum(second - tf.square(mean), 0.0) + 1e-8)
+
+
+def present_classes(b: Batch):
+    """(C, 1): 1 for the classes that have inputs in this batch (the rows of ``b.class_rows`` that average any)."""
+    return b.tf.cast(b.tf.reduce_sum(b.class_rows, axis=1) > 0, b.tf.float32)[:, None]
+
+
 # ---------------------------------------------------------------- publisher statistics
 
 @dataclass
@@ -231,7 +241,7 @@ class MatchedMoments(Objective):
 
     def terms(self, b: Batch) -> list:
         tf = b.tf
-        present = tf.cast(tf.reduce_sum(b.class_rows, axis=1) > 0, tf.float32)[:, None]  # classes in this batch
+        present = present_classes(b)
         columns = self._columns(b)
         sizes = [first.shape[-1] for first, _ in columns.values()]
 
@@ -248,7 +258,7 @@ class MatchedMoments(Objective):
             m1.append(first)
             m2.append(second)
         mean = tf.concat(m1, axis=1)
-        std = tf.sqrt(tf.maximum(tf.concat(m2, axis=1) - tf.square(mean), 0.0) + 1e-8)
+        std = spread(tf, mean, tf.concat(m2, axis=1))
         d = (tf.square((mean - self.target_mean) / self.target_scale)
              + tf.square((std - self.target_std) / self.target_scale)) * self.column_weight
         return [tf.reduce_sum(d * present) / tf.reduce_sum(present)]
@@ -300,9 +310,8 @@ class BatchNormStats(Objective):
         """Each class's own spread against the layer's running std: the inputs made for one class must vary as
         much as the layer's inputs do overall (classes absent from the batch are left out)."""
         first, second = sample_moments(tf, a)
-        mean, sq = tf.matmul(b.class_rows, first), tf.matmul(b.class_rows, second)
-        std = tf.sqrt(tf.maximum(sq - tf.square(mean), 0.0) + 1e-8)
-        present = tf.cast(tf.reduce_sum(b.class_rows, axis=1, keepdims=True) > 0, tf.float32)
+        std = spread(tf, tf.matmul(b.class_rows, first), tf.matmul(b.class_rows, second))
+        present = present_classes(b)
         return tf.reduce_sum(present * tf.square((std - st) / st)) / (tf.reduce_sum(present) * st.shape[0])
 
 
