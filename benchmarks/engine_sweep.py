@@ -73,11 +73,8 @@ def main():
             o.weight = a.bn_weight
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
-                        momentum=a.momentum, adversarial=a.adversarial, diversity=a.diversity)
-    if a.channels:
-        from tinydistill.synthesis import engine
-        build = engine.build_generator
-        engine.build_generator = lambda shape, c, channels, seed: build(shape, c, channels=a.channels, seed=seed)
+                        momentum=a.momentum, adversarial=a.adversarial, diversity=a.diversity,
+                        **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig() if a.features is None else DistillConfig(features=a.features)
     t0 = time.time()
     syn = run_engine(teacher, student, plan, schedule, distill, seed=a.seed,

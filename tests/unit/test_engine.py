@@ -84,6 +84,8 @@ def test_engine_refuses_bad_options(tiny_teacher, tiny_bn_model):
     for bad in ({"student_steps": 0}, {"warmup": 0}):
         with pytest.raises(TinyDistillError, match=">= 1"):
             Schedule(rounds=4, **bad).validate()
+    with pytest.raises(TinyDistillError, match="channels >= 2"):
+        Schedule(rounds=4, warmup=1, channels=1).validate()
     for effort in (0, -1, float("nan"), "x", True):
         with pytest.raises(TinyDistillError, match="effort"):
             CompressConfig(effort=effort).validate()

@@ -48,6 +48,7 @@ class Schedule:
         adversarial: weight of the masked teacher-student disagreement.
         lr: generator learning rate (Adam, beta_1 0.5).
         diversity: weight of the mode-seeking term (:class:`~.objectives.PairDiversity`).
+        channels: the generator's width (:func:`~.generator.build_generator`).
     """
 
     rounds: int
@@ -59,11 +60,12 @@ class Schedule:
     adversarial: float = 1.0
     lr: float = 2e-3
     diversity: float = 0.0
+    channels: int = 32
 
     def validate(self) -> Schedule:
-        if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1:
+        if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
             raise TinyDistillError("the engine's rounds, batch size, generator and student steps and warm-up rounds "
-                                   f"must be >= 1. Received: {self}")
+                                   f"must be >= 1, its generator channels >= 2. Received: {self}")
         if self.warmup >= self.rounds:
             raise TinyDistillError(f"the engine's warm-up ({self.warmup} rounds) must be shorter than its {self.rounds} "
                                    "rounds")
@@ -124,7 +126,7 @@ class _Engine:
         self.shape = tuple(teacher.input_shape)
         self.C = teacher.num_classes
         self.rng = np.random.default_rng(seed)
-        self.gen = build_generator(self.shape, self.C, channels=32, seed=seed)
+        self.gen = build_generator(self.shape, self.C, channels=schedule.channels, seed=seed)
         # the class weight is a variable, so the self-check can raise it without a new trace
         self.class_weight = tf.Variable(float(plan.classes.weight), trainable=False)
         plan.classes.weight = self.class_weight
