@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tinydistill import _compat  # noqa: E402
 from tinydistill.config import DistillConfig  # noqa: E402
 from tinydistill.student.design import design_student  # noqa: E402
-from tinydistill.synthesis.engine import Schedule, plan_for, run_engine  # noqa: E402
+from tinydistill.synthesis.engine import MEMORY, Schedule, plan_for, run_engine  # noqa: E402
 from tinydistill.synthesis.methods import RECIPES  # noqa: E402
 from tinydistill.synthesis.objectives import BatchNormStats  # noqa: E402
 from tinydistill.synthesis.quality import diversity  # noqa: E402
@@ -43,7 +43,8 @@ def main():
     ap.add_argument("--student-steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--adversarial", type=float, default=1.0)
-    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--momentum", type=float, default=None,
+                    help="BatchNorm batch memory (default: the engine's, 0.9 with --stats, else 0)")
     ap.add_argument("--width", type=float, default=0.7)
     ap.add_argument("--diversity", type=float, default=0.0)
     ap.add_argument("--class-weight", type=float, default=None, help="the recipe's class weight (default: its own)")
@@ -73,7 +74,8 @@ def main():
             o.weight = a.bn_weight
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
-                        momentum=a.momentum, adversarial=a.adversarial, diversity=a.diversity,
+                        momentum=a.momentum if a.momentum is not None else (MEMORY if stats else 0.0),
+                        adversarial=a.adversarial, diversity=a.diversity,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig() if a.features is None else DistillConfig(features=a.features)
     t0 = time.time()

@@ -360,7 +360,7 @@ def _engine_row(teacher, stats, width, rng, seed, effort=1.0, recipe=None, **sch
     def run():
         syn_cfg, dist_cfg = resolve_counts("generator", SynthesisConfig(method="generator"), DistillConfig(), effort)
         s = td.design_student(teacher, width=width, seed=seed)
-        sched = replace(engine.schedule_for(syn_cfg, dist_cfg), **schedule)
+        sched = replace(engine.schedule_for(syn_cfg, dist_cfg, stats), **schedule)
         syn = engine.run_engine(teacher, s, engine.plan_for(teacher, stats, rng, recipe), sched, dist_cfg, seed=seed)
         return s, syn.x
     return run

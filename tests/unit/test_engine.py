@@ -8,7 +8,7 @@ from tinydistill.config import CompressConfig, DistillConfig, SynthesisConfig, r
 from tinydistill.errors import TinyDistillError
 from tinydistill.student.design import design_student
 from tinydistill.synthesis import resolve_method, synthesize
-from tinydistill.synthesis.engine import BATCH, HELD_OUT, Schedule, interleave, schedule_for
+from tinydistill.synthesis.engine import BATCH, HELD_OUT, MEMORY, Schedule, interleave, schedule_for
 from tinydistill.synthesis.generator import LATENT, build_generator
 from tinydistill.synthesis.methods import OBJECTIVES, RECIPES
 from tinydistill.synthesis.objectives import BatchNormStats, MatchedMoments
@@ -100,5 +100,6 @@ def test_counts_follow_the_method_and_effort():
     s = schedule_for(syn, dist)
     assert s.rounds == syn.inputs // BATCH and 1 <= s.warmup <= s.rounds // 10
     assert s.student_steps == round(dist.epochs * BATCH / dist.batch_size)
+    assert s.momentum == 0.0 and schedule_for(syn, dist, stats=object()).momentum == MEMORY  # batch memory: stats only
     kept, _ = resolve_counts("generator", SynthesisConfig(inputs=999, steps=3), DistillConfig(epochs=7), effort=4)
     assert (kept.inputs, kept.steps) == (999, 3)  # what the user set is kept

@@ -32,6 +32,7 @@ KEEP = 10_000  # inputs of the pool returned as the synthetic set (calibration, 
 BATCH = 256  # inputs per generator batch (Fast-DFKD's)
 HELD_OUT = 4  # inputs of every batch kept out of the pool for the self-check (2,560 at the defaults)
 WARMUP = 10  # rounds of generator alone before the student starts (at most a tenth of the rounds)
+MEMORY = 0.9  # Fast-DFKD's BatchNorm momentum over batches, kept where a stats file steers the generator too
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,8 @@ class Schedule:
         gen_steps: generator steps per round.
         student_steps: distillation steps per round (after the warm-up).
         warmup: rounds at the start with the generator only (repeated when the self-check adapts).
-        momentum: weight of the earlier batches in the BatchNorm statistics matched.
+        momentum: weight of the earlier batches in the BatchNorm statistics matched (0: each batch matches them
+            alone; :func:`schedule_for` keeps Fast-DFKD's memory, :data:`MEMORY`, only with a stats file).
         adversarial: weight of the masked teacher-student disagreement.
         lr: generator learning rate (Adam, beta_1 0.5).
         diversity: weight of the mode-seeking term (:class:`~.objectives.PairDiversity`).
@@ -56,7 +58,7 @@ class Schedule:
     gen_steps: int = 2
     student_steps: int = 4
     warmup: int = WARMUP
-    momentum: float = 0.9
+    momentum: float = MEMORY
     adversarial: float = 1.0
     lr: float = 2e-3
     diversity: float = 0.0
@@ -257,14 +259,19 @@ def _result(eng, notes) -> SyntheticSet:
                         notes=notes)
 
 
-def schedule_for(synthesis, distill) -> Schedule:
+def schedule_for(synthesis, distill, stats=None) -> Schedule:
     """The engine's schedule from resolved configs (:func:`~tinydistill.config.resolve_counts`): ``inputs`` generated in
     batches of :data:`BATCH`, ``steps`` generator steps a batch, and as many student steps a round as make
-    ``epochs`` passes over the final pool."""
+    ``epochs`` passes over the final pool.
+
+    From BatchNorm statistics alone every batch matches them by itself (momentum 0): on CIFAR-10 ResNet-8 the
+    batch memory cost 4-8 pp on two seeds (``benchmarks/RESULTS.md``, "Second sweep"). With a stats file the
+    memory (:data:`MEMORY`) stays, as measured by that path's check."""
     rounds = max(2, math.ceil(synthesis.inputs / BATCH))
     return Schedule(rounds=rounds, batch_size=BATCH, gen_steps=synthesis.steps,
                     student_steps=max(1, round(distill.epochs * BATCH / distill.batch_size)),
-                    warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement)
+                    warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement,
+                    momentum=MEMORY if stats is not None else 0.0)
 
 
 def plan_for(teacher, stats, input_range, recipe=None) -> Plan:
@@ -284,5 +291,5 @@ def interleave(teacher, student, stats, synthesis, distill, *, input_range, seed
     from .methods import RECIPES
 
     plan = plan_for(teacher, stats, input_range, replace(RECIPES["generator"], flip=synthesis.flip))
-    return run_engine(teacher, student, plan, schedule_for(synthesis, distill), distill, seed=seed, strategy=strategy,
+    return run_engine(teacher, student, plan, schedule_for(synthesis, distill, stats), distill, seed=seed, strategy=strategy,
                       on_progress=on_progress)
