@@ -7,7 +7,7 @@ TINYDISTILL_DATA ?= ../shared/data
 export TINYDISTILL_DATA
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean firmware-check
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ demo: install
 
 test: install
 	$(BIN)/pytest -q
+
+# The firmware stage end to end (TFLite Micro built for a Cortex-M4, linked, run under QEMU): needs
+# gcc-arm-none-eabi, libnewlib-arm-none-eabi, libstdc++-arm-none-eabi-newlib and qemu-system-arm (Debian
+# packages) and TFLite Micro's sources (../shared/firmware or $$TINYDISTILL_TFLM). The first build takes minutes.
+firmware-check: install
+	$(BIN)/pytest -q -m firmware tests/e2e/test_firmware.py
 
 lint: install
 	$(BIN)/ruff check tinydistill tests examples benchmarks

@@ -42,3 +42,7 @@ class BudgetError(TinyDistillError):
 
 class OutputError(TinyDistillError):
     """The output location cannot be written."""
+
+
+class FirmwareError(TinyDistillError):
+    """The firmware cannot be built, linked or run (toolchain, sources, a build error, a firmware that does not fit)."""

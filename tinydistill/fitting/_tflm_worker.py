@@ -1,6 +1,7 @@
 """Child process for TFLite Micro: a model that makes TFLM abort() must not kill tinydistill.
 
 Usage (internal): python -m tinydistill.fitting._tflm_worker MODEL.tflite [INPUTS.npy OUTPUTS.npy]
+(float inputs: dequantised outputs; int8 inputs, the model's own values: raw int8 outputs)
 Prints one JSON line: {"arena_bytes": N} or {"error": "..."}.
 """
 
@@ -39,12 +40,13 @@ def main(argv):
                                      int(d["quantization_parameters"]["zero_points"][0])), "dtype": d["dtype"]}
 
         qi, qo = qparams(inp), qparams(outp)
-        q = quantize_input(x, qi)
+        raw = x.dtype == np.int8  # the model's own int8 input values in, its raw int8 outputs out
+        q = x if raw else quantize_input(x, qi)
         res = []
         for i in range(len(x)):
             it.set_input(q[i:i + 1], 0)
             it.invoke()
-            res.append(dequantize_output(it.get_output(0)[0], qo))
+            res.append(it.get_output(0)[0].copy() if raw else dequantize_output(it.get_output(0)[0], qo))
         np.save(argv[2], np.stack(res) if res else np.zeros((0,), np.float32))
     print(json.dumps(result))
 

@@ -88,17 +88,21 @@ def _code_size() -> dict:
 
 
 def runtime_memory(ops: list[str], board) -> tuple[int, int]:
-    """Estimated (flash, RAM) bytes of the inference runtime itself on ``board`` (see code_size.toml)."""
+    """Estimated (flash, RAM) bytes of the inference runtime itself on ``board`` (see code_size.toml): TFLite
+    Micro's core and each op's code as linked for the board's core (``benchmarks/code_size.py``), else the
+    generic table; an op the table lacks costs its ``default_op_bytes``."""
     sizes = _code_size()
     if board.kind == "linux":
         return 0, int(sizes["litert"]["ram_bytes"])
-    tflm = sizes["tflite-micro"]
-    return int(tflm["core_bytes"] + sum(tflm["ops"].get(op, tflm["default_op_bytes"]) for op in ops)), 0
+    generic = sizes["tflite-micro"]
+    tflm = generic.get(board.core, generic)  # the core's measured table, else the generic one
+    default = tflm.get("default_op_bytes", generic["default_op_bytes"])
+    return int(tflm["core_bytes"] + sum(tflm["ops"].get(op, default) for op in ops)), 0
 
 
-def int8_predictions(tflite: bytes, x: np.ndarray, *, batch: int = 256) -> np.ndarray:
-    """Top-1 predictions of the int8 model on float inputs, with LiteRT (batched)."""
-    it = runtime.litert_interpreter(tflite)
+def int8_predictions(tflite: bytes, x: np.ndarray, *, batch: int = 256, interpreter=None) -> np.ndarray:
+    """Top-1 predictions of the int8 model on float inputs, with LiteRT (batched; ``interpreter``: reuse one)."""
+    it = interpreter or runtime.litert_interpreter(tflite)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     preds = []
     for start in range(0, len(x), batch):

@@ -20,11 +20,14 @@ from .ondevice import load_interpreter, quantize_input  # noqa: F401  (quantize_
 def tflm_run(tflite: bytes, x: np.ndarray | None = None, *, timeout: float = 600) -> tuple[int, np.ndarray | None]:
     """Run the model in the real TFLite Micro interpreter: its arena bytes, and its outputs on ``x``.
 
+    Float inputs are quantised and the outputs dequantised; int8 inputs (the model's own input values)
+    go in as they are and the raw int8 outputs come back, for byte-for-byte comparisons.
+
     TFLite Micro runs in a child process: on some malformed or degenerate
     models it calls abort(), which must end in a clear error, not a dead tool.
 
     Returns:
-        (arena bytes as TFLM's recording allocator reports them, dequantised outputs or None)
+        (arena bytes as TFLM's recording allocator reports them, outputs (dequantised, or int8) or None)
     """
     import json
     import subprocess
@@ -35,7 +38,7 @@ def tflm_run(tflite: bytes, x: np.ndarray | None = None, *, timeout: float = 600
             f.write(tflite)
         args = [sys.executable, "-m", "tinydistill.fitting._tflm_worker", model_path]
         if x is not None:
-            np.save(os.path.join(tmp, "x.npy"), np.asarray(x, np.float32))
+            np.save(os.path.join(tmp, "x.npy"), x if x.dtype == np.int8 else np.asarray(x, np.float32))
             args += [os.path.join(tmp, "x.npy"), os.path.join(tmp, "y.npy")]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, "PYTHONPATH": _package_parent()})

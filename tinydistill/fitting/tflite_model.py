@@ -27,10 +27,11 @@ class OpCost:
 
 @dataclass(frozen=True)
 class ParsedModel:
-    """What the tools need of a ``.tflite``: its size and its operators in execution order."""
+    """What the tools need of a ``.tflite``: its size, its operators in execution order, its input's shape."""
 
     model_bytes: int
     ops: tuple
+    input_shape: tuple = ()
 
     @property
     def op_names(self) -> list[str]:
@@ -51,12 +52,14 @@ def parse_tflite(tflite: bytes) -> ParsedModel:
         return ParsedModel(len(tflite), ())
     model = tflm_runtime.convert_bytearray_to_object(bytearray(tflite))
     names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    ops = []
+    ops, first = [], (model.subgraphs or [None])[0]
+    inputs = first.inputs if first is not None and first.inputs is not None else []
+    input_shape = tuple(_shape(first.tensors[inputs[0]])) if len(inputs) else ()
     for sub in model.subgraphs or []:
         for op in sub.operators or []:
             code = tflm_runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
             ops.append(_cost(model, sub.tensors, op, names.get(code, f"BUILTIN_{code}")))
-    return ParsedModel(len(tflite), tuple(ops))
+    return ParsedModel(len(tflite), tuple(ops), input_shape)
 
 
 def _shape(tensor) -> list[int]:
