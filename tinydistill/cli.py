@@ -113,6 +113,30 @@ def _range_option(f):
                         help="Input range the teacher expects, e.g. 0,1 or 0,255 (recorded in stats).")(f)
 
 
+def _tflm_option(f):
+    return click.option("--tflm", type=click.Path(), metavar="DIR",
+                        help="TFLite Micro sources: a tflite-micro checkout with its third-party downloads, or its "
+                             ".tar.gz [default: $TINYDISTILL_TFLM, else ../shared/firmware].")(f)
+
+
+def _label_options(f):
+    f = click.option("--class-names", metavar="A,B,...",
+                     help="The classes' names in label order (default: the image folder's class folders, or the "
+                          "stats file's); recorded in stats files, shown in reports and written to model_data.h.")(f)
+    return click.option("--label-column", metavar="NAME",
+                        help="The label column of a CSV file [default: label].")(f)
+
+
+def _names(text):
+    """``--class-names a,b,c`` as a list (None when not given)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise click.BadParameter(f"must be names separated by commas. Received: {text}", param_hint="--class-names")
+    return names
+
+
 def _trust_option(f):
     return click.option("--trust-model", is_flag=True,
                         help="Allow Lambda / custom layers (runs code from the model file).")(f)
@@ -124,27 +148,24 @@ def main():
     """Compress a Keras classifier into an int8 student that fits a board, without its training data."""
 
 
-def _load_labelled(path, teacher, input_range, split):
-    from .data import fit_to_teacher, load_data
-
-    return fit_to_teacher(load_data(path, split=split), teacher.input_shape, teacher.num_classes, input_range)
-
-
 # ---------------------------------------------------------------- commands
 
 @main.command()
 @click.argument("teacher", type=click.Path(dir_okay=True))
 @click.option("--data", "data_path", required=True, type=click.Path(),
-              help="Labelled training data: .npz with x, y, or an MNIST-style IDX folder (train files).")
+              help="Labelled training data: .npz with x, y; an MNIST-style IDX folder (train files); an image folder "
+                   "with one subfolder per class; or a CSV file with a label column. Read in batches.")
 @_range_option
+@_label_options
 @click.option("-o", "--output", "output", default=None, type=click.Path(),
               help="Stats file to write [default: TEACHER.stats.npz].")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
 @_trust_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def stats(teacher, data_path, input_range, output, batch_size, trust_model, quiet):
+def stats(teacher, data_path, input_range, label_column, class_names, output, batch_size, trust_model, quiet):
     """Record the teacher's per-class, per-layer activation statistics (publisher side)."""
     from .data import parse_range
+    from .data.sources import open_data
     from .teacher.model import load_teacher
     from .teacher.stats import record_stats, save_stats
 
@@ -156,17 +177,18 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
     if os.path.isdir(output):
         raise OutputError(f"output {output} is a folder: pass a file name such as teacher.stats.npz")
     t = load_teacher(teacher, trust_model=trust_model)
-    x, y = _load_labelled(data_path, t, rng, "train")
+    src = open_data(data_path, split="train", label_column=label_column, class_names=_names(class_names))
     with _Progress(quiet) as progress:
-        st = record_stats(t, x, y, input_range=rng, batch_size=batch_size,
-                          on_progress=lambda d, n: progress("statistics", d, n))
+        st = record_stats(t, src, input_range=rng, batch_size=batch_size,
+                          on_progress=lambda d, n: progress("statistics", d, n or None))
     try:
         save_stats(st, output)
     except OSError as exc:
         raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from None
     size = os.path.getsize(output)
-    _console(stderr=False).print(f"wrote {output}: {len(st.layers)} layers x {st.num_classes} classes from "
-                                 f"{len(y):,} examples, {size:,} bytes")
+    names = f" ({', '.join(st.class_names)})" if st.class_names else ""
+    _console(stderr=False).print(f"wrote {output}: {len(st.layers)} layers x {st.num_classes} classes{names} from "
+                                 f"{int(st.counts.sum()):,} examples, {size:,} bytes")
 
 
 @main.command()
@@ -175,8 +197,11 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--board-file", type=click.Path(), help="Your own board profile (TOML), instead of --board.")
 @click.option("--headroom", type=float, default=None, help="Fraction of flash and RAM kept for the application [board's, 0.2].")
 @click.option("--stats", "stats_path", type=click.Path(), help="Statistics file recorded with 'tinydistill stats'.")
-@click.option("--data", "data_path", type=click.Path(), help="Labelled test data, to report accuracy.")
+@click.option("--data", "data_path", type=click.Path(),
+              help="Labelled test data, to report accuracy: .npz, IDX folder, image folder (one subfolder per class) "
+                   "or CSV; read in batches.")
 @_range_option
+@_label_options
 @click.option("--width", default="auto", show_default=True,
               help="Student width multiplier in (0, 1], or 'auto': the largest that fits the budget.")
 @click.option("--max-flash", help="Flash limit for the model, e.g. 256KB (default: the board's, after headroom).")
@@ -215,12 +240,16 @@ def stats(teacher, data_path, input_range, output, batch_size, trust_model, quie
 @click.option("--prune", type=click.FloatRange(0, 1, min_open=True, max_open=True), metavar="SPARSITY",
               help="Magnitude pruning (tfmot) to this fraction of zero weights, e.g. 0.5.")
 @click.option("-o", "--output", "output", default="out", show_default=True, type=click.Path(), help="Output folder.")
+@click.option("--firmware", "firmware_too", is_flag=True,
+              help="Then build the student into Cortex-M firmware and run it under QEMU (as 'tinydistill firmware').")
+@_tflm_option
 @_trust_option
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, width, max_flash, max_ram,
+def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, label_column, class_names,
+             width, max_flash, max_ram,
              max_latency_ms, method, effort, n, steps, epochs, loss, temperature, features, flip, seed, strategy, resume,
-             qat, prune, output, trust_model, quiet, as_json):
+             qat, prune, output, firmware_too, tflm, trust_model, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .config import CompressConfig
     from .resume import RunState, state_folder
@@ -235,13 +264,18 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         max_latency_ms=max_latency_ms).validate()
     state = RunState(state_folder(output), resume=resume)
     with _Progress(quiet or as_json) as progress:
-        result, load_s = _run_compress(teacher, trust_model, stats_path, data_path, b, config, state, progress)
+        result, load_s = _run_compress(teacher, trust_model, stats_path, (data_path, label_column, _names(class_names)),
+                                       b, config, state, progress)
     report = result.report.with_sources(load_seconds=load_s, data=data_path, stats=stats_path)
     _write_compress(output, result, report)
     state.finish()
+    if firmware_too and not as_json:
+        report.print(_console(stderr=False), output)
+    if firmware_too:
+        report = _run_firmware(output, b, tflm, DEFAULT_FIRMWARE_INPUTS, True, quiet or as_json, show=not as_json)
     if as_json:
         click.echo(report.to_json().rstrip())
-    else:
+    elif not firmware_too:
         for note in report.get("resumed", []):
             _console(stderr=False).print(note)
         report.print(_console(stderr=False), output)
@@ -273,9 +307,10 @@ def _board(board, board_file, headroom):
     return b.with_headroom(headroom) if headroom is not None else b
 
 
-def _run_compress(teacher, trust_model, stats_path, data_path, board, config, state, progress):
-    """Load the teacher, its stats and the test data, then compress; the result and the seconds loading took."""
-    from .data import load_data
+def _run_compress(teacher, trust_model, stats_path, data, board, config, state, progress):
+    """Open the teacher, its stats and the test data (read in batches later), then compress; the result and the
+    seconds loading took."""
+    from .data.sources import open_data
     from .pipeline import compress as run
     from .teacher.model import load_teacher
     from .teacher.stats import load_stats
@@ -284,10 +319,12 @@ def _run_compress(teacher, trust_model, stats_path, data_path, board, config, st
     progress("load", 0, 1)
     t = load_teacher(teacher, trust_model=trust_model)
     st = load_stats(stats_path, t) if stats_path else None
-    data = load_data(data_path, split="test") if data_path else None
+    data_path, label_column, class_names = data
+    src = open_data(data_path, split="test", label_column=label_column, class_names=class_names) if data_path else None
     progress("load", 1, 1)
     load_s = time.perf_counter() - t0
-    return run(t, board=board, stats=st, data=data, config=config, state=state, on_progress=progress), load_s
+    return run(t, board=board, stats=st, data=src, config=config, state=state, on_progress=progress,
+               class_names=class_names), load_s
 
 
 def _write_compress(output, result, report):
@@ -306,15 +343,87 @@ def _write_compress(output, result, report):
     extra = {}
     if result.fit.predictions is not None:
         x_test, y_test = result.test_data
-        extra["test_sample.npz"] = sample_npz(result.tflite, x_test, y_test, result.fit.predictions)
+        extra["test_sample.npz"] = sample_npz(result.tflite, x_test, y_test, result.fit.predictions,
+                                              class_names=result.class_names)
     write_folder(output, {
         **extra,
         "student.tflite": result.tflite, "model_data.cc": result.model_cc, "model_data.h": result.model_h,
         "model_ops.h": result.model_ops_h,
         "student.keras": save_keras, "synthetic.npz": save_npz,
         "report.json": report.to_json(), "report.md": report.markdown(), "report.png": report.png(),
-        "samples.png": samples_png(result.synthetic, input_range=report["teacher"]["input_range"]),
+        "samples.png": samples_png(result.synthetic, input_range=report["teacher"]["input_range"],
+                                   class_names=result.class_names),
     })
+
+
+DEFAULT_FIRMWARE_INPUTS = 100
+
+
+@main.command()
+@click.argument("folder", type=click.Path())
+@click.option("--board", default=None, help="Board name or alias [default: the board of the folder's report].")
+@click.option("--board-file", type=click.Path(), help="Your own board profile (TOML), instead of --board.")
+@_tflm_option
+@click.option("--inputs", default=DEFAULT_FIRMWARE_INPUTS, show_default=True, type=click.IntRange(1),
+              help="Test inputs the emulated firmware runs (from test_sample.npz, else the synthetic inputs).")
+@click.option("--no-emulation", is_flag=True, help="Build and measure only; do not run under QEMU.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def firmware(folder, board, board_file, tflm, inputs, no_emulation, quiet):
+    """Build a compress output FOLDER into Cortex-M firmware: flash and RAM measured from the link, outputs
+    under QEMU compared with host TFLite Micro byte for byte. Writes FOLDER/firmware/ and updates the report."""
+    if not os.path.isdir(folder):
+        raise TinyDistillError(f"{folder} is not a folder: pass a 'tinydistill compress' output folder")
+    report = _read_report(folder)
+    name = board or (report or {}).get("board", {}).get("name") or DEFAULT_BOARD
+    report = _run_firmware(folder, _board(name, board_file, None), tflm, inputs, not no_emulation, quiet, show=True)
+    if not report.get("pass", True):
+        raise TinyDistillError(f"the firmware does not fit {report['firmware']['board']} with its headroom: see "
+                               f"{folder}/report.md")
+
+
+def _read_report(folder):
+    path = os.path.join(folder, "report.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise TinyDistillError(f"{path} is not a readable report ({exc}): run compress again") from None
+    if not isinstance(report, dict):
+        raise TinyDistillError(f"{path} is not a tinydistill report: run compress again")
+    return report
+
+
+def _run_firmware(folder, board, tflm, inputs, emulation, quiet, *, show):
+    """Build, measure and emulate; write FOLDER/firmware/ and the updated report; the report (a Report)."""
+    from .fileio import atomic_write
+    from .firmware import build_firmware, load_folder
+    from .reporting.report import Report, print_firmware
+
+    tflite, sources, x_int8, origin = load_folder(folder, inputs)
+    with _Progress(quiet) as progress:
+        fw = build_firmware(tflite, board, x_int8=x_int8, sources=sources, tflm=tflm, inputs=inputs,
+                            emulation=emulation, on_progress=progress)
+    section = {**fw.report(), "inputs_from": origin}
+    write_folder(os.path.join(folder, "firmware"), fw.files)
+    report = Report(_read_report(folder) or {})
+    report["firmware"] = section
+    if "pass" in report:
+        report["pass"] = bool(report["pass"] and section["fits"])
+    if "teacher" in report:
+        atomic_write(os.path.join(folder, "report.json"), report.to_json().encode())
+        atomic_write(os.path.join(folder, "report.md"), report.markdown().encode())
+    else:
+        atomic_write(os.path.join(folder, "firmware", "firmware.json"), (json.dumps(section, indent=2) + "\n").encode())
+    if show:
+        print_firmware(section, _console(stderr=False), folder)
+    emu = section["emulation"]
+    if emu["run"] and emu["agreement"] < 1:
+        raise TinyDistillError(f"the emulated firmware's int8 outputs differ from host TFLite Micro's on "
+                               f"{emu['inputs'] - emu['outputs_identical']} of {emu['inputs']} inputs: see "
+                               f"{folder}/firmware/emulation.log and report it")
+    return report
 
 
 @main.command()

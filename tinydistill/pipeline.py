@@ -10,8 +10,10 @@ import numpy as np
 
 from . import _compat
 from .config import CompressConfig, resolve_counts
-from .data import Dataset, fit_to_teacher, resolve_input_range
+from .data import resolve_input_range
+from .data.sources import Source, as_source, teacher_batches
 from .errors import BudgetError, TinyDistillError
+from .fitting import runtime
 from .fitting.boards import DEFAULT_BOARD, Board, load_board
 from .fitting.export import c_source, export_int8, resolver_header
 from .fitting.fitcheck import CheckResult, check, int8_predictions
@@ -55,29 +57,35 @@ class CompressResult:
     fit: CheckResult
     report: dict = field(default_factory=dict)
     test_data: tuple | None = None
+    class_names: list | None = None
 
 
-def _accuracy(model, x, y, batch=512) -> float:
+SAMPLE = 10_000  # test inputs kept (with their labels and int8 predictions) for test_sample.npz
+AGREEMENT = 500  # of them, run in TFLite Micro too and compared with LiteRT
+
+
+def _predictor(model):
     tf = _compat.tf()
 
     @tf.function(reduce_retracing=True)
     def f(xb):
         return model(xb, training=False)
 
-    preds = np.concatenate([f(tf.constant(x[i:i + batch])).numpy().argmax(-1) for i in range(0, len(x), batch)])
-    return float((preds == y).mean())
+    return lambda xb: f(tf.constant(xb)).numpy().argmax(-1)
 
 
 def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=None, config: CompressConfig | None = None,
-             state=None, on_progress=None, **options) -> CompressResult:
+             state=None, on_progress=None, class_names=None, **options) -> CompressResult:
     """Compress a teacher into an int8 student for a board, without training data.
 
     Args:
         teacher: a :class:`Teacher` or a model path.
         board: a :class:`Board` or a board name / alias.
         stats: the teacher's :class:`Stats` (optional metadata).
-        data: optional labelled test data to report accuracy: ``(x, y)`` already in the
-            teacher's input range, or a :class:`~tinydistill.data.Dataset` as loaded from disk.
+        data: optional labelled test data to report accuracy, read once in batches: ``(x, y)`` arrays, a
+            ``tf.data.Dataset`` or an iterable of ``(x, y)`` batches, all in the teacher's input range; or a
+            :class:`~tinydistill.data.sources.Source` / :class:`~tinydistill.data.Dataset` read from disk
+            (:func:`~tinydistill.data.sources.open_data`: scaled to the range here).
         config: a :class:`~tinydistill.config.CompressConfig`; or give its options as keywords
             (``width=0.5, n=2000, epochs=5, max_flash=..., qat=True``: see
             :meth:`~tinydistill.config.CompressConfig.from_options`). ``width="auto"`` (the
@@ -86,6 +94,8 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
         state: a :class:`~tinydistill.resume.RunState` to checkpoint completed stages into
             and resume them from (None: no checkpoints).
         on_progress: optional callable ``(stage, done, total)``.
+        class_names: the classes' names in label order (default: the stats file's, else the data's, e.g. an
+            image folder's class folders): in the report, the plots and ``model_data.h``.
 
     Example:
         >>> result = td.compress("teacher.h5", board="cortex-m4", stats=stats, data=(x_test, y_test))
@@ -107,8 +117,11 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     # sizing first: an impossible budget fails in seconds, before anything else is asked of the user
     sizing = _size(teacher, board, budget, config.width, clock.progress("size"))
     config = replace(config, width=sizing.width, input_range=resolve_input_range(config.input_range, stats))
-    test = fit_to_teacher(data, teacher.input_shape, teacher.num_classes, config.input_range) \
-        if isinstance(data, Dataset) else data
+    test = None if data is None else as_source(data)
+    if test is not None and test.kind != "batches":  # data that can be read twice is checked now, not after training
+        next(teacher_batches(test, teacher.input_shape, teacher.num_classes, config.input_range, 8,
+                             already_scaled=not isinstance(data, Source)), None)
+    names = _class_names(class_names, stats, test, teacher.num_classes)
     clock.lap("load")
 
     dist = get_strategy(config.strategy) if isinstance(config.strategy, str) else config.strategy
@@ -119,7 +132,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     else:
         syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
         student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
-    student, finetune = _finetune(teacher, student, syn, config, test, clock)
+    student, finetune, before = _finetune(teacher, student, syn, config, clock)
     final = with_output_activation(student, teacher)
     with clock.one_step("export"):
         tflite = export_int8(final, syn.x, seed=config.seed)
@@ -128,14 +141,29 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
         finetune["note"] = ("TFLite Micro stores weights densely: pruning does not shrink flash unless the runtime "
                             "exploits sparsity; it shrinks the compressed (gzip) size, e.g. for over-the-air updates")
     clock.lap("export")
-    fit, accuracy, (cc, h) = _check(teacher, final, tflite, board, test, clock)
+    fit, accuracy, kept = _check(teacher, final, tflite, board, (test, not isinstance(data, Source)), before, config,
+                                 clock)
+    if finetune is not None and accuracy is not None and accuracy.get("before") is not None:
+        finetune["before"]["student_int8_accuracy"] = accuracy.pop("before")
+    cc, h = c_source(tflite, arena_bytes=fit.arena_bytes, class_names=names)
     run = Run(teacher=teacher, student=final, board=board, config=config, fit=fit, syn=syn, reason=reason,
               sizing=sizing, budget=budget, accuracy=accuracy, timings=clock.finish(),
               notes=state.notes if state is not None else [], init_note=init_note, finetune=finetune,
-              replicas=dist.num_replicas_in_sync, matched_layers=matched)
+              replicas=dist.num_replicas_in_sync, matched_layers=matched, class_names=names)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
                           model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=Report.from_run(run),
-                          test_data=test)
+                          test_data=kept, class_names=names)
+
+
+def _class_names(given, stats, test, num_classes) -> list | None:
+    """The classes' names: given, else the stats file's, else the data's (an image folder's); checked."""
+    names = given if given is not None else (stats.class_names if stats is not None else None)
+    if names is None and test is not None:
+        names = test.class_names
+    if names is not None and (len(names) != num_classes or len(set(names)) != len(names)):
+        raise TinyDistillError(f"{len(names)} class names ({', '.join(map(str, names[:6]))}...) for a teacher with "
+                               f"{num_classes} classes: give one distinct name per class, in label order")
+    return [str(n) for n in names] if names is not None else None
 
 
 class _Clock:
@@ -253,17 +281,16 @@ def _distill(teacher, syn, config, dist, state, key, clock):
     return student, matched, init_note
 
 
-def _finetune(teacher, student, syn, config, test, clock):
-    """Optional tfmot pruning and QAT; the student and the fine-tuning record (None when neither was asked)."""
+def _finetune(teacher, student, syn, config, clock):
+    """Optional tfmot pruning and QAT: the student, the fine-tuning record (None when neither was asked) and the
+    int8 model before fine-tuning (its accuracy is measured with the final one's, in one pass over the data)."""
     ft_cfg, seed = config.finetune, config.seed
     if not ft_cfg.active:
-        return student, None
+        return student, None, None
     from .student import finetune as ft
 
     before = export_int8(with_output_activation(student, teacher), syn.x, seed=seed)
     record = {"before": _size_record(before)}
-    if test is not None:
-        record["before"]["student_int8_accuracy"] = float((int8_predictions(before, test[0]) == test[1]).mean())
     if ft_cfg.prune:
         student = ft.prune(teacher, student, syn, sparsity=ft_cfg.prune, epochs=ft_cfg.epochs, seed=seed,
                            on_progress=clock.progress("prune"))
@@ -273,21 +300,52 @@ def _finetune(teacher, student, syn, config, test, clock):
                                         preserve_sparsity=bool(ft_cfg.prune), on_progress=clock.progress("qat"))
         record["qat"] = {"epochs": ft_cfg.epochs}
     clock.lap("finetune")
-    return student, record
+    return student, record, before
 
 
-def _check(teacher, final, tflite, board, test, clock):
-    """The int8 model against the board (and the test data): fit, accuracies, C source."""
+def _check(teacher, final, tflite, board, test, before, config, clock):
+    """The int8 model against the board and, with test data, the accuracies: (fit, accuracy, kept test inputs)."""
+    src, scaled = test
     with clock.one_step("check"):
-        x, y = test if test is not None else (None, None)
-        fit = check(tflite, board, x=x, y=y)
-        accuracy = None
-        if test is not None:
-            accuracy = {"teacher_float": _accuracy(teacher.model, x, y), "student_float": _accuracy(final, x, y),
-                        "student_int8": fit.int8_accuracy, "examples": int(len(y))}
-    source = c_source(tflite, arena_bytes=fit.arena_bytes)
+        fit = check(tflite, board)
+        accuracy, kept = None, None
+        if src is not None:
+            accuracy, kept, preds = _evaluate(teacher, final, tflite, before, src, scaled, config.input_range,
+                                              clock.progress("evaluate"))
+            fit.int8_accuracy, fit.predictions = accuracy["student_int8"], preds
+            m = min(AGREEMENT, len(kept[1]))
+            _, micro = runtime.tflm_run(tflite, kept[0][:m])
+            fit.tflm_agreement, fit.tflm_agreement_n = float((micro.argmax(-1) == preds[:m]).mean()), m
     clock.lap("check")
-    return fit, accuracy, source
+    return fit, accuracy, kept
+
+
+def _evaluate(teacher, final, tflite, before, src, scaled, input_range, on_progress):
+    """Accuracies of the teacher, the float and int8 students (and the int8 model before fine-tuning) in one pass
+    over the data, a batch at a time; the first :data:`SAMPLE` inputs are kept with the int8 predictions."""
+    predict = {"teacher_float": _predictor(teacher.model), "student_float": _predictor(final)}
+    for name, model in (("student_int8", tflite), ("before", before)):
+        if model is not None:
+            it = runtime.litert_interpreter(model)
+            predict[name] = lambda xb, m=model, i=it: int8_predictions(m, xb, interpreter=i)
+    correct = dict.fromkeys(predict, 0)
+    kept_x, kept_y, kept_p, n = [], [], [], 0
+    for xb, yb in teacher_batches(src, teacher.input_shape, teacher.num_classes, input_range, 512, already_scaled=scaled):
+        for name, fn in predict.items():
+            p = fn(xb)
+            correct[name] += int((p == yb).sum())
+            if name == "student_int8" and n < SAMPLE:
+                kept_x.append(xb[:SAMPLE - n])
+                kept_y.append(yb[:SAMPLE - n])
+                kept_p.append(p[:SAMPLE - n])
+        n += len(yb)
+        if on_progress:
+            on_progress(n, src.count or n)
+    if n == 0:
+        raise TinyDistillError(f"{src.source} holds no examples: pass labelled test data or leave out --data")
+    accuracy = {name: c / n for name, c in correct.items()}
+    accuracy["examples"] = n
+    return accuracy, (np.concatenate(kept_x), np.concatenate(kept_y)), np.concatenate(kept_p)
 
 
 def _stats_id(stats) -> str | None:

@@ -269,3 +269,54 @@ def test_qat_and_prune_end_to_end(tiny_h5, compressed, data_files, tmp_path):
     assert abs(ft["after"]["model_bytes"] - ft["before"]["model_bytes"]) < 0.1 * ft["before"]["model_bytes"]
     assert rep["accuracy"]["student_int8"] >= 0.6 and "student_int8_accuracy" in ft["before"]
     assert "Fine-tuning (tfmot)" in (out / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def folder_and_csv(tmp_path_factory):
+    """The toy test set as an image folder (class folders named) and as a CSV file (64 features and a label)."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("userdata")
+    x, y = toy_data(300, seed=2)
+    names = ["left", "middle", "right"]
+    for i, (img, label) in enumerate(zip(x, y)):
+        os.makedirs(d / "imgs" / names[label], exist_ok=True)
+        Image.fromarray((img[..., 0] * 255).round().astype(np.uint8)).save(d / "imgs" / names[label] / f"{i:03d}.png")
+    rows = [",".join(f"{v:.4f}" for v in img.reshape(-1)) + f",{names[label]}" for img, label in zip(x, y)]
+    (d / "test.csv").write_text(",".join(f"p{i}" for i in range(64)) + ",kind\n" + "\n".join(rows) + "\n")
+    return d, names
+
+
+def test_stats_and_compress_from_an_image_folder_carry_the_class_names(tiny_h5, folder_and_csv, tmp_path):
+    d, names = folder_and_csv
+    stats = tmp_path / "tiny.stats.npz"
+    r = run("stats", tiny_h5, "--data", d / "imgs", "--input-range", "0,1", "-o", stats, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "(left, middle, right)" in r.output
+    out = tmp_path / "out"
+    r = run("compress", tiny_h5, "--board", "cortex-m4", "--stats", stats, "--data", d / "imgs", *FAST, "-o", out,
+            "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "classes: left, middle, right" in r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["teacher"]["class_names"] == names and rep["accuracy"]["examples"] == 300
+    assert rep["accuracy"]["student_int8"] >= 0.85
+    assert "Classes: left (0), middle (1), right (2)." in (out / "report.md").read_text()
+    assert 'kClassNames[kNumClasses] = {"left", "middle", "right"};' in (out / "model_data.h").read_text()
+    with np.load(out / "test_sample.npz") as z:
+        assert z["class_names"].tolist() == names and len(z["y"]) == 300
+
+
+def test_compress_measures_accuracy_on_a_csv_with_named_labels(tiny_h5, folder_and_csv, tmp_path):
+    d, names = folder_and_csv
+    out = tmp_path / "out"
+    r = run("compress", tiny_h5, "--board", "cortex-m4", "--data", d / "test.csv", "--label-column", "kind",
+            "--class-names", ",".join(names), "--input-range", "0,1", *FAST, "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["accuracy"]["examples"] == 300 and rep["accuracy"]["teacher_float"] == 1.0
+    assert rep["teacher"]["class_names"] == names
+    r = run("compress", tiny_h5, "--board", "cortex-m4", "--data", d / "test.csv", "--input-range", "0,1", *FAST,
+            "-o", tmp_path / "out2", "--quiet")
+    assert r.exit_code == 1 and "no column 'label'" in r.output and "--label-column" in r.output
+    assert len(r.output.strip().splitlines()) == 1

@@ -32,7 +32,7 @@ the host recorded at export (expect >= 99.5 %), and the latency per inference he
 | `verify.py` | the check (a copy of tinydistill/fitting/ondevice.py) |
 | `model_data.cc`, `model_data.h`, `model_ops.h` | the same model for microcontroller firmware |
 | `report.json` | the host's report: board, sizes, accuracies |
-"""
+{classes}"""
 
 
 def make_bundle(folder: str) -> dict[str, bytes]:
@@ -64,8 +64,15 @@ def make_bundle(folder: str) -> dict[str, bytes]:
     acc = (report.get("accuracy") or {}).get("student_int8")
     files["README.md"] = _README.format(
         n=n, acc=f" (the host measured {acc:.2%} on the full test set)" if acc is not None and labelled else "",
-        rng=tuple(report["teacher"]["input_range"]), ylabel="`y` labels, " if labelled else "").encode()
+        rng=tuple(report["teacher"]["input_range"]), ylabel="`y` labels, " if labelled else "",
+        classes=_classes_line(report["teacher"].get("class_names"))).encode()
     return files
+
+
+def _classes_line(names) -> str:
+    if not names:
+        return ""
+    return "\nClasses, in output order: " + ", ".join(f"{n} ({i})" for i, n in enumerate(names)) + ".\n"
 
 
 def _synthetic_sample(folder: str, tflite: bytes, n: int = 500) -> bytes:
@@ -81,8 +88,10 @@ def _synthetic_sample(folder: str, tflite: bytes, n: int = 500) -> bytes:
     return buf.getvalue()
 
 
-def sample_npz(tflite: bytes, x: np.ndarray, y: np.ndarray, host_top1: np.ndarray, n: int = 10000) -> bytes:
-    """``test_sample.npz``: up to ``n`` labelled test inputs and the host's int8 top-1 on them.
+def sample_npz(tflite: bytes, x: np.ndarray, y: np.ndarray, host_top1: np.ndarray, n: int = 10000,
+               class_names=None) -> bytes:
+    """``test_sample.npz``: up to ``n`` labelled test inputs and the host's int8 top-1 on them (and the classes'
+    names, a plain string array, where known).
 
     Inputs are stored as the model's own int8 input values (quantised with its
     scale and zero point), which is exact and a quarter of the size of floats;
@@ -92,6 +101,8 @@ def sample_npz(tflite: bytes, x: np.ndarray, y: np.ndarray, host_top1: np.ndarra
 
     detail = litert_interpreter(tflite).get_input_details()[0]
     buf = io.BytesIO()
+    names = {"class_names": np.array([str(c) for c in class_names])} if class_names else {}
     np.savez_compressed(buf, x_int8=quantize_input(np.asarray(x[:n], np.float32), detail),
-                        x=np.asarray(x[:100], np.float32), y=np.asarray(y[:n]), host_int8_top1=np.asarray(host_top1[:n]))
+                        x=np.asarray(x[:100], np.float32), y=np.asarray(y[:n]), host_int8_top1=np.asarray(host_top1[:n]),
+                        **names)
     return buf.getvalue()

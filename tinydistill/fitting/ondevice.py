@@ -89,7 +89,13 @@ def verify_bundle(folder: str) -> dict:
         y = z["y"] if "y" in files else None
         expected = z["host_int8_top1"] if "host_int8_top1" in files else None
         x_float = z["x"] if "x_int8" in files and "x" in files else None
+        names = [str(n) for n in z["class_names"]] if "class_names" in files else None
     res = verify(model, x, y, expected)
+    if y is not None:
+        per_class = {int(c): float((res["predictions"][y == c] == c).mean()) for c in np.unique(y)}
+        weakest = min(per_class, key=per_class.get)
+        res["weakest_class"] = names[weakest] if names and weakest < len(names) else weakest
+        res["weakest_class_accuracy"] = per_class[weakest]
     if y is not None and expected is not None:
         res["host_accuracy"] = float((expected == y).mean())
     if x_float is not None and expected is not None:  # the float path: quantised here, as firmware does
@@ -102,6 +108,8 @@ def summary(res: dict) -> str:
     if res.get("accuracy") is not None:
         host = f" (host int8: {res['host_accuracy']:.2%})" if res.get("host_accuracy") is not None else ""
         parts.append(f"accuracy {res['accuracy']:.2%}{host}")
+        if res.get("weakest_class") is not None:
+            parts.append(f"weakest class {res['weakest_class']} {res['weakest_class_accuracy']:.0%}")
     if res.get("agreement") is not None:
         parts.append(f"top-1 agreement with the host {res['agreement']:.2%}")
     parts.append(f"{res['latency_ms']:.2f} ms per inference")

@@ -30,8 +30,8 @@ def _as_image(x: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, str | No
     return x, "gray"
 
 
-def samples_png(syn, *, input_range, per_class: int = 8, max_classes: int = 20) -> bytes:
-    """A grid of synthetic inputs, one row per class: what the teacher "dreamt"."""
+def samples_png(syn, *, input_range, class_names=None, per_class: int = 8, max_classes: int = 20) -> bytes:
+    """A grid of synthetic inputs, one row per class (named where the names are known): what the teacher "dreamt"."""
     plt = _pyplot()
     lo, hi = input_range
     classes = [c for c in np.unique(syn.y)][:max_classes]
@@ -49,7 +49,8 @@ def samples_png(syn, *, input_range, per_class: int = 8, max_classes: int = 20) 
             else:
                 ax.axis("off")
             if j == 0:
-                ax.set_ylabel(str(c), rotation=0, labelpad=10, va="center")
+                label = f"{class_names[c]} ({c})" if class_names is not None and c < len(class_names) else str(c)
+                ax.set_ylabel(label, rotation=0, labelpad=10, va="center", ha="right")
     fig.suptitle(f"synthetic inputs per class ({syn.method})", fontsize=10)
     fig.tight_layout()
     return _png(fig)

@@ -48,6 +48,7 @@ class Run:
     finetune: dict | None = None
     replicas: int = 1
     matched_layers: list = field(default_factory=list)
+    class_names: list | None = None
 
 
 class Report(dict):
@@ -115,7 +116,7 @@ def build_report(run: Run) -> dict:
         "tool": {"name": "tinydistill", "version": __version__},
         "teacher": {"path": teacher.path, "fingerprint": teacher.fingerprint, "params": teacher.params,
                     "input_shape": list(teacher.input_shape), "input_range": list(cfg.input_range),
-                    "num_classes": teacher.num_classes, "output": teacher.output_kind,
+                    "num_classes": teacher.num_classes, "class_names": run.class_names, "output": teacher.output_kind,
                     "batchnorm_layers": len(teacher.bn_layers)},
         "student": {"params": int(student.count_params()), "width": sizing.width, "init": run.init_note,
                     "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes,
@@ -213,11 +214,19 @@ def report_markdown(report: dict) -> str:
     lines = [f"# tinydistill report: {b['name']}", "", f"**{verdict}** {b['title']} "
              f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", ""]
     lines += [f"**Warning:** {w}." for w in report.get("warnings", [])] + ([""] if report.get("warnings") else [])
+    fw = report.get("firmware")
+    lines += ["| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |"]
+    if fw and fw.get("board") == b["name"]:
+        dep = fw["deployable"]
+        lines += [_row("flash, **measured** from the linked firmware (model + TFLite Micro + C runtime)",
+                       dep["flash_bytes"], b["flash_budget_bytes"], b["flash_bytes"], fw["flash_margin_bytes"]),
+                  _row("RAM, **measured** (data + bss: arena, TFLite Micro's state, 4 KiB stack)", dep["ram_bytes"],
+                       b["ram_budget_bytes"], b["ram_bytes"], fw["ram_margin_bytes"])]
     lines += [
-             "| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |",
-             _row("flash (model + runtime code estimate)", s["flash_bytes"], b["flash_budget_bytes"], b["flash_bytes"],
+             _row("flash (model + runtime code *estimate*)", s["flash_bytes"], b["flash_budget_bytes"], b["flash_bytes"],
                   f["flash_margin_bytes"]),
-             _row("RAM (tensor arena, TFLite Micro)" if b["kind"] == "mcu" else "RAM (arena + model + LiteRT estimate)",
+             _row("RAM (tensor arena, measured by TFLite Micro)" if b["kind"] == "mcu"
+                  else "RAM (arena + model + LiteRT *estimate*)",
                   s["ram_bytes"], b["ram_budget_bytes"], b["ram_bytes"], f["ram_margin_bytes"]), "",
              f"Model {format_bytes(s['model_bytes'])}; TFLite Micro measured a {format_bytes(s['arena_bytes'])} arena; "
              f"runtime code estimated at {format_bytes(s['runtime_code_bytes_estimate'])} (see code_size.toml).", "",
@@ -231,6 +240,9 @@ def report_markdown(report: dict) -> str:
     lines += [f"| teacher (float) | {t['params']:,} | {pct('teacher_float')} |",
               f"| student (float, width {s['width']:g}) | {s['params']:,} | {pct('student_float')} |",
               f"| student (int8) | {s['params']:,} | {pct('student_int8')} |", ""]
+    names = t.get("class_names")
+    if names:
+        lines.append("Classes: " + ", ".join(f"{n} ({i})" for i, n in enumerate(names)) + ".")
     if acc:
         lines.append(f"Accuracy on {acc['examples']:,} labelled test examples.")
     else:
@@ -251,6 +263,8 @@ def report_markdown(report: dict) -> str:
               f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
               "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+    if fw:
+        lines += [""] + firmware_markdown(fw)
     ft = report.get("finetune")
     if ft:
         lines += ["", "## Fine-tuning (tfmot)", "", "| | model | gzip | int8 accuracy |", "| --- | ---: | ---: | ---: |"]
@@ -264,6 +278,69 @@ def report_markdown(report: dict) -> str:
         if "qat" in ft:
             lines.append(f"\nQuantisation-aware fine-tuning: {ft['qat']['epochs']} epochs of distillation.")
     return "\n".join(lines) + "\n"
+
+
+_SHARES = (("model", "model (the .tflite array)"), ("tflite_micro", "TFLite Micro (interpreter + the model's kernels)"),
+           ("c_runtime", "C runtime (startup, libc, libgcc)"), ("application", "application (main, resolver)"),
+           ("arena", "tensor arena"), ("stack_heap", "stack and heap"), ("alignment", "alignment"))
+
+
+def firmware_markdown(fw: dict) -> list[str]:
+    """The report's Firmware section: what was measured from the link, what ran under emulation."""
+    dep, img, emu = fw["deployable"], fw["image"], fw["emulation"]
+    lines = ["## Firmware (measured)", "",
+             f"Built for {fw['board']} ({fw['core']}, TFLite Micro `{fw['tflm_arch']}` with {fw['kernels']} kernels; "
+             f"{fw['compiler']}). Sizes from the linked ELF (`arm-none-eabi-size`: flash = text + data, "
+             "RAM = data + bss); shares from the linker map.", "",
+             "| deployable image | flash | RAM |", "| --- | ---: | ---: |"]
+    lines += [f"| {label} | {format_bytes(dep['shares'][key]['flash'])} | {format_bytes(dep['shares'][key]['ram'])} |"
+              for key, label in _SHARES if key in dep["shares"]]
+    lines += [f"| **total** (`{dep['elf']}`) | **{format_bytes(dep['flash_bytes'])}** | **{format_bytes(dep['ram_bytes'])}** |",
+              f"| test harness (semihosting, printf, test inputs) | {format_bytes(fw['harness']['flash_bytes'])} | "
+              f"{format_bytes(fw['harness']['ram_bytes'])} |",
+              f"| image that ran (`{img['elf']}`) | {format_bytes(img['flash_bytes'])} | {format_bytes(img['ram_bytes'])} |", "",
+              f"Without a toolchain tinydistill estimates {format_bytes(fw['estimate']['flash_bytes'])} of flash "
+              f"({fw['estimate']['error']:+.0%} against this link)."]
+    if emu["run"]:
+        lines.append(f"Emulated on QEMU `{emu['machine']}` ({emu['cpu']}): the int8 outputs equal host TFLite Micro's "
+                     f"on {emu['outputs_identical']} of {emu['inputs']} test inputs ({emu['agreement']:.0%}; top-1 "
+                     f"{emu['top1_agreement']:.0%}); TFLite Micro used {format_bytes(emu['arena_used_bytes'])} of its arena "
+                     "on the target.")
+        if emu.get("instructions_per_inference"):
+            lines.append(f"{emu['instructions_per_inference']:,} instructions per inference executed under QEMU, against "
+                         f"{emu['estimated_cycles_per_inference']:,} cycles in the latency model ({emu['instructions_note']}).")
+    else:
+        lines.append(f"Not run under emulation: {emu['why_not']}.")
+    return lines
+
+
+def print_firmware(fw: dict, console, folder: str) -> None:
+    """``tinydistill firmware`` on a terminal: measured sizes by part, the emulated run, the verdict."""
+    from rich.table import Table
+
+    dep, emu = fw["deployable"], fw["emulation"]
+    table = Table(title=f"firmware for {fw['board']} ({fw['core']}, measured from the link)", title_justify="left")
+    for col in ("", "flash", "RAM"):
+        table.add_column(col, justify="right" if col else "left")
+    for key, label in _SHARES:
+        if key in dep["shares"]:
+            table.add_row(label, format_bytes(dep["shares"][key]["flash"]), format_bytes(dep["shares"][key]["ram"]))
+    table.add_row("deployable total", format_bytes(dep["flash_bytes"]), format_bytes(dep["ram_bytes"]))
+    table.add_row("test harness (not deployed)", format_bytes(fw["harness"]["flash_bytes"]),
+                  format_bytes(fw["harness"]["ram_bytes"]))
+    console.print(table)
+    console.print(f"estimate without a toolchain: {format_bytes(fw['estimate']['flash_bytes'])} flash "
+                  f"({fw['estimate']['error']:+.0%})")
+    if emu["run"]:
+        instr = (f"; {emu['instructions_per_inference']:,} instructions per inference (QEMU's count, not cycles)"
+                 if emu.get("instructions_per_inference") else "")
+        console.print(f"emulated on {emu['machine']}: int8 outputs equal host TFLite Micro's on "
+                      f"{emu['outputs_identical']}/{emu['inputs']} inputs{instr}")
+    else:
+        console.print(f"[bold yellow]not emulated:[/] {emu['why_not']}", soft_wrap=True)
+    verdict = "[bold green]PASS[/]: fits" if fw["fits"] else "[bold red]FAIL[/]: does not fit"
+    console.print(f"{verdict} with the board's headroom (margins: flash {format_bytes(fw['flash_margin_bytes'])}, RAM "
+                  f"{format_bytes(fw['ram_margin_bytes'])}); files in {folder}/firmware/")
 
 
 def print_console(report: dict, output: str, console) -> None:
@@ -288,6 +365,10 @@ def print_console(report: dict, output: str, console) -> None:
     else:
         console.print(f"teacher {t['params']:,} params -> student {s['params']:,} params (no --data: accuracy not measured)")
     verdict = "[bold green]PASS[/]: fits" if report["pass"] else "[bold red]FAIL[/]: does not fit"
+    names = t.get("class_names") or []
+    if names:
+        more = f" and {len(names) - 12} more" if len(names) > 12 else ""
+        console.print(f"classes: {', '.join(names[:12])}{more}", soft_wrap=True)
     console.print(f"estimated latency on {b['name']}: {s['latency_ms_estimate']:,.1f} ms per inference")
     console.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
     for w in report.get("warnings", []):

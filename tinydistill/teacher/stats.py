@@ -105,113 +105,144 @@ class Stats:
     region_std: dict = field(default_factory=dict)
     pairs: list = field(default_factory=list)
 
+    @property
+    def class_names(self) -> list | None:
+        """The classes' names in label order, if the publisher recorded them."""
+        names = self.header.get("class_names")
+        return [str(n) for n in names] if isinstance(names, list) and len(names) == self.num_classes else None
+
     def global_moments(self, layer: str) -> tuple[np.ndarray, np.ndarray]:
         """All-class mean and std of a layer, from the per-class moments."""
         return pooled_moments(self.mean[layer], self.std[layer], self.counts)
 
 
-def _validate_record(teacher, x, y):
-    if len(x) == 0:
-        raise StatsError("no data to record statistics on: pass labelled examples")
-    if tuple(x.shape[1:]) != tuple(teacher.input_shape):
-        raise StatsError(f"data shape {tuple(x.shape[1:])} does not match the teacher input {teacher.input_shape}")
-    if y.min() < 0 or y.max() >= teacher.num_classes:
-        raise StatsError(f"labels must be in 0..{teacher.num_classes - 1}")
-
-
-def record_stats(teacher, x: np.ndarray, y: np.ndarray, *, input_range, batch_size: int = 256,
-                 on_progress=None) -> Stats:
-    """Record per-class, per-layer activation statistics of ``teacher`` on ``(x, y)``.
+def record_stats(teacher, data, y: np.ndarray | None = None, *, input_range, batch_size: int = 256,
+                 class_names=None, on_progress=None) -> Stats:
+    """Record per-class, per-layer activation statistics of ``teacher`` on labelled data, batch by batch.
 
     Args:
         teacher: a :class:`~tinydistill.teacher.Teacher`.
-        x: inputs already in the teacher's input range, float32.
-        y: integer labels.
+        data: inputs already in the teacher's input range (float32, with labels ``y``); or, without ``y``,
+            a :class:`~tinydistill.data.sources.Source` read from disk (``open_data``: scaled here), a
+            ``tf.data.Dataset`` or any iterable of ``(x, y)`` batches in the teacher's range. Data is read
+            once, a batch at a time: memory does not grow with its size.
+        y: integer labels, with array inputs.
         input_range: the teacher's expected input range, stored in the file.
         batch_size: examples per forward pass.
-        on_progress: optional callable ``(done, total)``.
+        class_names: the classes' names in label order, stored in the file (default: the source's, e.g. an
+            image folder's class folders).
+        on_progress: optional callable ``(done, total)`` (``total`` 0 where unknown).
 
     Example:
         >>> stats = td.record_stats(teacher, x_train, y_train, input_range=(0, 1))
         >>> td.save_stats(stats, "teacher.stats.npz")
     """
-    _validate_record(teacher, x, y)
-    tf, k = _compat.tf(), _compat.keras()
-    lm = teacher.logits_model
-    outputs = [lm.get_layer(n).output for n in teacher.probe_layers] + [lm.output]
-    probe = k.Model(lm.inputs, outputs)
-    names = [INPUT] + list(teacher.probe_layers) + [LOGITS]
-    C = teacher.num_classes
-    sums, sqs = {}, {}
-    pos = {}  # positions (samples x spatial) per class per layer
-    rsums, rsqs = {}, {}  # per-region sums for spatial layers
-    grids = {}
-    counts = np.zeros(C, np.int64)
-    # a pair's per-class second moments take C * (channels)^2 doubles: pairs too wide for that are left out
-    pairs = [p for p in layer_pairs(teacher) if C * (sum(p[2].shape) ** 2) * 8 <= _PAIR_BYTES]
-    pooled_sums, pooled_sqs = {}, {}  # per pair: per-class sums of the pooled signal and of its outer products
+    from ..data.sources import Source, as_source, teacher_batches
 
-    @tf.function(reduce_retracing=True)
-    def forward(xb):
-        return probe(xb, training=False)
+    src = as_source((np.asarray(data), y) if y is not None else data)
+    names_given = class_names if class_names is not None else src.class_names
+    _check_class_names(names_given, teacher.num_classes)
+    acc = _Accumulator(teacher)
+    # a Source read from disk holds values as stored (scaled here); Python's arrays and batches are in range already
+    batches = teacher_batches(src, teacher.input_shape, teacher.num_classes, input_range, batch_size,
+                              already_scaled=not isinstance(data, Source))
+    for xb, yb in batches:
+        acc.add(xb, yb)
+        if on_progress:
+            on_progress(acc.n, src.count or 0)
+    return acc.finish(input_range, names_given)
 
-    n = len(x)
-    for start in range(0, n, batch_size):
-        xb = x[start:start + batch_size]
-        yb = y[start:start + batch_size]
-        acts = [xb] + [a.numpy() for a in _as_list(forward(tf.constant(xb)))]
-        onehot = np.eye(C, dtype=np.float64)[yb]  # (B, C)
-        counts += onehot.sum(0).astype(np.int64)
+
+def _check_class_names(names, num_classes: int) -> None:
+    if names is not None and (len(names) != num_classes or len(set(names)) != len(names)):
+        raise StatsError(f"{len(names)} class names given ({', '.join(map(str, names[:6]))}...) for a teacher with "
+                         f"{num_classes} classes: give one distinct name per class, in label order")
+
+
+class _Accumulator:
+    """Running per-class sums of every probed layer (channels, grid regions, layer pairs) over the batches seen."""
+
+    def __init__(self, teacher):
+        tf, k = _compat.tf(), _compat.keras()
+        lm = teacher.logits_model
+        probe = k.Model(lm.inputs, [lm.get_layer(n).output for n in teacher.probe_layers] + [lm.output])
+        self.forward = tf.function(lambda xb: probe(xb, training=False), reduce_retracing=True)
+        self.teacher, self.tf = teacher, tf
+        self.names = [INPUT] + list(teacher.probe_layers) + [LOGITS]
+        self.C = teacher.num_classes
+        self.sums, self.sqs, self.pos, self.rsums, self.rsqs, self.grids = {}, {}, {}, {}, {}, {}
+        self.counts = np.zeros(self.C, np.int64)
+        # a pair's per-class second moments take C * (channels)^2 doubles: pairs too wide for that are left out
+        self.pairs = [p for p in layer_pairs(teacher) if self.C * (sum(p[2].shape) ** 2) * 8 <= _PAIR_BYTES]
+        self.pooled_sums, self.pooled_sqs = {}, {}  # per pair: per-class sums of the pooled signal, its outer products
+        self.n, self.lo, self.hi = 0, np.inf, -np.inf
+
+    def add(self, xb: np.ndarray, yb: np.ndarray) -> None:
+        if len(xb) == 0:
+            return
+        self.n += len(xb)
+        self.lo, self.hi = min(self.lo, float(xb.min())), max(self.hi, float(xb.max()))
+        acts = [xb] + [a.numpy() for a in _as_list(self.forward(self.tf.constant(xb)))]
+        onehot = np.eye(self.C, dtype=np.float64)[yb]  # (B, C)
+        self.counts += onehot.sum(0).astype(np.int64)
         pooled = {}
-        for name, a in zip(names, acts):
+        for name, a in zip(self.names, acts):
             a = np.asarray(a, np.float64)
             if a.ndim == 4 and (a.shape[1] > 1 or a.shape[2] > 1):
                 gh, gw = grid_size(a.shape[1]), grid_size(a.shape[2])
                 r1 = region_pool(a, gh, gw).reshape(len(xb), -1)
                 r2 = region_pool(a ** 2, gh, gw).reshape(len(xb), -1)
-                rsums[name] = rsums.get(name, 0) + onehot.T @ r1
-                rsqs[name] = rsqs.get(name, 0) + onehot.T @ r2
-                grids[name] = (gh, gw, a.shape[-1])
+                self.rsums[name] = self.rsums.get(name, 0) + onehot.T @ r1
+                self.rsqs[name] = self.rsqs.get(name, 0) + onehot.T @ r2
+                self.grids[name] = (gh, gw, a.shape[-1])
             a = a.reshape(len(xb), -1, a.shape[-1])  # (B, P, ch)
             s, q = a.sum(1), (a ** 2).sum(1)  # (B, ch)
-            sums[name] = sums.get(name, 0) + onehot.T @ s
-            sqs[name] = sqs.get(name, 0) + onehot.T @ q
-            pos[name] = pos.get(name, 0) + onehot.sum(0) * a.shape[1]
+            self.sums[name] = self.sums.get(name, 0) + onehot.T @ s
+            self.sqs[name] = self.sqs.get(name, 0) + onehot.T @ q
+            self.pos[name] = self.pos.get(name, 0) + onehot.sum(0) * a.shape[1]
             pooled[name] = s / a.shape[1]
-        for i, (src, dst, _) in enumerate(pairs):
+        for i, (src, dst, _) in enumerate(self.pairs):
             z = np.concatenate([pooled[src], pooled[dst]], axis=1)
-            pooled_sums[i] = pooled_sums.get(i, 0) + onehot.T @ z
-            if i not in pooled_sqs:
-                pooled_sqs[i] = np.zeros((C, z.shape[1], z.shape[1]))
-            _add_class_outer_products(pooled_sqs[i], onehot, z)
-        if on_progress:
-            on_progress(min(start + batch_size, n), n)
-    missing = np.flatnonzero(counts == 0)
-    if len(missing):
-        raise StatsError(f"the data has no examples of classes {missing.tolist()}: statistics need every class")
-    mean, std = {}, {}
-    for name in names:
-        p = pos[name][:, None]
-        m = sums[name] / p
-        mean[name] = m.astype(np.float32)
-        std[name] = np.sqrt(np.maximum(sqs[name] / p - m ** 2, 0.0)).astype(np.float32)
-    rmean, rstd = {}, {}
-    for name, (gh, gw, ch) in grids.items():
-        m = rsums[name] / counts[:, None]
-        rmean[name] = m.reshape(C, gh, gw, ch).astype(np.float32)
-        rstd[name] = np.sqrt(np.maximum(rsqs[name] / counts[:, None] - m ** 2, 0.0)).reshape(C, gh, gw, ch).astype(np.float32)
-    pair_stats = [_spectral(src, dst, adj, pooled_sums[i], pooled_sqs[i], counts) for i, (src, dst, adj) in enumerate(pairs)]
-    header = {
-        "format": FORMAT, "version": VERSION, "tinydistill_version": __version__,
-        "fingerprint": teacher.fingerprint, "teacher": os.path.basename(teacher.path),
-        "input_shape": list(teacher.input_shape), "input_range": [float(v) for v in input_range],
-        "observed_input_range": [float(x.min()), float(x.max())],
-        "num_classes": C, "layers": names, "examples": int(n), "region_layers": list(grids),
-        "pairs": [[p.source, p.target] for p in pair_stats],
-    }
-    return Stats(fingerprint=teacher.fingerprint, input_range=tuple(header["input_range"]), num_classes=C,
-                 layers=names, mean=mean, std=std, counts=counts, header=header, region_mean=rmean, region_std=rstd,
-                 pairs=pair_stats)
+            self.pooled_sums[i] = self.pooled_sums.get(i, 0) + onehot.T @ z
+            if i not in self.pooled_sqs:
+                self.pooled_sqs[i] = np.zeros((self.C, z.shape[1], z.shape[1]))
+            _add_class_outer_products(self.pooled_sqs[i], onehot, z)
+
+    def finish(self, input_range, class_names) -> Stats:
+        if self.n == 0:
+            raise StatsError("no data to record statistics on: pass labelled examples")
+        counts, C = self.counts, self.C
+        missing = np.flatnonzero(counts == 0)
+        if len(missing):
+            raise StatsError(f"the data has no examples of classes {missing.tolist()}: statistics need every class")
+        mean, std = {}, {}
+        for name in self.names:
+            p = self.pos[name][:, None]
+            m = self.sums[name] / p
+            mean[name] = m.astype(np.float32)
+            std[name] = np.sqrt(np.maximum(self.sqs[name] / p - m ** 2, 0.0)).astype(np.float32)
+        rmean, rstd = {}, {}
+        for name, (gh, gw, ch) in self.grids.items():
+            m = self.rsums[name] / counts[:, None]
+            rmean[name] = m.reshape(C, gh, gw, ch).astype(np.float32)
+            rstd[name] = np.sqrt(np.maximum(self.rsqs[name] / counts[:, None] - m ** 2, 0.0)).reshape(
+                C, gh, gw, ch).astype(np.float32)
+        pair_stats = [_spectral(src, dst, adj, self.pooled_sums[i], self.pooled_sqs[i], counts)
+                      for i, (src, dst, adj) in enumerate(self.pairs)]
+        t = self.teacher
+        header = {
+            "format": FORMAT, "version": VERSION, "tinydistill_version": __version__,
+            "fingerprint": t.fingerprint, "teacher": os.path.basename(t.path),
+            "input_shape": list(t.input_shape), "input_range": [float(v) for v in input_range],
+            "observed_input_range": [self.lo, self.hi],
+            "num_classes": C, "layers": self.names, "examples": int(self.n), "region_layers": list(self.grids),
+            "pairs": [[p.source, p.target] for p in pair_stats],
+        }
+        if class_names is not None:
+            header["class_names"] = [str(c) for c in class_names]
+        return Stats(fingerprint=t.fingerprint, input_range=tuple(header["input_range"]), num_classes=C,
+                     layers=self.names, mean=mean, std=std, counts=counts, header=header, region_mean=rmean,
+                     region_std=rstd, pairs=pair_stats)
 
 
 def layer_pairs(teacher) -> list[tuple[str, str, np.ndarray]]:
