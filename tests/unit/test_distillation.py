@@ -125,3 +125,35 @@ def test_feature_term_pulls_stage_outputs_to_the_teachers(tiny_teacher, tiny_sta
             total += np.mean((t_act - s_act) ** 2) / np.mean(t_act ** 2)
         err[features] = total
     assert err[30.0] < 0.3 * err[0.0], err
+
+
+def test_recalibration_noise_is_the_largest_the_teacher_tolerates(tiny_bn_model, tiny_teacher):
+    """The noise BatchNorm statistics are re-estimated with: the largest on the doubling grid that the teacher
+    keeps its class on (a fake teacher that flips when the mean rectified noise passes 0.018 of the span)."""
+    from types import SimpleNamespace
+
+    from tinydistill.student import distillation as d
+    from tinydistill.teacher.model import describe
+
+    from ..conftest import toy_data
+
+    x = np.zeros((600, 258), np.float32)
+    x[:, 1] = 1.0  # span 1; the other entries are 0, so clipped noise raises their mean by about 0.4 sigma
+
+    def logits(v, training=False):
+        flipped = np.abs(np.asarray(v)[:, 2:]).mean(1) > 0.018
+        return SimpleNamespace(numpy=lambda: np.stack([~flipped, flipped], 1).astype(np.float32))
+
+    fake = SimpleNamespace(has_batchnorm=True, logits_model=logits)
+    assert d.recalibration_noise(fake, x, seed=0) == pytest.approx(1 / 32)  # 1/16: mean 0.025, flipped
+    assert d.recalibration_noise(tiny_teacher, x) == 0.0  # no BatchNorm in the teacher: nothing to calibrate
+    t = describe(tiny_bn_model)
+    xs = toy_data(300, seed=4)[0]
+    student = design_student(t, width=0.5, seed=0)
+    d.recalibrate_batchnorm(student, xs, noise=0.05, samples=300, seed=0)
+    assert student.recalibration_noise == 0.05
+    first = student.get_layer("bn1").moving_variance.numpy().copy()
+    d.recalibrate_batchnorm(student, xs, noise=0.05, samples=300, seed=0)
+    np.testing.assert_array_equal(student.get_layer("bn1").moving_variance.numpy(), first)  # seeded
+    d.recalibrate_batchnorm(student, xs, samples=300, seed=0)
+    assert (student.get_layer("bn1").moving_variance.numpy() < first).mean() > 0.5  # noise adds variance

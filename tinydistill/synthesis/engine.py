@@ -217,7 +217,13 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     """Train ``student`` (in place) on a pool a generator keeps filling, then re-estimate its BatchNorm statistics
     (``distill_config.recalibrate``); returns the pool as a :class:`SyntheticSet` (up to :data:`KEEP` of its
     inputs, spread over the whole run, with the self-check's notes and held-out agreement)."""
-    from ..student.distillation import distribute_batch, optimizer_for, recalibrate_batchnorm, train_step_for
+    from ..student.distillation import (
+        distribute_batch,
+        optimizer_for,
+        recalibrate_batchnorm,
+        recalibration_noise,
+        train_step_for,
+    )
 
     tf = _compat.tf()
     schedule = schedule.validate()
@@ -240,7 +246,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
             on_progress(schedule.warmup + r + 1, schedule.rounds)
     syn = _result(eng, notes)
     if distill_config.recalibrate:
-        recalibrate_batchnorm(student, syn.x, seed=seed)
+        recalibrate_batchnorm(student, syn.x, noise=recalibration_noise(teacher, syn.x, seed=seed), seed=seed)
     return syn
 
 
