@@ -132,6 +132,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     else:
         syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
         student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
+    recal_noise = getattr(student, "recalibration_noise", None)
     student, finetune, before = _finetune(teacher, student, syn, config, clock)
     final = with_output_activation(student, teacher)
     with clock.one_step("export"):
@@ -149,7 +150,8 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     run = Run(teacher=teacher, student=final, board=board, config=config, fit=fit, syn=syn, reason=reason,
               sizing=sizing, budget=budget, accuracy=accuracy, timings=clock.finish(),
               notes=state.notes if state is not None else [], init_note=init_note, finetune=finetune,
-              replicas=dist.num_replicas_in_sync, matched_layers=matched, class_names=names)
+              replicas=dist.num_replicas_in_sync, matched_layers=matched, class_names=names,
+              recalibration_noise=recal_noise)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
                           model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=Report.from_run(run),
                           test_data=kept, class_names=names)
@@ -235,6 +237,7 @@ def _plain(teacher, student, config, dist):
         return student
     plain = design_student(teacher, width=config.width, seed=config.seed, init="random")
     plain.set_weights(student.get_weights())
+    plain.recalibration_noise = getattr(student, "recalibration_noise", None)
     return plain
 
 

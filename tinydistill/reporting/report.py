@@ -49,6 +49,7 @@ class Run:
     replicas: int = 1
     matched_layers: list = field(default_factory=list)
     class_names: list | None = None
+    recalibration_noise: float | None = None
 
 
 class Report(dict):
@@ -141,7 +142,8 @@ def build_report(run: Run) -> dict:
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
         "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
-                         "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers)},
+                         "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers),
+                         "batchnorm_recalibration_noise": run.recalibration_noise},
         "finetune": run.finetune,
         "seed": cfg.seed,
         "replicas": run.replicas,
@@ -200,7 +202,10 @@ def _distill_note(dist: dict) -> str:
     matched = (f"; the student also matched the teacher's feature maps at {', '.join(f'`{n}`' for n in layers)}"
                if layers else "")
     loss = "logit MSE" if dist["loss"] == "mse" else f"KL at temperature {dist['temperature']:g}"
-    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}."
+    noise = dist.get("batchnorm_recalibration_noise")
+    recal = (f" BatchNorm statistics re-estimated on synthetic inputs plus Gaussian noise of std {noise:.3g} (the "
+             "largest the teacher keeps its class under)." if noise else "")
+    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}.{recal}"
 
 
 def _row(label, *sizes) -> str:
@@ -295,10 +300,14 @@ def firmware_markdown(fw: dict) -> list[str]:
              "| deployable image | flash | RAM |", "| --- | ---: | ---: |"]
     lines += [f"| {label} | {format_bytes(dep['shares'][key]['flash'])} | {format_bytes(dep['shares'][key]['ram'])} |"
               for key, label in _SHARES if key in dep["shares"]]
-    lines += [f"| **total** (`{dep['elf']}`) | **{format_bytes(dep['flash_bytes'])}** | **{format_bytes(dep['ram_bytes'])}** |",
-              f"| test harness (semihosting, printf, test inputs) | {format_bytes(fw['harness']['flash_bytes'])} | "
-              f"{format_bytes(fw['harness']['ram_bytes'])} |",
-              f"| image that ran (`{img['elf']}`) | {format_bytes(img['flash_bytes'])} | {format_bytes(img['ram_bytes'])} |", "",
+    lines.append(f"| **total** (`{dep['elf']}`) | **{format_bytes(dep['flash_bytes'])}** | "
+                 f"**{format_bytes(dep['ram_bytes'])}** |")
+    if fw["harness"]:
+        lines += [f"| test harness (semihosting, printf, test inputs) | {format_bytes(fw['harness']['flash_bytes'])} | "
+                  f"{format_bytes(fw['harness']['ram_bytes'])} |",
+                  f"| image that ran (`{img['elf']}`) | {format_bytes(img['flash_bytes'])} | "
+                  f"{format_bytes(img['ram_bytes'])} |"]
+    lines += ["",
               f"Without a toolchain tinydistill estimates {format_bytes(fw['estimate']['flash_bytes'])} of flash "
               f"({fw['estimate']['error']:+.0%} against this link)."]
     if emu["run"]:
@@ -326,8 +335,9 @@ def print_firmware(fw: dict, console, folder: str) -> None:
         if key in dep["shares"]:
             table.add_row(label, format_bytes(dep["shares"][key]["flash"]), format_bytes(dep["shares"][key]["ram"]))
     table.add_row("deployable total", format_bytes(dep["flash_bytes"]), format_bytes(dep["ram_bytes"]))
-    table.add_row("test harness (not deployed)", format_bytes(fw["harness"]["flash_bytes"]),
-                  format_bytes(fw["harness"]["ram_bytes"]))
+    if fw["harness"]:
+        table.add_row("test harness (not deployed)", format_bytes(fw["harness"]["flash_bytes"]),
+                      format_bytes(fw["harness"]["ram_bytes"]))
     console.print(table)
     console.print(f"estimate without a toolchain: {format_bytes(fw['estimate']['flash_bytes'])} flash "
                   f"({fw['estimate']['error']:+.0%})")
