@@ -458,13 +458,11 @@ def boards():
 def check_cmd(model, board, board_file, headroom, as_json):
     """Measure any int8 .tflite against a board: flash, TFLite Micro arena, ops, fit."""
     from .fitting.fitcheck import check
+    from .fitting.tflite_model import read_tflite
     from .reporting.report import Report
 
     b = _board(board, board_file, headroom)
-    if not os.path.isfile(model):
-        raise TinyDistillError(f"model {model} does not exist: pass a .tflite file")
-    with open(model, "rb") as f:
-        res = check(f.read(), b)
+    res = check(read_tflite(model), b)
     report = Report.from_check(model, b, res)
     if as_json:
         click.echo(report.to_json().rstrip())
@@ -561,11 +559,13 @@ def verify(target, data_path, input_range, as_json):
     the host's predictions), or a .tflite with --data.
     """
     from .fitting import ondevice
+    from .fitting.tflite_model import read_tflite
 
     if os.path.isdir(target):
         if not os.path.isfile(os.path.join(target, ondevice.SAMPLE)):
             raise TinyDistillError(f"{target} has no {ondevice.SAMPLE}: pass a bundle folder, or a .tflite with --data")
-        res = ondevice.verify_bundle(target)
+        read_tflite(os.path.join(target, "student.tflite"))
+        run_verify = lambda: ondevice.verify_bundle(target)  # noqa: E731
     else:
         from .data import load_data, parse_range, to_input_range
 
@@ -573,11 +573,14 @@ def verify(target, data_path, input_range, as_json):
             raise TinyDistillError(f"{target} does not exist: pass a .tflite file or a bundle folder")
         if not data_path:
             raise click.UsageError("a .tflite needs --data (labelled inputs)")
+        model = read_tflite(target)
         rng = parse_range(input_range) if input_range else _range_from_report(target)
         ds = load_data(data_path, split="test")
-        with open(target, "rb") as f:
-            model = f.read()
-        res = ondevice.verify(model, _shape_like(to_input_range(ds.x, rng), model, data_path), ds.y)
+        run_verify = lambda: ondevice.verify(model, _shape_like(to_input_range(ds.x, rng), model, data_path), ds.y)  # noqa: E731
+    try:
+        res = run_verify()
+    except (ValueError, RuntimeError) as exc:  # the interpreter refused the model or the inputs
+        raise TinyDistillError(f"{target}: {ondevice._first_line(exc)}") from None
     if as_json:
         click.echo(json.dumps({k: v for k, v in res.items() if k != "predictions"}, indent=2))
     else:
@@ -585,18 +588,23 @@ def verify(target, data_path, input_range, as_json):
 
 
 def _range_from_report(model_path):
-    report = os.path.join(os.path.dirname(os.path.abspath(model_path)), "report.json")
-    if os.path.isfile(report):
-        with open(report) as f:
-            return tuple(json.load(f)["teacher"]["input_range"])
+    report = _read_report(os.path.dirname(os.path.abspath(model_path)))
+    if report is not None:
+        try:
+            from .data import parse_range
+
+            return parse_range(report["teacher"]["input_range"])
+        except (KeyError, TypeError, TinyDistillError):
+            raise TinyDistillError(f"the report beside {model_path} has no valid input range: pass --input-range LO,HI "
+                                   "(as given to compress)") from None
     raise TinyDistillError("the model's input range is unknown: pass --input-range LO,HI (as given to compress)")
 
 
 def _shape_like(x, model, source):
     from .data import reshape_to
-    from .fitting.ondevice import load_interpreter
+    from .fitting.runtime import litert_interpreter
 
-    return reshape_to(x, load_interpreter(model)[0].get_input_details()[0]["shape"][1:], source, "model")
+    return reshape_to(x, litert_interpreter(model).get_input_details()[0]["shape"][1:], source, "model")
 
 
 def _atomic_file(path, data: bytes):

@@ -85,6 +85,7 @@ def read_npz(path: str, error, fix: str, pick=None) -> dict:
             own, e.g. a missing array, passes through); default: all.
     """
     import zipfile
+    import zlib
 
     import numpy as np
 
@@ -101,5 +102,5 @@ def read_npz(path: str, error, fix: str, pick=None) -> dict:
         if "pickle" in str(exc).lower():
             raise error(f"{path} holds pickled objects, which tinydistill never loads (they can run code): {fix}") from None
         raise error(f"cannot read {path} as .npz ({exc}): {fix}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise error(f"cannot read {path} as .npz ({exc}): {fix}") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
+        raise error(f"cannot read {path} as .npz: it is corrupt or truncated ({exc}); {fix}") from None

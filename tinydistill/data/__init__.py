@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 from dataclasses import dataclass
 
@@ -49,19 +50,21 @@ def parse_range(text) -> tuple[float, float]:
 
 
 def _read_idx(path: str) -> np.ndarray:
+    import zlib
+
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read IDX file {path} ({exc}): download it again") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot read IDX file {path} ({exc}): it is corrupt or truncated; download it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     offset = 4 + 4 * ndim
-    count = int(np.prod(dims)) if dims else 0
+    count = math.prod(dims) if dims else 0  # Python integers: a forged header cannot overflow the count
     if len(raw) - offset < count * dtype.itemsize:
         raise DataError(f"{path} is truncated: expected {count} values of {dtype}")
     return np.frombuffer(raw, dtype, count=count, offset=offset).reshape(dims)

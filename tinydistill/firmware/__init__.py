@@ -179,7 +179,9 @@ def _link_both(lib, tools, build, core, board, sources, x, on_progress):
     if on_progress:
         on_progress("link", 0, 2)
     link.write_sources(build, sources, x)
-    link.compile_objects(lib, tools, build, core["device"])
+    emulated = bool(core["qemu_machine"])  # no harness for a core no QEMU machine models
+    link.compile_objects(lib, tools, build, core,
+                         names=link.SOURCES if emulated else tuple(n for n in link.SOURCES if n != "harness.cc"))
     flash, ram = (core["flash_base"], board.flash_bytes), (core["ram_base"], board.ram_bytes)
     script = link.linker_script(lib, core["device"], flash=flash, ram=ram, stack=link.DEPLOY_STACK, heap=0)
     deployable = link.link(lib, tools, build, "deploy", main="deploy.o", script=script,
@@ -187,7 +189,7 @@ def _link_both(lib, tools, build, core, board, sources, x, on_progress):
     if on_progress:
         on_progress("link", 1, 2)
     image = deployable
-    if core["qemu_machine"]:
+    if emulated:
         emu_flash = (core["flash_base"], max(board.flash_bytes, core["emulation_flash"]))
         emu_ram = (core["ram_base"], max(board.ram_bytes, core["emulation_ram"]))
         script = link.linker_script(lib, core["device"], flash=emu_flash, ram=emu_ram, stack=link.EMULATION_STACK,

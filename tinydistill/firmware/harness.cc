@@ -33,7 +33,7 @@ uint64_t Ticks() {
   return static_cast<uint64_t>(high) * (kReload + 1u) + (kReload - low);
 }
 
-void Spin(uint32_t n) { __asm volatile("1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc"); }
+void Spin(uint32_t n) { __asm volatile(".syntax unified\n1: subs %0, %0, #1\n bne 1b" : "+r"(n) : : "cc"); }
 
 void Log(const char* s) { fputs(s, stdout); }
 }  // namespace

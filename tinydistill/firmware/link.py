@@ -100,13 +100,15 @@ def write_sources(build: str, files: dict[str, str | bytes], x_int8) -> None:
 SOURCES = ("model_data.cc", "harness.cc", "deploy.cc")
 
 
-def compile_objects(lib, tools: dict, build: str, device: str, names: tuple = SOURCES, startup: bool = True) -> None:
-    """Compile the firmware's files ``names`` with TFLite Micro's own flags, CMSIS's startup code for ``device``
-    (``startup``) and the test inputs (if the harness is among them)."""
+def compile_objects(lib, tools: dict, build: str, core: dict, names: tuple = SOURCES, startup: bool = True) -> None:
+    """Compile the firmware's files ``names`` with TFLite Micro's own flags, CMSIS's startup code for the core's
+    device (``startup``) and the test inputs (if the harness is among them)."""
     log = os.path.join(build, "build.log")
+    device = core["device"]
     dfp = os.path.join(lib.root, "tensorflow/lite/micro/tools/make/downloads/cmsis/Cortex_DFP/Device", device)
     jobs = [(tools["g++"], list(lib.cxxflags), name, name.replace(".cc", ".o")) for name in names]
-    jobs += [(tools["gcc"], list(lib.ccflags), os.path.join(dfp, "Source", f"{kind}_{device}.c"), f"{kind}.o")
+    define = [f"-D{core['device_define']}"] if core.get("device_define") else []
+    jobs += [(tools["gcc"], list(lib.ccflags) + define, os.path.join(dfp, "Source", f"{kind}_{device}.c"), f"{kind}.o")
              for kind in ("startup", "system") if startup]
     if not os.path.isdir(dfp):
         raise FirmwareError(f"no CMSIS device {device} in {lib.root} (Cortex_DFP missing from the downloads): "

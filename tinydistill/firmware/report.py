@@ -42,7 +42,8 @@ def report_section(fw) -> dict:
         "deployable": {**_sizes(dep), "stack_bytes": fw.stack_bytes, "shares": shares,
                        "what": "model + TFLite Micro (exactly the model's ops) + C runtime + a main that only runs "
                                "inference, linked against the board's flash and RAM"},
-        "harness": {"flash_bytes": img.flash_bytes - dep.flash_bytes, "ram_bytes": img.ram_bytes - dep.ram_bytes},
+        "harness": ({"flash_bytes": img.flash_bytes - dep.flash_bytes, "ram_bytes": img.ram_bytes - dep.ram_bytes}
+                    if img is not dep else None),  # no emulation image where no QEMU machine models the core
         "fits": dep.flash_bytes <= b.flash_budget and dep.ram_bytes <= b.ram_budget,
         "flash_margin_bytes": b.flash_budget - dep.flash_bytes, "ram_margin_bytes": b.ram_budget - dep.ram_bytes,
         "estimate": {"flash_bytes": fw.estimated_flash, "error": round(error, 4),

@@ -76,6 +76,21 @@ def _check_headroom(h, where):
         raise BoardError(f"{where}: `headroom` must be in [0, 1). Received: headroom={h!r}")
 
 
+def _check_extras(data: dict, source: str) -> None:
+    """Aliases are names; latency constants and the latency budget are finite non-negative numbers."""
+    if not all(isinstance(a, str) for a in data.get("aliases", [])):
+        raise BoardError(f"{source}: `aliases` must be a list of names")
+    budget = data.get("latency_budget_ms")
+    if budget is not None and not 0 < budget < 1e9:
+        raise BoardError(f"{source}: `latency_budget_ms` must be > 0. Received: latency_budget_ms={str(budget)[:40]}")
+    for key, value in data.get("latency", {}).items():
+        ok = isinstance(value, str) if key == "runtime" else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e12)
+        if not ok:
+            raise BoardError(f"{source}: [latency] `{key}` must be a number >= 0 (runtime: a name). "
+                             f"Received: {str(value)[:40]}")
+
+
 def board_from_dict(data: dict, *, source: str) -> Board:
     """Validate a board table and build a :class:`Board`.
 
@@ -96,11 +111,12 @@ def board_from_dict(data: dict, *, source: str) -> Board:
                          f"known: {', '.join(list(_REQUIRED) + list(_OPTIONAL))}")
     if data["kind"] not in KINDS:
         raise BoardError(f"{source}: `kind` must be one of {', '.join(KINDS)}. Received: kind={data['kind']!r}")
-    for key in ("flash_bytes", "ram_bytes", "clock_mhz"):
-        if data[key] <= 0:
-            raise BoardError(f"{source}: `{key}` must be > 0. Received: {key}={data[key]!r}")
+    for key, most in (("flash_bytes", 1 << 44), ("ram_bytes", 1 << 44), ("clock_mhz", 1e5)):
+        if not 0 < data[key] <= most:  # also NaN; a huge integer cannot overflow a float later
+            raise BoardError(f"{source}: `{key}` must be > 0 and at most {most:g}. Received: {key}={str(data[key])[:40]}")
     headroom = data.get("headroom", DEFAULT_HEADROOM)
     _check_headroom(headroom, source)
+    _check_extras(data, source)
     return Board(name=data["name"], kind=data["kind"], core=data["core"], clock_mhz=float(data["clock_mhz"]),
                  flash_bytes=int(data["flash_bytes"]), ram_bytes=int(data["ram_bytes"]),
                  title=data.get("title", data["name"]), aliases=tuple(data.get("aliases", ())),

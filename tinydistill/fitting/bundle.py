@@ -10,6 +10,7 @@ from importlib import resources
 import numpy as np
 
 from ..errors import TinyDistillError
+from ..fileio import read_npz
 from .ondevice import SAMPLE
 
 _README = """# tinydistill device bundle
@@ -45,21 +46,27 @@ def make_bundle(folder: str) -> dict[str, bytes]:
     missing = [f for f in need if not os.path.isfile(os.path.join(folder, f))]
     if missing:
         raise TinyDistillError(f"{folder} is not a 'tinydistill compress' output folder (missing {', '.join(missing)})")
-    files = {}
-    for name in ("student.tflite", "report.json", "model_data.cc", "model_data.h", "model_ops.h"):
+    from .tflite_model import read_tflite
+
+    files = {"student.tflite": read_tflite(os.path.join(folder, "student.tflite"))}
+    for name in ("report.json", "model_data.cc", "model_data.h", "model_ops.h"):
         path = os.path.join(folder, name)
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 files[name] = f.read()
-    report = json.loads(files["report.json"])
+    report = _report(folder, files["report.json"])
     sample = os.path.join(folder, SAMPLE)
     if os.path.isfile(sample):
+        arrays = read_npz(sample, TinyDistillError, "run compress again with --data",
+                          pick=lambda names: [k for k in ("x_int8", "x", "y") if k in names])
+        x = arrays.get("x_int8", arrays.get("x"))
+        if x is None or x.ndim < 2:
+            raise TinyDistillError(f"{sample} holds no test inputs: run compress again with --data")
         with open(sample, "rb") as f:
             files[SAMPLE] = f.read()
+        n, labelled = len(x), "y" in arrays
     else:  # no labelled data was given: check agreement on synthetic inputs
-        files[SAMPLE] = _synthetic_sample(folder, files["student.tflite"])
-    with np.load(io.BytesIO(files[SAMPLE]), allow_pickle=False) as z:
-        n, labelled = len(z["x_int8"] if "x_int8" in z.files else z["x"]), "y" in z.files
+        (files[SAMPLE], n), labelled = _synthetic_sample(folder, files["student.tflite"]), False
     files["verify.py"] = resources.files("tinydistill.fitting").joinpath("ondevice.py").read_bytes()
     acc = (report.get("accuracy") or {}).get("student_int8")
     files["README.md"] = _README.format(
@@ -69,23 +76,42 @@ def make_bundle(folder: str) -> dict[str, bytes]:
     return files
 
 
+def _report(folder: str, raw: bytes) -> dict:
+    """The folder's report.json, checked for what the bundle reads from it."""
+    try:
+        report = json.loads(raw)
+        rng = [float(v) for v in report["teacher"]["input_range"]]
+        names = report["teacher"].get("class_names")
+        acc = (report.get("accuracy") or {}).get("student_int8")
+        if len(rng) != 2 or (names is not None and not isinstance(names, list)) or (
+                acc is not None and not isinstance(acc, (int, float))):
+            raise ValueError("unexpected values")
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+        raise TinyDistillError(f"{os.path.join(folder, 'report.json')} is not a readable tinydistill report ({exc}): "
+                               "run compress again") from None
+    return report
+
+
 def _classes_line(names) -> str:
     if not names:
         return ""
     return "\nClasses, in output order: " + ", ".join(f"{n} ({i})" for i, n in enumerate(names)) + ".\n"
 
 
-def _synthetic_sample(folder: str, tflite: bytes, n: int = 500) -> bytes:
+def _synthetic_sample(folder: str, tflite: bytes, n: int = 500) -> tuple[bytes, int]:
+    """``test_sample.npz`` from the synthetic inputs (no labels) and how many it holds."""
     from .fitcheck import int8_predictions
 
     path = os.path.join(folder, "synthetic.npz")
     if not os.path.isfile(path):
         raise TinyDistillError(f"{folder} has neither {SAMPLE} nor synthetic.npz: run compress again")
-    with np.load(path, allow_pickle=False) as z:
-        x = z["x"][:n]
+    x = read_npz(path, TinyDistillError, "run compress again", pick=lambda names: ["x"] if "x" in names else []).get("x")
+    if x is None or x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
+        raise TinyDistillError(f"{path} holds no inputs x: run compress again")
+    x = np.asarray(x[:n], np.float32)
     buf = io.BytesIO()
     np.savez_compressed(buf, x=x, host_int8_top1=int8_predictions(tflite, x))
-    return buf.getvalue()
+    return buf.getvalue(), len(x)
 
 
 def sample_npz(tflite: bytes, x: np.ndarray, y: np.ndarray, host_top1: np.ndarray, n: int = 10000,

@@ -89,15 +89,17 @@ def _code_size() -> dict:
 
 def runtime_memory(ops: list[str], board) -> tuple[int, int]:
     """Estimated (flash, RAM) bytes of the inference runtime itself on ``board`` (see code_size.toml): TFLite
-    Micro's core and each op's code as linked for the board's core (``benchmarks/code_size.py``), else the
-    generic table; an op the table lacks costs its ``default_op_bytes``."""
+    Micro's core, the largest helper code shared among the model's ops (counted once) and each op's own code,
+    as linked for the board's core (``benchmarks/code_size.py``), else the generic table; an op a table lacks
+    costs its ``default_op_bytes``."""
     sizes = _code_size()
     if board.kind == "linux":
         return 0, int(sizes["litert"]["ram_bytes"])
     generic = sizes["tflite-micro"]
     tflm = generic.get(board.core, generic)  # the core's measured table, else the generic one
     default = tflm.get("default_op_bytes", generic["default_op_bytes"])
-    return int(tflm["core_bytes"] + sum(tflm["ops"].get(op, default) for op in ops)), 0
+    shared = max((tflm.get("shared", {}).get(op, 0) for op in ops), default=0)
+    return int(tflm["core_bytes"] + shared + sum(tflm["ops"].get(op, default) for op in ops)), 0
 
 
 def int8_predictions(tflite: bytes, x: np.ndarray, *, batch: int = 256, interpreter=None) -> np.ndarray:

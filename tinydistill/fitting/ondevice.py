@@ -24,18 +24,32 @@ SAMPLE = "test_sample.npz"
 
 
 def load_interpreter(model_content: bytes, num_threads: int | None = None):
-    """LiteRT (ai-edge-litert) or tflite-runtime, whichever works in this environment."""
+    """LiteRT (ai-edge-litert) or tflite-runtime, whichever works in this environment.
+
+    Raises:
+        RuntimeError: neither interpreter can be imported here.
+        ValueError: the interpreter refuses the model (corrupt, truncated or not a TFLite model).
+    """
     errors = []
     for module in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
         try:
             mod = __import__(module, fromlist=["Interpreter"])
+        except Exception as exc:  # ImportError, or "_ARRAY_API not found" from tflite-runtime with numpy 2
+            errors.append(f"{module.split('.')[0]}: {_first_line(exc)}")
+            continue
+        try:
             it = mod.Interpreter(model_content=model_content, num_threads=num_threads)
             it.allocate_tensors()
-            return it, module.split(".")[0]
-        except Exception as exc:  # ImportError, or "_ARRAY_API not found" from tflite-runtime with numpy 2
-            errors.append(f"{module.split('.')[0]}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        except Exception as exc:  # the interpreter's own check of the flatbuffer and its tensors
+            raise ValueError(f"the model is corrupt or truncated ({_first_line(exc)[:200]}): export it again") from None
+        return it, module.split(".")[0]
     raise RuntimeError("no TFLite interpreter works here (" + "; ".join(errors) +
                        "): pip install ai-edge-litert, or tflite-runtime with numpy<2")
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def quantize_input(x, detail):
@@ -64,6 +78,10 @@ def verify(model_content: bytes, x: np.ndarray, y: np.ndarray | None = None, exp
     """
     it, name = load_interpreter(model_content, num_threads)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    x = np.asarray(x)
+    if x.ndim < 1 or tuple(x.shape[1:]) != tuple(int(d) for d in inp["shape"][1:]) or x.dtype.kind not in "iuf":
+        raise ValueError(f"the inputs are {x.dtype} {tuple(x.shape[1:])} per example but the model takes "
+                         f"{tuple(int(d) for d in inp['shape'][1:])}: pass inputs made for this model")
     # inputs already in the model's input type are used as they are; floats are quantised here
     q = x if x.dtype == inp["dtype"] else quantize_input(np.asarray(x, np.float32), inp)
     preds = np.empty(len(x), np.int64)
@@ -80,16 +98,27 @@ def verify(model_content: bytes, x: np.ndarray, y: np.ndarray | None = None, exp
 
 
 def verify_bundle(folder: str) -> dict:
-    """Verify a folder made by ``tinydistill bundle`` (or a ``compress`` output folder)."""
+    """Verify a folder made by ``tinydistill bundle`` (or a ``compress`` output folder).
+
+    Raises:
+        ValueError: a file of the bundle is corrupt, truncated or inconsistent (the message names it).
+    """
     with open(os.path.join(folder, "student.tflite"), "rb") as f:
         model = f.read()
-    with np.load(os.path.join(folder, SAMPLE), allow_pickle=False) as z:
-        files = set(z.files)
-        x = z["x_int8"] if "x_int8" in files else z["x"]
-        y = z["y"] if "y" in files else None
-        expected = z["host_int8_top1"] if "host_int8_top1" in files else None
-        x_float = z["x"] if "x_int8" in files and "x" in files else None
-        names = [str(n) for n in z["class_names"]] if "class_names" in files else None
+    path = os.path.join(folder, SAMPLE)
+    try:  # an untrusted archive: never unpickled, every array checked before use
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+            x = z["x_int8"] if "x_int8" in files else z["x"]
+            y = z["y"] if "y" in files else None
+            expected = z["host_int8_top1"] if "host_int8_top1" in files else None
+            x_float = z["x"] if "x_int8" in files and "x" in files else None
+            names = [str(n) for n in z["class_names"]] if "class_names" in files else None
+    except Exception as exc:  # zip, npy header and dtype errors, missing arrays, pickled objects
+        raise ValueError(f"{path} is corrupt or truncated ({_first_line(exc)[:160]}): make the bundle again") from None
+    for what, arr in (("y", y), ("host_int8_top1", expected)):
+        if arr is not None and (arr.ndim != 1 or len(arr) != len(x) or not np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"{path}: {what} must hold one integer per input ({len(x)}): make the bundle again")
     res = verify(model, x, y, expected)
     if y is not None:
         per_class = {int(c): float((res["predictions"][y == c] == c).mean()) for c in np.unique(y)}

@@ -78,7 +78,7 @@ def litert_interpreter(tflite: bytes, num_threads: int | None = None):
     try:
         with capture_c_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate"
             return load_interpreter(tflite, num_threads)[0]
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         raise TinyDistillError(str(exc)) from None
 
 

@@ -7,9 +7,12 @@ Parsing needs the schema that ships with ``tflite-micro``, not TensorFlow.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..errors import TinyDistillError
 
 # ops that only reinterpret memory: no per-element work in TFLite Micro
 _FREE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
@@ -43,8 +46,39 @@ class ParsedModel:
         return int(sum(o.macs for o in self.ops))
 
 
+def read_tflite(path: str) -> bytes:
+    """The bytes of a ``.tflite`` file the user gave, checked to be a whole TFLite flatbuffer (by a pure-Python
+    reader, before any native parser sees it), or one line naming the file and what to do."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise TinyDistillError(f"{path} does not exist: pass a .tflite file")
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise TinyDistillError(f"{path} is not a TFLite model (no TFL3 identifier): pass a .tflite file")
+    try:
+        parse_tflite(data)
+    except TinyDistillError as exc:
+        raise TinyDistillError(f"`{path}` {str(exc).removeprefix('the model ')}") from None
+    return data
+
+
 def parse_tflite(tflite: bytes) -> ParsedModel:
-    """Read a ``.tflite`` flatbuffer's operators (an empty model when ``tflite-micro`` is missing)."""
+    """Read a ``.tflite`` flatbuffer's operators (an empty model when ``tflite-micro`` is missing).
+
+    Raises:
+        TinyDistillError: the flatbuffer is corrupt or truncated.
+    """
+    try:
+        return _parse(tflite)
+    except TinyDistillError:
+        raise
+    except Exception as exc:  # the flatbuffer reader fails in many ways on damaged bytes
+        raise TinyDistillError(f"the model is corrupt or truncated ({type(exc).__name__}: {str(exc)[:120]}): "
+                               "export it again (tinydistill compress writes student.tflite)") from None
+
+
+def _parse(tflite: bytes) -> ParsedModel:
     try:
         from tflite_micro.python.tflite_micro import runtime as tflm_runtime
         from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema

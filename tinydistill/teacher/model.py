@@ -122,9 +122,14 @@ def _read_config(path: str) -> tuple[str, dict]:
             raise ModelLoadError(
                 f"{path} holds weights only, no model architecture: save it with model.save() "
                 "(not save_weights()) and try again")
-        if isinstance(raw, bytes):
-            raw = raw.decode("utf-8")
-        return "h5", json.loads(raw)
+        try:
+            config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelLoadError(f"{path} has a damaged model configuration ({str(exc)[:80]}): copy or download it "
+                                 "again, or save the model again with model.save()") from None
+        if not isinstance(config, dict):
+            raise ModelLoadError(f"{path} has no valid model configuration: save the model again with model.save()")
+        return "h5", config
     if head[:2] == b"PK":
         try:
             with zipfile.ZipFile(path) as z:
