@@ -114,9 +114,9 @@ def _read_config(path: str) -> tuple[str, dict]:
         try:
             with h5py.File(path, "r") as h5:
                 raw = h5.attrs.get("model_config")
-        except OSError as exc:
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py's errors on damaged object headers
             raise ModelLoadError(
-                f"{path} is a damaged or truncated HDF5 file ({str(exc).split('(')[0].strip()}): "
+                f"{path} is a damaged or truncated HDF5 file ({str(exc).strip(chr(39) + ' ').split('(')[0].strip()}): "
                 "copy or download it again") from None
         if raw is None:
             raise ModelLoadError(
@@ -251,4 +251,7 @@ def load_teacher(path: str, *, trust_model: bool = False) -> Teacher:
     except Exception as exc:  # Keras raises many types; we only need to say what happened
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelLoadError(f"could not load {path}: {msg[:200]}") from None
+    if not isinstance(model, k.Model):  # e.g. a SavedModel whose Keras metadata is missing or damaged
+        raise ModelLoadError(f"{path} did not load as a Keras model (a {type(model).__name__}): save it with Keras' "
+                             "model.save() and try again")
     return describe(model, path=path)
