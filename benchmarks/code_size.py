@@ -4,9 +4,11 @@
 
 For each core of the shipped boards, TFLite Micro is built (``tinydistill.firmware``, cached) and
 the deployable image of ``tinydistill firmware`` is linked with a 16-byte dummy model and an op
-resolver holding no op (the core: interpreter, allocator, C runtime, startup), then once per op
-with that op alone (the op's code: its kernel and what only it pulls in). ``--write`` stores the
-tables in code_size.toml. Then the estimate (model + core + its ops) is compared with the linked
+resolver holding: no op (the core: interpreter, allocator, C runtime, startup); each op alone; every
+op; every op but one. An op's *unique* code is what the image loses without it among all the others;
+its *shared* code is the rest of what it pulls in alone (helpers other ops use too). The estimate is
+core + the largest shared part among the model's ops + the sum of their unique parts, so helpers
+are counted once. ``--write`` stores the tables in code_size.toml. Then the estimate is compared with the linked
 deployable image of real students (LeNet-5, ResNet-8 and DS-CNN students from the shared teachers),
 and the table goes to benchmarks/RESULTS.md. Needs arm-none-eabi-gcc and TFLite Micro's sources.
 """
@@ -54,7 +56,7 @@ def _ops_header(ops) -> str:
 def _flash(lib, tools, build, device, ops) -> int:
     with open(os.path.join(build, "model_ops.h"), "w") as f:
         f.write(_ops_header(ops))
-    link.compile_objects(lib, tools, build, device, names=("deploy.cc",), startup=False)
+    link.compile_objects(lib, tools, build, {"device": device}, names=("deploy.cc",), startup=False)
     script = link.linker_script(lib, device, flash=(0, 1 << 24), ram=(0x20000000, 1 << 24), stack=link.DEPLOY_STACK,
                                 heap=0)
     return link.link(lib, tools, build, "deploy", main="deploy.o", script=script,
@@ -62,7 +64,7 @@ def _flash(lib, tools, build, device, ops) -> int:
 
 
 def calibrate(core_name, core, root, tools) -> dict:
-    """core_bytes and per-op bytes for one core, from links of the deployable image."""
+    """core_bytes and each op's unique and shared bytes for one core, from links of the deployable image."""
     lib = toolchain.build_library(root, core, tools)
     with tempfile.TemporaryDirectory() as build:
         cc = ("#include \"model_data.h\"\nalignas(16) const unsigned char g_model[] = {" + ", ".join(["0"] * DUMMY)
@@ -71,23 +73,32 @@ def calibrate(core_name, core, root, tools) -> dict:
              "constexpr unsigned int g_model_arena_bytes = 1024;\n")
         link.write_sources(build, {"model_data.cc": cc, "model_data.h": h, "model_ops.h": _ops_header(())},
                            np.zeros((1, 1), np.int8))
-        link.compile_objects(lib, tools, build, core["device"], names=("model_data.cc",))
+        link.compile_objects(lib, tools, build, core, names=("model_data.cc",))
         base = _flash(lib, tools, build, core["device"], ())
-        ops = {}
+        ops = []
         for op in OPS:
             try:
-                ops[op] = _flash(lib, tools, build, core["device"], (op,)) - base
+                _flash(lib, tools, build, core["device"], (op,))
+                ops.append(op)
             except FirmwareError as exc:  # an op this TFLite Micro has no kernel for
                 print(f"  {op}: skipped ({str(exc)[:120]})", flush=True)
-        print(f"{core_name}: core {base - DUMMY:,} B; " + ", ".join(f"{k} {v:,}" for k, v in ops.items()), flush=True)
-        return {"core_bytes": base - DUMMY, "ops": ops}
+        alone = {op: _flash(lib, tools, build, core["device"], (op,)) - base for op in ops}
+        full = _flash(lib, tools, build, core["device"], tuple(ops))
+        unique = {op: full - _flash(lib, tools, build, core["device"], tuple(o for o in ops if o != op)) for op in ops}
+        shared = {op: max(0, alone[op] - unique[op]) for op in ops}
+        print(f"{core_name}: core {base - DUMMY:,} B, all ops {full - base:,} B; "
+              + ", ".join(f"{op} {unique[op]:,}+{shared[op]:,}" for op in ops), flush=True)
+        return {"core_bytes": base - DUMMY, "ops": unique, "shared": shared}
 
 
 def toml_tables(tables: dict) -> str:
     out = []
     for core_name, t in tables.items():
         out += [f"[tflite-micro.{core_name}]", f"core_bytes = {t['core_bytes']}", "",
-                f"[tflite-micro.{core_name}.ops]"] + [f"{op} = {v}" for op, v in t["ops"].items()] + [""]
+                f"[tflite-micro.{core_name}.ops]  # code only this op pulls in"]
+        out += [f"{op} = {v}" for op, v in t["ops"].items()] + [""]
+        out += [f"[tflite-micro.{core_name}.shared]  # what it pulls in that other ops use too (counted once)"]
+        out += [f"{op} = {v}" for op, v in t["shared"].items()] + [""]
     return "\n".join(out)
 
 
@@ -99,7 +110,8 @@ def write_code_size(tables: dict, date: str) -> None:
     with open(path, "w") as f:
         f.write(head + f"# --- measured by benchmarks/code_size.py on {date}: flash of the deployable image of\n"
                 "# `tinydistill firmware` (TFLite Micro, CMSIS-NN where the core has DSP, arm-none-eabi-gcc -Os/-O2 as\n"
-                "# TFLite Micro's Makefile builds it), with no op (core) and with each op alone (its code).\n\n"
+                "# TFLite Micro's Makefile builds it): estimate = core + the largest shared part among a model's ops +\n"
+                "# the sum of their unique parts (see that script's docstring).\n\n"
                 + toml_tables(tables))
 
 
