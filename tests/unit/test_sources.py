@@ -104,7 +104,8 @@ def test_csv_errors_name_the_line_and_the_fix(tmp_path):
 
     err(["1,2,3,0"], "no column 'label'", header="a,b,c,d")
     err(["1,2,3,0", "1,x,3,1"], r"line 3: 'x' is not a number")
-    err(["1,2,3,0", "1,2,1"], r"line 3: 3 fields where the first row has 4")
+    err(["1,2,3,0", "1,2,1"], r"line 3: 3 fields where the header has 4")
+    err(["1,2"], r"line 2: 2 fields where the header has 4")
     err(["1,2,3,cat"], r"label 'cat' is not a class index.*--class-names")
     err(["1,2,3,7"], "labels run from 7 to 7 but the teacher has 3 classes")
     err(["1,2,nan,0"], "NaN or infinite")

@@ -151,19 +151,17 @@ def csv_source(path: str, *, label_column: str | None = None, class_names=None) 
                 col = _csv_columns(path, header, label_column)
                 for line, row in enumerate(reader, start=2):
                     if row:
-                        yield line, col, row
+                        yield line, col, row, len(header)
         except UnicodeDecodeError:
             raise DataError(f"{path} is not a UTF-8 text CSV file: export it as CSV") from None
         except csv.Error as exc:
             raise DataError(f"{path} is not a valid CSV file ({exc}): export it as CSV") from None
 
     def read(src, batch_size):
-        xs, ys, width = [], [], None
-        for line, col, row in rows():
-            if width is None:
-                width = len(row)
+        xs, ys = [], []
+        for line, col, row, width in rows():
             if len(row) != width:
-                raise DataError(f"{path}, line {line}: {len(row)} fields where the first row has {width}")
+                raise DataError(f"{path}, line {line}: {len(row)} fields where the header has {width}")
             ys.append(_label(path, line, row[col], lookup))
             xs.append(_features(path, line, row[:col] + row[col + 1:]))
             if len(ys) == batch_size:
