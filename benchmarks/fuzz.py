@@ -9,7 +9,7 @@ truncation, random bytes, oversized header fields, wrong types inside a valid co
 the CLI command that reads it, in a worker process that imports tinydistill once; output on file
 descriptors 1 and 2 is captured with the command's, as a user would see it.
 
-Verdicts: ``ok`` (exit 0: the mutation left a valid file), ``clean`` (exit 1 or 2 with exactly one
+Verdicts: ``ok`` (exit 0, or `check`'s FAIL report: the mutation left a valid file), ``clean`` (exit 1 or 2 with exactly one
 line, no partial output), ``multiline``, ``traceback`` (a traceback or an "internal error": an
 exception nobody named), ``crash`` (the worker died: a native reader crashed the process), ``hang``
 (no answer within the timeout). The table (cases and each verdict per kind) goes to
@@ -320,7 +320,7 @@ def verdict(code, output: str, exc, out_dir: str) -> str:
     lines = [ln for ln in output.splitlines() if ln.strip()]
     if exc is not None or "Traceback" in output or "internal error" in output:
         return "traceback"
-    if code == 0:
+    if code == 0 or (code == 1 and lines and lines[-1].startswith("FAIL:")):  # check: a valid model that does not fit
         return "ok"
     if code not in (1, 2):
         return "traceback"

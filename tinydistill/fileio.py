@@ -104,3 +104,5 @@ def read_npz(path: str, error, fix: str, pick=None) -> dict:
         raise error(f"cannot read {path} as .npz ({exc}): {fix}") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
         raise error(f"cannot read {path} as .npz: it is corrupt or truncated ({exc}); {fix}") from None
+    except Exception as exc:  # noqa: BLE001 - numpy parses each array's header text: a damaged one fails many ways
+        raise error(f"cannot read {path} as .npz: it is corrupt ({type(exc).__name__}: {str(exc)[:80]}); {fix}") from None

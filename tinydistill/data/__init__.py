@@ -120,7 +120,10 @@ def load_data(path: str, *, split: str = "test") -> Dataset:
         x, y = _read_idx_folder(path, split)
     else:
         x, y = _read_npz(path, split)
-    y = np.asarray(y)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 2 or x.dtype.kind not in "iuf" or y.dtype.kind not in "iuf":
+        raise DataError(f"{path}: x must be numbers, one example per row, and y integer labels. "
+                        f"Received: x {x.dtype} {x.shape}, y {y.dtype} {y.shape}")
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
         y = y.argmax(axis=1)
     y = y.reshape(-1)

@@ -116,6 +116,8 @@ def verify_bundle(folder: str) -> dict:
             names = [str(n) for n in z["class_names"]] if "class_names" in files else None
     except Exception as exc:  # zip, npy header and dtype errors, missing arrays, pickled objects
         raise ValueError(f"{path} is corrupt or truncated ({_first_line(exc)[:160]}): make the bundle again") from None
+    if x.ndim < 2 or (x_float is not None and x_float.ndim < 2):
+        raise ValueError(f"{path} holds no batch of inputs (x has shape {x.shape}): make the bundle again")
     for what, arr in (("y", y), ("host_int8_top1", expected)):
         if arr is not None and (arr.ndim != 1 or len(arr) != len(x) or not np.issubdtype(arr.dtype, np.integer)):
             raise ValueError(f"{path}: {what} must hold one integer per input ({len(x)}): make the bundle again")

@@ -369,6 +369,7 @@ def load_stats(path: str, teacher=None) -> Stats:
         raise StatsError(f"{path} is not a valid stats file ({exc}): {fix}") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise StatsError(f"{path} is not a tinydistill stats file: record one with 'tinydistill stats'")
+    _check_header(header, path, fix)
     version = int(header.get("version", 0))
     if version > VERSION:
         raise StatsError(f"{path} uses stats format {version}, newer than this tinydistill reads ({VERSION}): "
@@ -387,8 +388,65 @@ def load_stats(path: str, teacher=None) -> Stats:
         rstd = {n: arrays[f"rstd_{i}"] for i, n in enumerate(names) if f"rmean_{i}" in arrays}
         pairs = [PairStats(src, dst, *(arrays[f"pair{i}_{key}"] for key in ("projection", "offset", "mean", "std")))
                  for i, (src, dst) in enumerate(header.get("pairs", []))]
-    except KeyError as exc:
-        raise StatsError(f"{path} is incomplete (missing {exc}): record it again") from None
-    return Stats(fingerprint=header["fingerprint"], input_range=tuple(header["input_range"]),
-                 num_classes=int(header["num_classes"]), layers=names, mean=mean, std=std,
-                 counts=counts, header=header, region_mean=rmean, region_std=rstd, pairs=pairs)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StatsError(f"{path} is incomplete or damaged ({exc}): record it again") from None
+    stats = Stats(fingerprint=header["fingerprint"], input_range=tuple(float(v) for v in header["input_range"]),
+                  num_classes=int(header["num_classes"]), layers=names, mean=mean, std=std,
+                  counts=counts, header=header, region_mean=rmean, region_std=rstd, pairs=pairs)
+    _check_arrays(stats, path, teacher)
+    return stats
+
+
+def _check_header(header: dict, path: str, fix: str) -> None:
+    """The header fields the loader and synthesis read, with the types they need."""
+    rng = header.get("input_range")
+    ok = (isinstance(header.get("layers"), list) and all(isinstance(n, str) for n in header["layers"])
+          and isinstance(header.get("num_classes"), int) and header["num_classes"] >= 2
+          and isinstance(header.get("fingerprint"), str) and isinstance(header.get("version", 0), int)
+          and isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)
+          and np.isfinite(rng).all() and rng[0] < rng[1]
+          and isinstance(header.get("pairs", []), list)
+          and all(isinstance(p, list) and len(p) == 2 for p in header.get("pairs", [])))
+    if not ok:
+        raise StatsError(f"{path} has a damaged header (layers, classes, input range or fingerprint): {fix}")
+
+
+def _check_arrays(stats: Stats, path: str, teacher) -> None:
+    """Every array with the shape, type and values synthesis relies on (and, given the teacher, its channels)."""
+    C = stats.num_classes
+
+    def fail(what):
+        raise StatsError(f"{path} is damaged ({what}): record it again with 'tinydistill stats'")
+
+    def real(a, ndim):
+        return isinstance(a, np.ndarray) and a.ndim == ndim and a.dtype.kind == "f" and np.isfinite(a).all()
+
+    if not (stats.counts.ndim == 1 and len(stats.counts) == C and stats.counts.dtype.kind in "iu"
+            and (stats.counts > 0).all()):
+        fail("counts must hold one positive count per class")
+    channels = _teacher_channels(teacher) if teacher is not None else {}
+    for n in stats.layers:
+        m, sd = stats.mean[n], stats.std[n]
+        if not (real(m, 2) and real(sd, 2) and m.shape == sd.shape and m.shape[0] == C and (sd >= 0).all()):
+            fail(f"moments of layer {n}")
+        if n in channels and m.shape[1] != channels[n]:
+            fail(f"layer {n} has {m.shape[1]} channels in the file, {channels[n]} in the teacher")
+        if n in stats.region_mean:
+            rm, rs = stats.region_mean[n], stats.region_std[n]
+            if not (real(rm, 4) and real(rs, 4) and rm.shape == rs.shape and rm.shape[0] == C and rm.shape[3] == m.shape[1]):
+                fail(f"region moments of layer {n}")
+    for p in stats.pairs:
+        if not (real(p.projection, 2) and real(p.offset, 1) and real(p.mean, 2) and real(p.std, 2)
+                and p.projection.shape[1] == len(p.offset) == p.mean.shape[1] and p.mean.shape == p.std.shape
+                and p.mean.shape[0] == C and p.source in stats.mean and p.target in stats.mean
+                and p.projection.shape[0] == stats.mean[p.source].shape[1] + stats.mean[p.target].shape[1]):
+            fail(f"layer-pair statistics {p.source} -> {p.target}")
+
+
+def _teacher_channels(teacher) -> dict:
+    """Channels of every layer a stats file may record for this teacher."""
+    lm = teacher.logits_model
+    out = {INPUT: int(teacher.input_shape[-1]), LOGITS: int(teacher.num_classes)}
+    for n in teacher.probe_layers:
+        out[n] = int(lm.get_layer(n).output.shape[-1])
+    return out
