@@ -150,22 +150,15 @@ def validate(tflm) -> list[tuple]:
     return rows
 
 
-def results_section(rows, seconds: float, date: str) -> str:
-    from run import machine
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    lines = ["## Flash estimate against linked firmware (code_size.toml)", "",
-             f"Command: `python benchmarks/code_size.py --write` (commit {commit})  ",
-             f"Machine: {machine()}  ", f"Date: {date}. Wall time {seconds:,.0f} s.", "",
-             "The estimate `check` and `compress` give without a toolchain (model + core + each op's code, per core, "
-             "from links of the deployable image with no op and with each op alone) against the deployable image "
+def results_body(rows) -> list[str]:
+    lines = ["The estimate `check` and `compress` give without a toolchain (model + TFLite Micro's core + the largest "
+             "helper code shared among the model's ops + each op's own code, per core, from links of the deployable "
+             "image with no op, each op alone, every op, and every op but one) against the deployable image "
              "`tinydistill firmware` links for the student (model, TFLite Micro, C runtime, a main that runs "
              "inference). Students: tiny compress runs of the shared teachers (their sizes, not their accuracy).", "",
              "| core | board | student | measured flash | estimate | error |", "| --- | --- | --- | ---: | ---: | ---: |"]
     lines += [f"| {c} | {b} | {s} | {m:,} | {e:,} | {err:+.1%} |" for c, b, s, m, e, err in rows]
-    worst = max(abs(r[-1]) for r in rows)
-    lines += ["", f"Largest error: {worst:.1%}."]
-    return "\n".join(lines) + "\n"
+    return lines + ["", f"Largest error: {max(abs(r[-1]) for r in rows):.1%}."]
 
 
 def main():
@@ -182,14 +175,10 @@ def main():
     if a.write:
         write_code_size(tables, date)
     rows = validate(a.tflm)
-    section = results_section(rows, time.time() - t0, date)
-    print(section)
-    from run import _read_sections, _write  # benchmarks/run.py keeps RESULTS.md's sections
+    from run import write_section  # benchmarks/run.py keeps RESULTS.md's sections
 
-    path = os.path.join(HERE, "RESULTS.md")
-    sections = _read_sections(path)
-    sections[section.split("\n", 1)[0][3:]] = section.rstrip()
-    _write(path, sections)
+    write_section("Flash estimate against linked firmware (code_size.toml)", "python benchmarks/code_size.py --write",
+                  time.time() - t0, results_body(rows))
 
 
 if __name__ == "__main__":

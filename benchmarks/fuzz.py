@@ -20,7 +20,6 @@ runs a small sample: tests/e2e/test_fuzz_sample.py).
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import json
 import multiprocessing as mp
@@ -424,15 +423,9 @@ def main():
 
 
 def write_results(rows, a, seconds):
-    from run import _read_sections, _write, machine
+    from run import write_section
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    title = "Fuzzing every file kind tinydistill reads"
-    lines = [f"## {title}", "",
-             f"Command: `python benchmarks/fuzz.py --cases {a.cases} --timeout {a.timeout:g}` (commit {commit})  ",
-             f"Machine: {machine()}  ", f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}. "
-             f"Wall time {seconds:,.0f} s.", "",
-             " ".join(__doc__.split("\n\n")[1].split()), "",
+    lines = [" ".join(__doc__.split("\n\n")[1].split()), "",
              "| kind | command | cases | ok (still valid) | clean (exit 1/2, one line) | multi-line | traceback | "
              "partial output | crash | hang | seconds |", "| --- | --- |" + " ---: |" * 9]
     for kind, c in rows.items():
@@ -440,10 +433,8 @@ def write_results(rows, a, seconds):
                                              for w in KINDS[kind][1][1:] if w not in ("--quiet", "--json")])
         lines.append(f"| {kind} | `{cmd}` | {c['cases']:,} | {c['ok']:,} | {c['clean']:,} | {c['multiline']} | "
                      f"{c['traceback']} | {c['partial']} | {c['crash']} | {c['hang']} | {c['seconds']:,} |")
-    path = os.path.join(HERE, "RESULTS.md")
-    sections = _read_sections(path)
-    sections[title] = "\n".join(lines)
-    _write(path, sections)
+    write_section("Fuzzing every file kind tinydistill reads",
+                  f"python benchmarks/fuzz.py --cases {a.cases} --timeout {a.timeout:g}", seconds, lines)
 
 
 if __name__ == "__main__":

@@ -537,6 +537,17 @@ def _merge_rows(old: str, new: list, results, args, commit) -> list:
     return lines[:header_end + 1] + ["", note] + lines[header_end + 1:]
 
 
+def write_section(title: str, command: str, seconds: float, body: list, path: str = os.path.join(HERE, "RESULTS.md")):
+    """One ``## title`` section of RESULTS.md with the house header (command and commit, machine, date, wall
+    time) above ``body``, replacing an older one of that title and keeping the others."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    lines = [f"## {title}", "", f"Command: `{command}` (commit {commit or '?'})  ", f"Machine: {machine()}  ",
+             f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}. Wall time {seconds:,.0f} s.", "", *body]
+    sections = _read_sections(path)
+    sections[title] = "\n".join(lines).rstrip()
+    _write(path, sections)
+
+
 def _read_sections(path) -> dict:
     """Existing ``## title`` sections of RESULTS.md, so running one suite keeps the others."""
     if not os.path.exists(path):
