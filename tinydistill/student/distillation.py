@@ -121,7 +121,7 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
         if on_progress:
             on_progress(epoch + 1, config.epochs)
     if config.recalibrate:
-        recalibrate_batchnorm(student, x_all, noise=recalibration_noise(teacher, x_all, seed=seed), seed=seed)
+        recalibrate_batchnorm(student, x_all, seed=seed)
     return student
 
 
@@ -242,15 +242,17 @@ _NOISE_GRID = tuple(2.0 ** -k for k in range(9, 3, -1))  # 1/512 .. 1/16 of the 
 
 
 def recalibration_noise(teacher, x: np.ndarray, *, samples: int = 2048, seed: int = 0) -> float:
-    """Std of the Gaussian noise added to synthetic inputs when a student's BatchNorm statistics are re-estimated.
+    """Std of the Gaussian noise added to generated images when a student's BatchNorm statistics are re-estimated.
 
-    Synthetic inputs are smoother than real ones: a student trained on them has never seen the fine
-    texture of real data, and its BatchNorm statistics measured on them normalise real inputs wrongly
-    (CIFAR-10 ResNet-8 -> width 0.7: 4-5 pp lost against statistics measured on real images;
+    The engine's generator draws images at a quarter of their size and upsamples them: they lack the fine
+    texture of real images, so a student's BatchNorm statistics measured on them normalise real images
+    wrongly (CIFAR-10 ResNet-8 -> width 0.7: 4-5 pp lost against statistics measured on real images;
     ``benchmarks/RESULTS.md``, "BatchNorm statistics of the student"). Noise stands in for that texture,
     as much as the teacher tolerates: the largest std on a doubling grid (1/512 to 1/16 of the inputs'
     span) at which the teacher keeps its top-1 class on :data:`RECALIBRATION_KEEP` of the inputs.
-    0 when the teacher tolerates none, or has no BatchNorm to calibrate.
+    0 when the teacher tolerates none, or has no BatchNorm to calibrate. Per-batch pixels are optimised at
+    full resolution and keep clean recalibration: on the wake-word DS-CNN's spectrograms the teacher
+    tolerated the grid's largest noise and the student lost accuracy with it.
     """
     if not teacher.has_batchnorm or len(x) == 0:
         return 0.0

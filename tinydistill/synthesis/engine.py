@@ -246,7 +246,9 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
             on_progress(schedule.warmup + r + 1, schedule.rounds)
     syn = _result(eng, notes)
     if distill_config.recalibrate:
-        recalibrate_batchnorm(student, syn.x, noise=recalibration_noise(teacher, syn.x, seed=seed), seed=seed)
+        # upsampled generator images lack fine texture: recalibrate on them plus the noise the teacher tolerates
+        noise = recalibration_noise(teacher, syn.x, seed=seed) if is_image(eng.shape) else 0.0
+        recalibrate_batchnorm(student, syn.x, noise=noise, seed=seed)
     return syn
 
 
