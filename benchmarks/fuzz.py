@@ -1,6 +1,6 @@
 """Fuzz every kind of file tinydistill reads: mutate real files, run the command that reads them.
 
-    python benchmarks/fuzz.py [--cases 1000] [--kinds tflite-check stats ...] [--timeout 120] [--jobs 2]
+    python benchmarks/fuzz.py [--cases 1000] [--kinds tflite-check stats ...] [--timeout 120]
 
 Seed files are real: the example MNIST teacher (as .h5, .keras and a SavedModel folder), its
 statistics file, MNIST's IDX files and an .npz, an image folder and a CSV of MNIST digits, a board
@@ -425,7 +425,7 @@ def main():
 def write_results(rows, a, seconds):
     from run import write_section
 
-    lines = [" ".join(__doc__.split("\n\n")[1].split()), "",
+    lines = [" ".join(__doc__.split("\n\n")[2].split()), "", " ".join(__doc__.split("\n\n")[3].split()), "",
              "| kind | command | cases | ok (still valid) | clean (exit 1/2, one line) | multi-line | traceback | "
              "partial output | crash | hang | seconds |", "| --- | --- |" + " ---: |" * 9]
     for kind, c in rows.items():
