@@ -48,6 +48,16 @@ def tf():
                                    "pip install 'tinydistill[host]' to compress models") from None
 
         tensorflow.get_logger().setLevel(logging.ERROR)
+        # One inter-op thread unless the user chose (TF_NUM_INTEROP_THREADS): with TensorFlow's default pool,
+        # independent ops of one step finish in a varying order, and the engine's runs on CIFAR-10 ResNet-8
+        # (batches of 256) differed from process to process under one seed (3 runs, 3 results); with one thread
+        # they were identical (3 of 3) at about 7 % more time (benchmarks/RESULTS.md, "Determinism across
+        # processes"). Intra-op threads (the cores one op uses) stay TensorFlow's.
+        if "TF_NUM_INTEROP_THREADS" not in os.environ:
+            try:
+                tensorflow.config.threading.set_inter_op_parallelism_threads(1)
+            except RuntimeError:  # TensorFlow already ran ops in this process (the caller's choice stands)
+                pass
         cpus = int(os.environ.get("TINYDISTILL_LOGICAL_CPUS", "1") or 1)
         if cpus > 1:  # split the CPU into logical devices (to try --strategy mirrored on one machine)
             physical = tensorflow.config.list_physical_devices("CPU")

@@ -103,3 +103,20 @@ def test_counts_follow_the_method_and_effort():
     assert s.momentum == 0.0 and schedule_for(syn, dist, stats=object()).momentum == MEMORY  # batch memory: stats only
     kept, _ = resolve_counts("generator", SynthesisConfig(inputs=999, steps=3), DistillConfig(epochs=7), effort=4)
     assert (kept.inputs, kept.steps) == (999, 3)  # what the user set is kept
+
+
+def test_one_inter_op_thread_unless_the_user_sets_it():
+    """Determinism across processes: TensorFlow's inter-op pool finished independent ops in a varying order, and
+    two engine runs with one seed differed; tinydistill sets one inter-op thread before TensorFlow starts."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from tinydistill import _compat; "
+            "print(_compat.tf().config.threading.get_inter_op_parallelism_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTEROP_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "1"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "TF_NUM_INTEROP_THREADS": "2"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split()[-1] == "0"  # left to TensorFlow, which reads the variable itself
