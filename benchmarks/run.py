@@ -30,6 +30,7 @@ sys.path.insert(0, ROOT)
 
 import tinydistill as td  # noqa: E402
 from tinydistill import _compat  # noqa: E402
+from tinydistill.config import DistillConfig  # noqa: E402
 from tinydistill.data import fit_to_teacher, load_data  # noqa: E402
 from tinydistill.fitting.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student.design import with_output_activation  # noqa: E402
@@ -352,16 +353,24 @@ def suite_int8_cifar(seeds):
     return t, _int8_fidelity(t, None, rng, x[~calib], y[~calib], x[calib], seeds, n=4000, epochs=20, tag="int8-cifar")
 
 
-def _engine_row(teacher, stats, width, rng, seed, effort=1.0, recipe=None, **schedule):
-    """Method generator at its defaults (times ``effort``), with schedule fields or the recipe changed for an ablation."""
-    from tinydistill.config import DistillConfig, SynthesisConfig, resolve_counts
+def _engine_row(teacher, stats, width, rng, seed, effort=1.0, recipe=None, distill=None, clean_recalibration=False,
+                **schedule):
+    """Method generator at its defaults (times ``effort``), with schedule fields, the recipe or the distillation
+    config changed for an ablation; ``clean_recalibration``: the student's BatchNorm statistics re-estimated on the
+    generated inputs without the noise the teacher tolerates."""
+    from tinydistill.config import SynthesisConfig, resolve_counts
+    from tinydistill.student.distillation import recalibrate_batchnorm
     from tinydistill.synthesis import engine
 
     def run():
-        syn_cfg, dist_cfg = resolve_counts("generator", SynthesisConfig(method="generator"), DistillConfig(), effort)
+        syn_cfg, dist_cfg = resolve_counts("generator", SynthesisConfig(method="generator"), distill or DistillConfig(),
+                                           effort)
         s = td.design_student(teacher, width=width, seed=seed)
         sched = replace(engine.schedule_for(syn_cfg, dist_cfg, stats), **schedule)
-        syn = engine.run_engine(teacher, s, engine.plan_for(teacher, stats, rng, recipe), sched, dist_cfg, seed=seed)
+        cfg = replace(dist_cfg, recalibrate=False) if clean_recalibration else dist_cfg
+        syn = engine.run_engine(teacher, s, engine.plan_for(teacher, stats, rng, recipe), sched, cfg, seed=seed)
+        if clean_recalibration:
+            recalibrate_batchnorm(s, syn.x, seed=seed)
         return s, syn.x
     return run
 
@@ -381,7 +390,14 @@ def natural_rows(teacher, stats, width, train, rng, seed):
                                                                  recipe=replace(gen, batchnorm=False))),
         ("engine from BN: no student-teacher disagreement term", _engine_row(teacher, None, width, rng, seed,
                                                                               adversarial=0.0)),
-        ("engine from BN: no batch memory (momentum 0)", _engine_row(teacher, None, width, rng, seed, momentum=0.0)),
+        ("engine from BN: with Fast-DFKD's batch memory (momentum 0.9)", _engine_row(teacher, None, width, rng, seed,
+                                                                                     momentum=0.9)),
+        ("engine from BN: no per-class BN spread term", _engine_row(teacher, None, width, rng, seed,
+                                                                     recipe=replace(gen, within=0.0))),
+        ("engine from BN: no stage-feature term while distilling",
+         _engine_row(teacher, None, width, rng, seed, distill=DistillConfig(features=0.0))),
+        ("engine from BN: BatchNorm recalibration without noise",
+         _engine_row(teacher, None, width, rng, seed, clean_recalibration=True)),
         ("engine from BN: random flips", _engine_row(teacher, None, width, rng, seed, recipe=replace(gen, flip="on"))),
     ] + [(f"engine from BN, effort {e:g}", _engine_row(teacher, None, width, rng, seed, effort=e)) for e in EFFORTS]
 
