@@ -51,8 +51,9 @@ def tf():
         # One inter-op thread unless the user chose (TF_NUM_INTEROP_THREADS): with TensorFlow's default pool,
         # independent ops of one step finish in a varying order, and the engine's runs on CIFAR-10 ResNet-8
         # (batches of 256) differed from process to process under one seed (3 runs, 3 results); with one thread
-        # they were identical (3 of 3) at about 7 % more time (benchmarks/RESULTS.md, "Determinism across
-        # processes"). Intra-op threads (the cores one op uses) stay TensorFlow's.
+        # they were identical (3 of 3), at about 7 % more time on short runs and 8-23 % on the full CIFAR-10 checks
+        # (benchmarks/RESULTS.md, "Determinism across processes"). Intra-op threads (the cores one op uses) stay
+        # TensorFlow's.
         if "TF_NUM_INTEROP_THREADS" not in os.environ:
             try:
                 tensorflow.config.threading.set_inter_op_parallelism_threads(1)
