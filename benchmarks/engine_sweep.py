@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--features", type=float, default=None, help="the distillation's stage-feature weight")
     ap.add_argument("--loss", default=None, choices=["mse", "kl"], help="the distillation loss (default: its own)")
     ap.add_argument("--temperature", type=float, default=None, help="the KL loss's temperature")
+    ap.add_argument("--ema", type=float, default=None, help="EMA momentum of the student's weights (0: off; default: "
+                    "the engine's)")
     ap.add_argument("--within", type=float, default=None, help="the recipe's per-class BatchNorm spread weight")
     ap.add_argument("--bn-weight", type=float, default=1.0, help="weight of the BatchNorm statistics term")
     ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
@@ -80,7 +82,7 @@ def main():
                         adversarial=a.adversarial, diversity=a.diversity,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
-                                                 ("temperature", a.temperature)) if v is not None})
+                                                 ("temperature", a.temperature), ("ema", a.ema)) if v is not None})
     t0 = time.time()
     syn = run_engine(teacher, student, plan, schedule, distill, seed=a.seed,
                      on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)

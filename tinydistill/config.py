@@ -30,6 +30,9 @@ FEATURE_WEIGHT = 30.0
 ENGINE_INPUTS = 163_840
 ENGINE_STEPS = 2
 ENGINE_EPOCHS = 5
+# the engine's student ends as an exponential moving average of its weights over the last ~1/(1 - ENGINE_EMA) steps,
+# which smooths over the generator's drift: +2.9 and +2.2 pp on two seeds (benchmarks/RESULTS.md, "Fourth sweep")
+ENGINE_EMA = 0.999
 
 
 def _fail(what: str, received: str) -> None:
@@ -51,7 +54,8 @@ def resolve_counts(method: str, synthesis: SynthesisConfig, distill: DistillConf
                              else (DEFAULT_INPUTS, DEFAULT_STEPS, DEFAULT_EPOCHS))
     synthesis = replace(synthesis, inputs=synthesis.inputs or max(1, round(inputs * effort)),
                         steps=synthesis.steps or steps)
-    return synthesis, replace(distill, epochs=distill.epochs or epochs)
+    ema = distill.ema if distill.ema is not None else (ENGINE_EMA if method == "generator" else 0.0)
+    return synthesis, replace(distill, epochs=distill.epochs or epochs, ema=ema)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class DistillConfig:
         lr: peak learning rate (Adam, cosine decay).
         augment: random shifts (image inputs) and mixes of two inputs, labelled by the teacher.
         recalibrate: re-estimate BatchNorm statistics on clean inputs at the end.
+        ema: momentum of an exponential moving average of the student's weights, which replace them at the end
+            (0: off; None: the method's default, :data:`ENGINE_EMA` for ``generator``, off otherwise); lowered in
+            short runs so that the starting weights keep at most 5 % of the average.
     """
 
     epochs: int | None = None
@@ -109,6 +116,7 @@ class DistillConfig:
     lr: float = 2e-3
     augment: bool = True
     recalibrate: bool = True
+    ema: float | None = None
 
     def validate(self) -> DistillConfig:
         if _below_one(self.epochs) or self.batch_size < 1:
@@ -117,6 +125,8 @@ class DistillConfig:
             _fail("`temperature` must be > 0", f"temperature={self.temperature}")
         if self.loss not in LOSSES:
             _fail(f"`loss` must be one of {', '.join(LOSSES)}", f"loss={self.loss!r}")
+        if self.ema is not None and not 0 <= self.ema < 1:
+            _fail("`ema` must be in [0, 1) (0: off)", f"ema={self.ema!r}")
         validate_feature_weight(self.features)
         return self
 

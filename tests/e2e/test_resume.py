@@ -95,4 +95,5 @@ def test_generator_stage_resumed_whole(tiny_bn_model, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
     assert not calls and report["synthesis"]["method"] == "generator" and report["synthesis"]["inputs_generated"] >= 512
+    assert report["distillation"]["weight_average_momentum"] == 0.999  # the engine's default (config.ENGINE_EMA)
     assert any("synthetic inputs reused" in n for n in report["resumed"])

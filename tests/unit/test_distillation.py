@@ -33,6 +33,9 @@ def test_validation(tiny_teacher, tiny_stats):
         distill(tiny_teacher, s, syn, loss="l1")
     with pytest.raises(TinyDistillError, match="`features` must be >= 0"):
         distill(tiny_teacher, s, syn, features=-1.0)
+    for ema in (1.0, -0.1, float("nan")):
+        with pytest.raises(TinyDistillError, match=r"`ema` must be in \[0, 1\)"):
+            distill(tiny_teacher, s, syn, ema=ema)
     syn.x = syn.x[:0]
     with pytest.raises(TinyDistillError, match="empty"):
         distill(tiny_teacher, s, syn)
@@ -47,6 +50,25 @@ def test_deterministic(tiny_teacher, tiny_stats):
         w.append(s.get_weights())
     for a, b in zip(*w):
         np.testing.assert_array_equal(a, b)
+
+
+def test_moving_average_of_the_weights(tiny_teacher, tiny_stats):
+    """With ``ema`` the student ends as the average of its weights over the run, which starts at its first
+    weights: a long memory keeps it near them, and a short run lowers the momentum so they fade."""
+    from tinydistill.student.distillation import ema_momentum
+
+    syn = synthesize(tiny_teacher, tiny_stats, n=64, steps=2, batch_size=64)
+    start = [v.numpy() for v in design_student(tiny_teacher, seed=1).trainable_variables]
+
+    def moved(ema):
+        s = design_student(tiny_teacher, seed=1)
+        distill(tiny_teacher, s, syn, epochs=50, batch_size=16, seed=1, ema=ema, recalibrate=False)
+        return sum(float(np.abs(v.numpy() - w).sum()) for v, w in zip(s.trainable_variables, start))
+
+    plain, averaged = moved(0.0), moved(0.999)  # 200 steps: the momentum is lowered to 1 - 3/200
+    assert 0.0 < averaged < plain
+    assert ema_momentum(0.999, 200) == pytest.approx(0.985) and ema_momentum(0.999, 10_000) == 0.999
+    assert ema_momentum(0.999, 2) == 0.0 and ema_momentum(None, 10_000) == ema_momentum(0.0, 10_000) == 0.0
 
 
 def test_batchnorm_recalibrated_to_clean_inputs(tiny_bn_model):

@@ -1,10 +1,12 @@
 """The interleaved engine (method ``generator``): it runs, is seeded, refuses bad options, and composes metadata."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from tinydistill import _compat
-from tinydistill.config import CompressConfig, DistillConfig, SynthesisConfig, resolve_counts
+from tinydistill.config import ENGINE_EMA, CompressConfig, DistillConfig, SynthesisConfig, resolve_counts
 from tinydistill.errors import TinyDistillError
 from tinydistill.student.design import design_student
 from tinydistill.synthesis import resolve_method, synthesize
@@ -101,8 +103,20 @@ def test_counts_follow_the_method_and_effort():
     assert s.rounds == syn.inputs // BATCH and 1 <= s.warmup <= s.rounds // 10
     assert s.student_steps == round(dist.epochs * BATCH / dist.batch_size)
     assert s.momentum == 0.0 and schedule_for(syn, dist, stats=object()).momentum == MEMORY  # batch memory: stats only
-    kept, _ = resolve_counts("generator", SynthesisConfig(inputs=999, steps=3), DistillConfig(epochs=7), effort=4)
-    assert (kept.inputs, kept.steps) == (999, 3)  # what the user set is kept
+    kept, kept_dist = resolve_counts("generator", SynthesisConfig(inputs=999, steps=3), DistillConfig(epochs=7, ema=0.0),
+                                     effort=4)
+    assert (kept.inputs, kept.steps, kept_dist.ema) == (999, 3, 0.0)  # what the user set is kept
+    # the engine's student ends as a moving average of its weights; per-batch distillation keeps its last weights
+    assert dist.ema == ENGINE_EMA and resolve_counts("bn", SynthesisConfig(), DistillConfig())[1].ema == 0.0
+
+
+def test_engine_averages_the_students_weights(tiny_bn_model):
+    teacher = describe(tiny_bn_model)
+    averaged, plain = (design_student(teacher, width=0.5, seed=0) for _ in range(2))
+    interleave(teacher, averaged, None, SMALL, SHORT, input_range=(0.0, 1.0), seed=0)  # ema None: the engine's
+    interleave(teacher, plain, None, SMALL, replace(SHORT, ema=0.0), input_range=(0.0, 1.0), seed=0)
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(averaged.trainable_variables, plain.trainable_variables))
 
 
 def test_one_inter_op_thread_unless_the_user_sets_it():

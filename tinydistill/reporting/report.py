@@ -143,7 +143,7 @@ def build_report(run: Run) -> dict:
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
         "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
                          "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers),
-                         "batchnorm_recalibration_noise": run.recalibration_noise},
+                         "batchnorm_recalibration_noise": run.recalibration_noise, "weight_average_momentum": dcfg.ema},
         "finetune": run.finetune,
         "seed": cfg.seed,
         "replicas": run.replicas,
@@ -205,7 +205,10 @@ def _distill_note(dist: dict) -> str:
     noise = dist.get("batchnorm_recalibration_noise")
     recal = (f" BatchNorm statistics re-estimated on synthetic inputs plus Gaussian noise of std {noise:.3g} (the "
              "largest the teacher keeps its class under)." if noise else "")
-    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}.{recal}"
+    ema = dist.get("weight_average_momentum")
+    averaged = (f" The student's weights are their moving average over the run (momentum {ema:g}, lower in short runs)."
+                if ema else "")
+    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}.{averaged}{recal}"
 
 
 def _row(label, *sizes) -> str:

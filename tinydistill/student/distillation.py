@@ -120,6 +120,8 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
             on_epoch_end(epoch + 1, [v.numpy() for v in opt.variables])
         if on_progress:
             on_progress(epoch + 1, config.epochs)
+    if config.ema:
+        opt.finalize_variable_values(student.trainable_variables)
     if config.recalibrate:
         recalibrate_batchnorm(student, x_all, seed=seed)
     return student
@@ -141,13 +143,20 @@ def _check_replicas(strategy, student, batch_size):
         raise TinyDistillError("build the student inside `strategy.scope()` to distill with a distribution strategy")
 
 
+def ema_momentum(ema: float | None, total_steps: int) -> float:
+    """The weights' moving-average momentum for a run of ``total_steps``: ``ema``, lowered in short runs so that
+    the starting weights keep at most e^-3 (5 %) of the average (Keras starts the average at the weights)."""
+    return max(0.0, min(ema or 0.0, 1.0 - 3.0 / max(1, total_steps)))
+
+
 def optimizer_for(config, strategy, student, total_steps, input_shape, seed, opt_state=None):
-    """Adam on a cosine schedule over ``total_steps`` (restored from ``opt_state`` if given) and the image shift
-    layer (or None)."""
+    """Adam on a cosine schedule over ``total_steps`` (restored from ``opt_state`` if given), keeping a moving
+    average of the weights when ``config.ema`` is set (``opt.finalize_variable_values`` puts it in place), and the
+    image shift layer (or None)."""
     k = _compat.keras()
     schedule = k.optimizers.schedules.CosineDecay(config.lr, total_steps, alpha=0.01)
     with strategy.scope():
-        opt = k.optimizers.Adam(schedule)
+        opt = k.optimizers.Adam(schedule, use_ema=bool(config.ema), ema_momentum=ema_momentum(config.ema, total_steps))
         if opt_state is not None:
             opt.build(student.trainable_variables)
             for var, value in zip(opt.variables, opt_state):
