@@ -5,8 +5,9 @@ CSV of 1,000,000 rows for a small tabular teacher.
 
 Each run is the CLI in a child process; its peak resident memory (``ru_maxrss``) is set against what the
 data would take held whole (uint8 images; float32 rows). The image folder is written from train_q75
-(PNG, lossless), so its statistics must equal those recorded from the same arrays (checked). The table
-goes to benchmarks/RESULTS.md.
+(PNG, lossless), so its statistics must equal those recorded from the same arrays (checked). Each is run
+beside a small one of the same kind (500 images, a hundredth of the rows): what the CLI holds whatever the data
+(TensorFlow, the teacher), so that growth with the data shows. The table goes to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ def run_stats(args) -> tuple[int, float]:
     return usage.ru_maxrss * 1024, time.time() - t0
 
 
-def image_folder(tmp: str) -> tuple[str, int]:
+def image_folder(tmp: str, per_class: int | None = None) -> tuple[str, int]:
+    """train_q75 as PNG files in class folders (``per_class``: only the first that many of each class)."""
     from PIL import Image
 
     with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
         x, y = d["x"], d["y"]
-    root = os.path.join(tmp, "cifar-train")
+    if per_class:
+        keep = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in range(len(CLASSES))])
+        x, y = x[keep], y[keep]
+    root = os.path.join(tmp, f"cifar-train-{len(x)}")
     for name in CLASSES:
         os.makedirs(os.path.join(root, name))
     for i, (img, label) in enumerate(zip(x, y)):
@@ -87,17 +92,22 @@ def main():
     a = ap.parse_args()
     rows = []
     t0 = time.time()
+    teacher = os.path.join(DATA, "teachers", "cifar10_resnet8.h5")
     with tempfile.TemporaryDirectory() as tmp:
-        folder, whole = image_folder(tmp)
-        teacher = os.path.join(DATA, "teachers", "cifar10_resnet8.h5")
-        out = os.path.join(tmp, "folder.stats.npz")
-        rss, secs = run_stats([teacher, "--data", folder, "--input-range", "0,255", "-o", out])
-        check_same(teacher, out)
-        rows.append(("CIFAR-10 train_q75 as 50,000 PNG files in 10 class folders", "ResNet-8", whole, rss, secs))
-        tab, csv_path, whole = tabular(tmp, a.rows)
-        rss, secs = run_stats([tab, "--data", csv_path, "--input-range=-10,10", "-o", os.path.join(tmp, "t.stats.npz")])
-        rows.append((f"CSV, {a.rows:,} rows x 16 features ({os.path.getsize(csv_path) / 2**20:,.0f} MiB)",
-                     "MLP 16-32-4", whole, rss, secs))
+        # a small folder first: what the CLI holds anyway (TensorFlow, the teacher), against which growth shows
+        for per_class in (50, None):
+            folder, whole = image_folder(tmp, per_class)
+            out = os.path.join(tmp, f"folder-{per_class}.stats.npz")
+            rss, secs = run_stats([teacher, "--data", folder, "--input-range", "0,255", "-o", out])
+            n = 10 * per_class if per_class else 50_000
+            if not per_class:
+                check_same(teacher, out)
+            rows.append((f"CIFAR-10 train_q75 as {n:,} PNG files in 10 class folders", "ResNet-8", whole, rss, secs))
+        for n in (a.rows // 100, a.rows):
+            tab, csv_path, whole = tabular(tmp, n)
+            rss, secs = run_stats([tab, "--data", csv_path, "--input-range=-10,10", "-o", os.path.join(tmp, "t.stats.npz")])
+            rows.append((f"CSV, {n:,} rows x 16 features ({os.path.getsize(csv_path) / 2**20:,.1f} MiB)",
+                         "MLP 16-32-4", whole, rss, secs))
     write_results(rows, a, time.time() - t0)
 
 

@@ -252,11 +252,15 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
         opt.finalize_variable_values(student.trainable_variables)
     syn = _result(eng, notes)
     if distill_config.recalibrate:
-        # upsampled generator images lack fine texture: recalibrate on them plus the noise the teacher tolerates
-        noise = recalibration_noise(teacher, syn.x, seed=seed) if is_image(eng.shape) else 0.0
-        recalibrate_batchnorm(student, syn.x, noise=noise, seed=seed)
-    # the self-check measures the student as it is handed on (averaged weights, re-estimated statistics)
+        # the self-check measures how well the student learnt the teacher on generated inputs: with its (averaged)
+        # weights and BatchNorm statistics of the generated inputs themselves (the moving averages followed the
+        # last weights)
+        recalibrate_batchnorm(student, syn.x, seed=seed)
     syn.student_agreement = eng.held_out_agreement()
+    if distill_config.recalibrate and is_image(eng.shape):
+        # upsampled generator images lack fine texture: the student handed on has its statistics re-estimated on
+        # them plus the noise the teacher tolerates (every layer's statistics are set anew, in order)
+        recalibrate_batchnorm(student, syn.x, noise=recalibration_noise(teacher, syn.x, seed=seed), seed=seed)
     return syn
 
 
