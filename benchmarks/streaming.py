@@ -43,8 +43,9 @@ def run_stats(args) -> tuple[int, float]:
     return usage.ru_maxrss * 1024, time.time() - t0
 
 
-def image_folder(tmp: str, per_class: int | None = None) -> tuple[str, int]:
-    """train_q75 as PNG files in class folders (``per_class``: only the first that many of each class)."""
+def image_folder(tmp: str, per_class: int | None = None) -> tuple[str, int, int]:
+    """train_q75 as PNG files in class folders (``per_class``: only the first that many of each class): the
+    folder, its number of images and their bytes held whole."""
     from PIL import Image
 
     with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
@@ -57,7 +58,7 @@ def image_folder(tmp: str, per_class: int | None = None) -> tuple[str, int]:
         os.makedirs(os.path.join(root, name))
     for i, (img, label) in enumerate(zip(x, y)):
         Image.fromarray(img).save(os.path.join(root, CLASSES[label], f"{i:05d}.png"))
-    return root, x.nbytes
+    return root, len(x), x.nbytes
 
 
 def tabular(tmp: str, rows: int) -> tuple[str, str, int]:
@@ -96,10 +97,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         # a small folder first: what the CLI holds anyway (TensorFlow, the teacher), against which growth shows
         for per_class in (50, None):
-            folder, whole = image_folder(tmp, per_class)
-            out = os.path.join(tmp, f"folder-{per_class}.stats.npz")
+            folder, n, whole = image_folder(tmp, per_class)
+            out = os.path.join(tmp, f"folder-{n}.stats.npz")
             rss, secs = run_stats([teacher, "--data", folder, "--input-range", "0,255", "-o", out])
-            n = 10 * per_class if per_class else 50_000
             if not per_class:
                 check_same(teacher, out)
             rows.append((f"CIFAR-10 train_q75 as {n:,} PNG files in 10 class folders", "ResNet-8", whole, rss, secs))
