@@ -58,6 +58,8 @@ def main():
     ap.add_argument("--within", type=float, default=None, help="the recipe's per-class BatchNorm spread weight")
     ap.add_argument("--bn-weight", type=float, default=1.0, help="weight of the BatchNorm statistics term")
     ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
+    ap.add_argument("--student-flip", default="auto", choices=["auto", "on", "off"],
+                    help="mirror the student's batches at random (auto: where the teacher is invariant)")
     ap.add_argument("--stats", default=None, help="a stats file of the teacher (recorded on train_q75)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
@@ -80,6 +82,7 @@ def main():
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum if a.momentum is not None else (MEMORY if stats else 0.0),
                         adversarial=a.adversarial, diversity=a.diversity,
+                        student_flip=a.student_flip,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema)) if v is not None})
@@ -98,7 +101,8 @@ def main():
 
     row = dict(vars(a), val_acc=acc(student), teacher_val=acc(teacher.logits_model), seconds=round(seconds),
                teacher_agreement=syn.teacher_agreement, student_agreement_held_out=syn.student_agreement,
-               adapted=syn.notes, generated=syn.generated, input_diversity=round(diversity(syn.x, syn.y), 4))
+               adapted=syn.notes, flip_agreement=syn.flip_agreement,
+               generated=syn.generated, input_diversity=round(diversity(syn.x, syn.y), 4))
     print(json.dumps(row), flush=True)
     with open(os.path.join(HERE, "engine_sweep.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -10,8 +10,9 @@ from tinydistill.config import ENGINE_EMA, CompressConfig, DistillConfig, Synthe
 from tinydistill.errors import TinyDistillError
 from tinydistill.student.design import design_student
 from tinydistill.synthesis import resolve_method, synthesize
-from tinydistill.synthesis.engine import BATCH, HELD_OUT, MEMORY, Schedule, interleave, schedule_for
+from tinydistill.synthesis.engine import BATCH, HELD_OUT, MEMORY, Schedule, interleave, plan_for, run_engine, schedule_for
 from tinydistill.synthesis.generator import LATENT, build_generator
+from tinydistill.synthesis.loop import FLIP_AGREEMENT
 from tinydistill.synthesis.methods import OBJECTIVES, RECIPES
 from tinydistill.synthesis.objectives import BatchNormStats, MatchedMoments
 from tinydistill.teacher.model import describe
@@ -88,6 +89,8 @@ def test_engine_refuses_bad_options(tiny_teacher, tiny_bn_model):
             Schedule(rounds=4, **bad).validate()
     with pytest.raises(TinyDistillError, match="channels >= 2"):
         Schedule(rounds=4, warmup=1, channels=1).validate()
+    with pytest.raises(TinyDistillError, match="student_flip must be auto, on or off"):
+        Schedule(rounds=4, warmup=1, student_flip="sideways").validate()
     for effort in (0, -1, float("nan"), "x", True):
         with pytest.raises(TinyDistillError, match="effort"):
             CompressConfig(effort=effort).validate()
@@ -134,3 +137,33 @@ def test_one_inter_op_thread_unless_the_user_sets_it():
     out = subprocess.run([sys.executable, "-c", code], env={**env, "TF_NUM_INTEROP_THREADS": "2"}, capture_output=True,
                          text=True, check=True)
     assert out.stdout.split()[-1] == "0"  # left to TensorFlow, which reads the variable itself
+
+
+def test_mixer_mirrors_images_only_when_asked():
+    from tinydistill.student.distillation import _mixer
+
+    _compat.set_seed(0)
+    x0 = np.arange(4, dtype=np.float32).reshape(1, 2, 2, 1)  # every pixel differs from its mirror
+    batch = np.repeat(x0, 64, axis=0)  # identical inputs: a mix of two of them is one of them unless one is mirrored
+    plain = _mixer(None, 3)(batch).numpy()
+    assert np.allclose(plain, x0)
+    mixed = _mixer(None, 3, flip=True)(batch).numpy()
+    mirrored = x0[:, :, ::-1]
+    assert np.isclose(mixed, mirrored).all(axis=(1, 2, 3)).any() and np.isclose(mixed, x0).all(axis=(1, 2, 3)).any()
+    lam = (mixed - mirrored) / (x0 - mirrored)  # every output lies between the image and its mirror, in one proportion
+    assert np.allclose(lam.min(axis=(1, 2, 3)), lam.max(axis=(1, 2, 3)), atol=1e-4)
+
+
+def test_engine_mirrors_the_students_images_where_the_teacher_allows(tiny_bn_model):
+    teacher = describe(tiny_bn_model)
+    students, sets = [], []
+    for flip in ("off", "on", "auto"):
+        student = design_student(teacher, width=0.5, seed=0)
+        sets.append(run_engine(teacher, student, plan_for(teacher, None, (0.0, 1.0)),
+                               Schedule(rounds=3, warmup=1, student_steps=2, student_flip=flip), SHORT, seed=0))
+        students.append(student)
+    off, on, auto = sets
+    assert (off.mirrored, on.mirrored) == (False, True)
+    assert auto.mirrored == (auto.flip_agreement >= FLIP_AGREEMENT)  # decided from the teacher, on its warm-up batch
+    assert np.array_equal(off.x[:BATCH - HELD_OUT], on.x[:BATCH - HELD_OUT])  # the same warm-up batch
+    assert any(not np.array_equal(a, b) for a, b in zip(students[0].get_weights(), students[1].get_weights()))

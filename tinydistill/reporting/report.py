@@ -143,7 +143,8 @@ def build_report(run: Run) -> dict:
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
         "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
                          "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers),
-                         "batchnorm_recalibration_noise": run.recalibration_noise, "weight_average_momentum": dcfg.ema},
+                         "batchnorm_recalibration_noise": run.recalibration_noise, "weight_average_momentum": dcfg.ema,
+                         "mirrored": syn.mirrored},
         "finetune": run.finetune,
         "seed": cfg.seed,
         "replicas": run.replicas,
@@ -208,7 +209,9 @@ def _distill_note(dist: dict) -> str:
     ema = dist.get("weight_average_momentum")
     averaged = (f" The student's weights are their moving average over the run (momentum {ema:g}, lower in short runs)."
                 if ema else "")
-    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}.{averaged}{recal}"
+    mirrored = (" Image batches were also mirrored left to right at random (the teacher keeps its class on flipped "
+                "generated images)." if dist.get("mirrored") else "")
+    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}.{mirrored}{averaged}{recal}"
 
 
 def _row(label, *sizes) -> str:

@@ -161,7 +161,8 @@ def optimizer_for(config, strategy, student, total_steps, input_shape, seed, opt
             opt.build(student.trainable_variables)
             for var, value in zip(opt.variables, opt_state):
                 var.assign(value)
-        # per-sample random shifts of up to ~1/12 of the image (a generic image prior)
+        # per-sample random shifts of up to ~1/12 of the image (a generic image prior); fractional, so resampled
+        # bilinearly: whole-pixel shifts cost the engine 9.2 and 7.3 pp (benchmarks/RESULTS.md, "Fifth sweep")
         shift = k.layers.RandomTranslation(1 / 12, 1 / 12, fill_mode="nearest", seed=seed) if is_image(input_shape) else None
     return opt, shift
 
@@ -186,13 +187,17 @@ def _feature_probes(teacher, student, x_all, features):
     return t_probe, s_probe, spread
 
 
-def _mixer(shift, ndim: int):
-    """Random shifts (images), then mixes of pairs of inputs; the teacher labels the mix, so the target stays exact."""
+def _mixer(shift, ndim: int, flip: bool = False):
+    """Random shifts (images), left-right flips of half the images (``flip``), then mixes of pairs of inputs; the
+    teacher labels the result, so the target stays exact."""
     tf = _compat.tf()
 
     def mix(x):
         if shift is not None:
             x = shift(x, training=True)
+        if flip:
+            mirrored = tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim) < 0.5
+            x = tf.where(mirrored, tf.reverse(x, axis=[2]), x)
         lam = tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim, 0.0, 1.0)
         lam = tf.maximum(lam, 1.0 - lam)
         keep = tf.cast(tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim) < 0.5, tf.float32)
@@ -211,13 +216,13 @@ def _per_example_loss(tf, config, t, s):
     return tf.reduce_mean(tf.square(t - s), axis=-1)
 
 
-def train_step_for(teacher, student, x_all, config, strategy, opt, shift):
+def train_step_for(teacher, student, x_all, config, strategy, opt, shift, *, flip: bool = False):
     """The compiled distillation step on one global batch, run on every replica (``x_all``: clean inputs that
-    set the feature term's per-channel spread)."""
+    set the feature term's per-channel spread; ``flip``: images are also mirrored left-right at random)."""
     tf = _compat.tf()
     t_probe, s_probe, spread = _feature_probes(teacher, student, x_all, config.features)
     w_feat = float(config.features) / len(spread) if spread else 0.0
-    mix = _mixer(shift, len(teacher.input_shape))
+    mix = _mixer(shift, len(teacher.input_shape), flip and is_image(teacher.input_shape))
 
     def replica_step(x):
         if config.augment:

@@ -52,6 +52,8 @@ class Schedule:
         lr: generator learning rate (Adam, beta_1 0.5).
         diversity: weight of the mode-seeking term (:class:`~.objectives.PairDiversity`).
         channels: the generator's width (:func:`~.generator.build_generator`).
+        student_flip: mirror the student's image batches left-right at random: ``"auto"`` where the teacher keeps
+            its class on at least :data:`~.loop.FLIP_AGREEMENT` of a flipped warm-up batch, ``"on"``, ``"off"``.
     """
 
     rounds: int
@@ -64,11 +66,14 @@ class Schedule:
     lr: float = 2e-3
     diversity: float = 0.0
     channels: int = 64  # 64 with the student's weight average: +5.8 / +3.1 pp over 32 without (RESULTS, "Fourth sweep")
+    student_flip: str = "auto"
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
             raise TinyDistillError("the engine's rounds, batch size, generator and student steps and warm-up rounds "
                                    f"must be >= 1, its generator channels >= 2. Received: {self}")
+        if self.student_flip not in ("auto", "on", "off"):
+            raise TinyDistillError(f"the engine's student_flip must be auto, on or off. Received: {self.student_flip!r}")
         if self.warmup >= self.rounds:
             raise TinyDistillError(f"the engine's warm-up ({self.warmup} rounds) must be shorter than its {self.rounds} "
                                    "rounds")
@@ -239,8 +244,10 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
         distill_config = replace(distill_config, ema=ENGINE_EMA)
     opt, shift = optimizer_for(distill_config, strategy, student, student_rounds * schedule.student_steps,
                                teacher.input_shape, seed)
+    eng.student_flip = schedule.student_flip == "on" or (
+        schedule.student_flip == "auto" and (eng.flip_agreement or 0.0) >= FLIP_AGREEMENT)
     train = train_step_for(teacher, student, eng.pool.inputs(np.arange(eng.pool.filled), plan.input_range),
-                           distill_config, strategy, opt, shift)
+                           distill_config, strategy, opt, shift, flip=eng.student_flip)
     for r in range(student_rounds):
         eng.batch()
         for _ in range(schedule.student_steps):
@@ -275,7 +282,7 @@ def _result(eng, notes) -> SyntheticSet:
     x = pool.inputs(keep, eng.plan.input_range)
     return SyntheticSet(x=x, y=pool.y[keep], logits=_batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
                         flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement,
-                        generated=pool.filled + HELD_OUT * len(eng.held), notes=notes)
+                        generated=pool.filled + HELD_OUT * len(eng.held), notes=notes, mirrored=eng.student_flip)
 
 
 def schedule_for(synthesis, distill, stats=None) -> Schedule:

@@ -42,6 +42,8 @@ class SyntheticSet:
         student_agreement: the engine's self-check: student-teacher top-1 agreement on held-out
             generated inputs the student never trained on (None: per-batch synthesis).
         notes: what the run adapted after a self-check, one sentence each.
+        mirrored: the engine's student saw its image batches mirrored left-right at random (the teacher keeps
+            its class on at least :data:`FLIP_AGREEMENT` of flipped generated images).
     """
 
     x: np.ndarray
@@ -53,6 +55,7 @@ class SyntheticSet:
     generated: int | None = None
     student_agreement: float | None = None
     notes: list = field(default_factory=list)
+    mirrored: bool = False
 
     def __len__(self) -> int:
         return len(self.x)
