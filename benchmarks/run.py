@@ -400,6 +400,8 @@ def natural_rows(teacher, stats, width, train, rng, seed):
          _engine_row(teacher, None, width, rng, seed, clean_recalibration=True)),
         ("engine from BN: no moving average of the student's weights",
          _engine_row(teacher, None, width, rng, seed, distill=DistillConfig(ema=0.0))),
+        ("engine from BN: the student's batches not mirrored",
+         _engine_row(teacher, None, width, rng, seed, student_flip="off")),
         ("engine from BN: random flips", _engine_row(teacher, None, width, rng, seed, recipe=replace(gen, flip="on"))),
     ] + [(f"engine from BN, effort {e:g}", _engine_row(teacher, None, width, rng, seed, effort=e)) for e in EFFORTS]
 

@@ -75,6 +75,6 @@ def assess(syn, num_classes: int) -> dict:
     fresh = out["student_agreement_held_out"]
     if fresh is not None and fresh < MIN_STUDENT_AGREEMENT:
         warnings.append(f"the student agrees with the teacher on only {fresh:.0%} of held-out synthetic inputs: it has "
-                        "not learnt the teacher's function; try a larger --effort")
+                        "not learnt the teacher's function on them; measure it on real data (--data) before you ship it")
     out["warnings"] = warnings
     return out
