@@ -89,7 +89,7 @@ def test_engine_refuses_bad_options(tiny_teacher, tiny_bn_model):
             Schedule(rounds=4, **bad).validate()
     with pytest.raises(TinyDistillError, match="channels >= 2"):
         Schedule(rounds=4, warmup=1, channels=1).validate()
-    with pytest.raises(TinyDistillError, match="student_flip must be auto, on or off"):
+    with pytest.raises(TinyDistillError, match="student_flip must be auto, on, off"):
         Schedule(rounds=4, warmup=1, student_flip="sideways").validate()
     for effort in (0, -1, float("nan"), "x", True):
         with pytest.raises(TinyDistillError, match="effort"):

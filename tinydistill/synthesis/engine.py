@@ -19,10 +19,10 @@ import numpy as np
 
 from .. import _compat
 from .._math import is_image
-from ..config import ENGINE_EMA
+from ..config import ENGINE_EMA, FLIPS
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
-from .loop import FLIP_AGREEMENT, Plan, SyntheticSet, _class_rows, flip_agreement, jitter_pixels, teacher_probe
+from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
 from .objectives import Disagreement, PairDiversity, total_loss
 from .quality import MIN_AGREEMENT
 
@@ -53,7 +53,8 @@ class Schedule:
         diversity: weight of the mode-seeking term (:class:`~.objectives.PairDiversity`).
         channels: the generator's width (:func:`~.generator.build_generator`).
         student_flip: mirror the student's image batches left-right at random: ``"auto"`` where the teacher keeps
-            its class on at least :data:`~.loop.FLIP_AGREEMENT` of a flipped warm-up batch, ``"on"``, ``"off"``.
+            its class on at least :data:`~.loop.FLIP_AGREEMENT` of a flipped warm-up batch, ``"on"``, ``"off"``
+            (:func:`~.loop.flips_images`).
     """
 
     rounds: int
@@ -72,8 +73,8 @@ class Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
             raise TinyDistillError("the engine's rounds, batch size, generator and student steps and warm-up rounds "
                                    f"must be >= 1, its generator channels >= 2. Received: {self}")
-        if self.student_flip not in ("auto", "on", "off"):
-            raise TinyDistillError(f"the engine's student_flip must be auto, on or off. Received: {self.student_flip!r}")
+        if self.student_flip not in FLIPS:
+            raise TinyDistillError(f"the engine's student_flip must be {', '.join(FLIPS)}. Received: {self.student_flip!r}")
         if self.warmup >= self.rounds:
             raise TinyDistillError(f"the engine's warm-up ({self.warmup} rounds) must be shorter than its {self.rounds} "
                                    "rounds")
@@ -204,8 +205,7 @@ class _Engine:
             notes.append(f"the teacher recognised {recognised:.0%} of a warm-up batch: class weight {before:g} -> "
                          f"{2 * before:g}, warm-up repeated")
         self.flip_agreement = flip_agreement(self.logits, x, logits) if is_image(self.shape) else None
-        if self.plan.recipe.flip == "auto":
-            self.flipping = self.flip_agreement is not None and self.flip_agreement >= FLIP_AGREEMENT
+        self.flipping = flips_images(self.plan.recipe.flip, self.flip_agreement)
         return notes
 
     def held_out_agreement(self) -> float:
@@ -244,8 +244,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
         distill_config = replace(distill_config, ema=ENGINE_EMA)
     opt, shift = optimizer_for(distill_config, strategy, student, student_rounds * schedule.student_steps,
                                teacher.input_shape, seed)
-    eng.student_flip = schedule.student_flip == "on" or (
-        schedule.student_flip == "auto" and (eng.flip_agreement or 0.0) >= FLIP_AGREEMENT)
+    eng.student_flip = flips_images(schedule.student_flip, eng.flip_agreement)
     train = train_step_for(teacher, student, eng.pool.inputs(np.arange(eng.pool.filled), plan.input_range),
                            distill_config, strategy, opt, shift, flip=eng.student_flip)
     for r in range(student_rounds):

@@ -117,6 +117,13 @@ def flip_agreement(logits_fn, x: np.ndarray, logits: np.ndarray) -> float:
     return float((logits.argmax(1) == logits_fn(x[:, :, ::-1]).numpy().argmax(1)).mean())
 
 
+def flips_images(setting: str, agreement: float | None) -> bool:
+    """Whether images are flipped at random under ``setting`` (``"on"``, ``"off"``, ``"auto"``: where the teacher keeps
+    its class on at least :data:`FLIP_AGREEMENT` of them flipped); never for inputs that are not images
+    (``agreement`` None)."""
+    return agreement is not None and (setting == "on" or (setting == "auto" and agreement >= FLIP_AGREEMENT))
+
+
 def _class_rows(y: np.ndarray, num_classes: int, per_class: bool) -> np.ndarray:
     """Averaging weights (C, B) of a replica's share: one row per class (one row for all when not per class)."""
     if per_class:
@@ -242,8 +249,7 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
         ls.append(final_logits(tf.constant(x)).numpy())
         if bi == 0 and image:
             agreement = flip_agreement(lambda v: final_logits(tf.constant(v)), x, ls[0])
-            if plan.recipe.flip == "auto":
-                flipping = agreement >= FLIP_AGREEMENT
+            flipping = flips_images(plan.recipe.flip, agreement)
         done += take
         if on_progress:
             on_progress(done, n)
