@@ -32,6 +32,7 @@ from tinydistill.synthesis.objectives import BatchNormStats  # noqa: E402
 from tinydistill.synthesis.quality import diversity  # noqa: E402
 from tinydistill.teacher.model import load_teacher  # noqa: E402
 from tinydistill.teacher.stats import load_stats  # noqa: E402
+from tinydistill.units import peak_memory_bytes  # noqa: E402
 
 DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
 
@@ -55,6 +56,7 @@ def main():
     ap.add_argument("--temperature", type=float, default=None, help="the KL loss's temperature")
     ap.add_argument("--ema", type=float, default=None, help="EMA momentum of the student's weights (0: off; default: "
                     "the engine's)")
+    ap.add_argument("--lr", type=float, default=None, help="the student's peak learning rate (default: its own)")
     ap.add_argument("--within", type=float, default=None, help="the recipe's per-class BatchNorm spread weight")
     ap.add_argument("--bn-weight", type=float, default=1.0, help="weight of the BatchNorm statistics term")
     ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
@@ -85,7 +87,8 @@ def main():
                         student_flip=a.student_flip,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
-                                                 ("temperature", a.temperature), ("ema", a.ema)) if v is not None})
+                                                 ("temperature", a.temperature), ("ema", a.ema),
+                                                 ("lr", a.lr)) if v is not None})
     t0 = time.time()
     syn = run_engine(teacher, student, plan, schedule, distill, seed=a.seed,
                      on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
@@ -102,7 +105,8 @@ def main():
     row = dict(vars(a), val_acc=acc(student), teacher_val=acc(teacher.logits_model), seconds=round(seconds),
                teacher_agreement=syn.teacher_agreement, student_agreement_held_out=syn.student_agreement,
                adapted=syn.notes, flip_agreement=syn.flip_agreement,
-               generated=syn.generated, input_diversity=round(diversity(syn.x, syn.y), 4))
+               generated=syn.generated, input_diversity=round(diversity(syn.x, syn.y), 4),
+               peak_rss_bytes=peak_memory_bytes())
     print(json.dumps(row), flush=True)
     with open(os.path.join(HERE, "engine_sweep.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")

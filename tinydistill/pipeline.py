@@ -26,6 +26,7 @@ from .synthesis import SyntheticSet, resolve_method, synthesize
 from .synthesis.engine import interleave
 from .teacher.model import Teacher, load_teacher
 from .teacher.stats import Stats
+from .units import peak_memory_bytes
 
 __all__ = ["CompressResult", "compress", "report_markdown", "resolve_input_range"]
 
@@ -148,7 +149,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
         finetune["before"]["student_int8_accuracy"] = accuracy.pop("before")
     cc, h = c_source(tflite, arena_bytes=fit.arena_bytes, class_names=names)
     run = Run(teacher=teacher, student=final, board=board, config=config, fit=fit, syn=syn, reason=reason,
-              sizing=sizing, budget=budget, accuracy=accuracy, timings=clock.finish(),
+              sizing=sizing, budget=budget, accuracy=accuracy, timings=clock.finish(), memory=clock.memory,
               notes=state.notes if state is not None else [], init_note=init_note, finetune=finetune,
               replicas=dist.num_replicas_in_sync, matched_layers=matched, class_names=names,
               recalibration_noise=recal_noise)
@@ -175,6 +176,7 @@ class _Clock:
         self.on_progress = on_progress
         self.start = self.tick = time.perf_counter()
         self.timings = {}
+        self.memory = {}  # the process's peak resident bytes at the end of each stage (a high-water mark)
 
     def progress(self, stage):
         return (lambda done, total: self.on_progress(stage, done, total)) if self.on_progress else None
@@ -190,10 +192,12 @@ class _Clock:
     def lap(self, stage):
         now = time.perf_counter()
         self.timings[stage] = round(now - self.tick, 2)
+        self.memory[stage] = peak_memory_bytes()
         self.tick = now
 
     def finish(self) -> dict:
         self.timings["total"] = round(time.perf_counter() - self.start, 2)
+        self.memory["total"] = peak_memory_bytes()
         return self.timings
 
 

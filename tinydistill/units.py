@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 from .errors import TinyDistillError
 
@@ -28,3 +29,14 @@ def parse_bytes(text: str) -> int:
     if not m or m.group(2).upper() not in _UNITS:
         raise TinyDistillError(f"size must be a number with an optional unit such as 256KB or 1MB. Received: {text!r}")
     return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def peak_memory_bytes() -> int | None:
+    """The process's peak resident memory so far (its high-water mark), in bytes; None where the platform does not
+    say (Windows has no ``resource`` module)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux

@@ -167,3 +167,26 @@ def test_engine_mirrors_the_students_images_where_the_teacher_allows(tiny_bn_mod
     assert auto.mirrored == (auto.flip_agreement >= FLIP_AGREEMENT)  # decided from the teacher, on its warm-up batch
     assert np.array_equal(off.x[:BATCH - HELD_OUT], on.x[:BATCH - HELD_OUT])  # the same warm-up batch
     assert any(not np.array_equal(a, b) for a, b in zip(students[0].get_weights(), students[1].get_weights()))
+
+
+def test_pool_is_bounded_and_keeps_a_sample_of_the_whole_run():
+    from tinydistill.synthesis.engine import _Pool
+
+    pool = _Pool(10, (2,), np.random.default_rng(0))
+    for batch in range(4):  # 24 inputs into 10 rows
+        pool.add(np.full((6, 2), (batch + 1) / 255.0, np.float32), np.full(6, batch))
+        assert len(pool.newest) == 6 and set(pool.y[pool.newest]) == {batch}
+    assert pool.filled == 10 and pool.added == 24 and pool.u.nbytes == 20
+    assert set(np.unique(pool.y)) > {3} and len(np.unique(pool.y)) >= 2  # not only the newest batch
+    assert np.array_equal(pool.u[:, 0], pool.y + 1)  # every row holds one input and its own class
+
+
+def test_engine_pool_stays_under_its_byte_bound(tiny_bn_model, monkeypatch):
+    from tinydistill.synthesis import engine
+
+    teacher = describe(tiny_bn_model)
+    monkeypatch.setattr(engine, "POOL_BYTES", BATCH * 8 * 8)  # room for one batch of 8 x 8 x 1 inputs
+    syn, _ = _run(teacher)
+    adapted = len(syn.notes)
+    assert syn.generated == (3 + adapted) * BATCH  # every batch was made and trained on
+    assert len(syn) == BATCH  # ... in a pool of one batch's rows

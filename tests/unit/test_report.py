@@ -12,7 +12,7 @@ from tinydistill.reporting.report import Report
 
 # the keys the acceptance checks and users' scripts read: never renamed
 KEYS = {"tool", "teacher", "student", "accuracy", "board", "fit", "sizing", "verification", "synthesis", "distillation",
-        "finetune", "seed", "replicas", "resumed", "seconds", "pass"}
+        "finetune", "seed", "replicas", "resumed", "seconds", "host_memory", "pass"}
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +39,24 @@ def test_json_keeps_the_report_keys(report):
     assert check["teacher_agreement"] == data["synthesis"]["teacher_agreement"] and isinstance(data["warnings"], list)
 
 
+def test_peak_host_memory_is_recorded_in_bytes(report):
+    memory = report["host_memory"]
+    peak, by_stage = memory["peak_rss_bytes"], memory["peak_rss_bytes_by_stage"]
+    assert isinstance(peak, int) and 50 * 2 ** 20 < peak < 64 * 2 ** 30  # a TensorFlow process, in bytes
+    assert set(by_stage) >= {"synthesize", "distill", "export", "check"}
+    # a high-water mark: it never falls from stage to stage
+    assert list(by_stage.values()) == sorted(by_stage.values()) and max(by_stage.values()) <= peak
+    md = report.markdown()
+    assert "| peak host memory |" in md and "| total |" in md
+
+
 def test_markdown_and_console_show_the_same_figures(report):
     md = report.markdown()
     assert md.startswith("# tinydistill report: nrf52840") and "PASS: fits" in md
     assert f"{report['accuracy']['student_int8']:.2%}" in md
     out = _text(lambda con: report.print(con, "out"))
     assert f"student int8 {report['accuracy']['student_int8']:.2%}" in out and "PASS" in out and "results in out/" in out
+    assert "peak host memory" in out
 
 
 def test_png(report):

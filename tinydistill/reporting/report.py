@@ -30,6 +30,7 @@ class Run:
         sizing, budget: how the width was chosen, and against which limits.
         accuracy: accuracies on labelled test data (None without data).
         timings: seconds per stage.
+        memory: the process's peak resident bytes at the end of each stage and in total (None: not known here).
     """
 
     teacher: object
@@ -43,6 +44,7 @@ class Run:
     budget: object
     accuracy: dict | None = None
     timings: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     init_note: str = "random"
     finetune: dict | None = None
@@ -150,6 +152,8 @@ def build_report(run: Run) -> dict:
         "replicas": run.replicas,
         "resumed": list(run.notes),
         "seconds": run.timings,
+        "host_memory": {"peak_rss_bytes": run.memory.get("total"),
+                        "peak_rss_bytes_by_stage": {k: v for k, v in run.memory.items() if k != "total"}},
         "pass": bool(fit.fits),
         "warnings": self_check["warnings"] + _accuracy_warnings(run.accuracy),
     }
@@ -272,8 +276,11 @@ def report_markdown(report: dict) -> str:
     lines += ["", _synthesis_note(syn) + _flip_note(syn),
               _distill_note(report["distillation"]),
               f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
-              "| stage | seconds |", "| --- | ---: |"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in report["seconds"].items()]
+              "| stage | seconds | peak host memory |", "| --- | ---: | ---: |"]
+    peaks = report.get("host_memory", {}).get("peak_rss_bytes_by_stage", {})
+    peaks = dict(peaks, total=report.get("host_memory", {}).get("peak_rss_bytes"))
+    lines += [f"| {k} | {v:.1f} | {format_bytes(peaks[k]) if peaks.get(k) is not None else ''} |"
+              for k, v in report["seconds"].items()]
     if fw:
         lines += [""] + firmware_markdown(fw)
     ft = report.get("finetune")
@@ -389,8 +396,10 @@ def print_console(report: dict, output: str, console) -> None:
     console.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
     for w in report.get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
+    peak = report.get("host_memory", {}).get("peak_rss_bytes")
+    memory = f", peak host memory {format_bytes(peak)}" if peak else ""
     console.print(f"{verdict} {b['name']} with {int(b['headroom'] * 100)} % headroom; "
-                  f"{report['seconds']['total']:.0f} s; results in {output}/")
+                  f"{report['seconds']['total']:.0f} s{memory}; results in {output}/")
 
 
 def print_check(report: dict, console) -> None:

@@ -31,6 +31,9 @@ from .quality import MIN_AGREEMENT
 _LEVELS = 255.0
 KEEP = 10_000  # inputs of the pool returned as the synthetic set (calibration, self-check)
 BATCH = 256  # inputs per generator batch (Fast-DFKD's)
+# the pool's rows are bounded to this many bytes (CIFAR-10 at the defaults: 495 MiB, under it; a 96 x 96 x 3 input
+# would need 4.2 GiB at full length): past it, new inputs replace random earlier ones (_Pool)
+POOL_BYTES = 512 * 2 ** 20
 HELD_OUT = 4  # inputs of every batch kept out of the pool for the self-check (2,560 at the defaults)
 WARMUP = 10  # rounds of generator alone before the student starts (at most a tenth of the rounds)
 MEMORY = 0.9  # Fast-DFKD's BatchNorm momentum over batches, kept where a stats file steers the generator too
@@ -105,18 +108,28 @@ def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int):
 
 
 class _Pool:
-    """Every generated input, as 8-bit levels of the unit range, with its class."""
+    """Generated inputs, as 8-bit levels of the unit range, with their classes, in at most ``size`` rows: once full,
+    every new input takes the row of an earlier one drawn at random, so the pool's memory is bounded and it keeps
+    a sample of the whole run rather than its newest batches."""
 
-    def __init__(self, size: int, shape: tuple):
+    def __init__(self, size: int, shape: tuple, rng):
         self.u = np.zeros((size,) + tuple(shape), np.uint8)
         self.y = np.zeros(size, np.int64)
         self.filled = 0
+        self.added = 0  # inputs put in, over the run (more than ``filled`` once rows are reused)
+        self.rng = rng
 
     def add(self, u: np.ndarray, y: np.ndarray) -> None:
-        n = len(u)
-        self.u[self.filled:self.filled + n] = np.rint(np.clip(u, 0.0, 1.0) * _LEVELS).astype(np.uint8)
-        self.y[self.filled:self.filled + n] = y
-        self.filled += n
+        size, n = len(self.y), len(u)
+        free = min(n, size - self.filled)
+        rows = np.concatenate([np.arange(self.filled, self.filled + free),
+                               self.rng.choice(self.filled, size=n - free, replace=False) if n > free else []])
+        rows = rows.astype(np.int64)
+        self.u[rows] = np.rint(np.clip(u, 0.0, 1.0) * _LEVELS).astype(np.uint8)
+        self.y[rows] = y
+        self.filled += free
+        self.added += n
+        self.newest = rows
 
     def inputs(self, idx, input_range) -> np.ndarray:
         lo, hi = input_range
@@ -146,7 +159,9 @@ class _Engine:
         self.step = _gen_step(teacher, self.gen, objectives, k.optimizers.Adam(schedule.lr, beta_1=0.5),
                               plan.input_range, self.jitter)
         self.memory = {key: value for o in objectives for key, value in o.memory().items()}
-        self.pool = _Pool((schedule.rounds + ADAPTATIONS * schedule.warmup) * (schedule.batch_size - HELD_OUT), self.shape)
+        rows = (schedule.rounds + ADAPTATIONS * schedule.warmup) * (schedule.batch_size - HELD_OUT)
+        self.pool = _Pool(max(schedule.batch_size, min(rows, POOL_BYTES // max(1, math.prod(self.shape)))), self.shape,
+                          self.rng)
         self.logits = tf.function(lambda x_: teacher.logits_model(x_, training=False))
         self.flipping = is_image(self.shape) and plan.recipe.flip == "on"
         self.batches = 0
@@ -185,7 +200,7 @@ class _Engine:
 
     def last_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The newest batch in the teacher's range, its classes and the teacher's logits on it."""
-        idx = np.arange(self.pool.filled - (self.schedule.batch_size - HELD_OUT), self.pool.filled)
+        idx = self.pool.newest
         x = self.pool.inputs(idx, self.plan.input_range)
         return x, self.pool.y[idx], self.logits(x).numpy()
 
@@ -281,7 +296,7 @@ def _result(eng, notes) -> SyntheticSet:
     x = pool.inputs(keep, eng.plan.input_range)
     return SyntheticSet(x=x, y=pool.y[keep], logits=_batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
                         flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement,
-                        generated=pool.filled + HELD_OUT * len(eng.held), notes=notes, mirrored=eng.student_flip)
+                        generated=pool.added + HELD_OUT * len(eng.held), notes=notes, mirrored=eng.student_flip)
 
 
 def schedule_for(synthesis, distill, stats=None) -> Schedule:
