@@ -26,8 +26,10 @@ DEFAULT_STEPS = 80
 DEFAULT_EPOCHS = 60
 FEATURE_WEIGHT = 30.0
 # the interleaved engine (method "generator"): inputs generated, generator steps per batch, passes of the student
-# over the final pool; CIFAR-10 ResNet-8 -> width 0.7 then takes about 19 min on 2 cores (benchmarks/RESULTS.md)
-ENGINE_INPUTS = 163_840
+# over the final pool. 512 batches of 256: a round of CIFAR-10 ResNet-8 -> width 0.7 costs 2.2-2.9 s on 2 cores
+# (the machine varies), so the run stays under 30 min on a slow day; 640 batches had reached 30.4 min there
+# (benchmarks/RESULTS.md, "Where an engine run's time and memory go")
+ENGINE_INPUTS = 131_072
 ENGINE_STEPS = 2
 ENGINE_EPOCHS = 5
 # the engine's student ends as an exponential moving average of its weights over the last ~1/(1 - ENGINE_EMA) steps,
