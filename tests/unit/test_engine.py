@@ -190,3 +190,15 @@ def test_engine_pool_stays_under_its_byte_bound(tiny_bn_model, monkeypatch):
     adapted = len(syn.notes)
     assert syn.generated == (3 + adapted) * BATCH  # every batch was made and trained on
     assert len(syn) == BATCH  # ... in a pool of one batch's rows
+
+
+def test_held_out_inputs_do_not_keep_their_batches_alive(tiny_bn_model):
+    from tinydistill.synthesis.engine import _Engine
+
+    teacher = describe(tiny_bn_model)
+    plan = plan_for(teacher, None, (0.0, 1.0))
+    eng = _Engine(teacher, design_student(teacher, width=0.5, seed=0), plan, Schedule(rounds=4, warmup=1), 0)
+    for _ in range(2):
+        eng.batch()
+    # each held-out slice owns its 4 inputs: a view of the batch would hold all 256 in memory for the whole run
+    assert all(h.base is None and len(h) == HELD_OUT for h in eng.held)
