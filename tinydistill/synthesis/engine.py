@@ -31,8 +31,8 @@ from .quality import MIN_AGREEMENT
 _LEVELS = 255.0
 KEEP = 10_000  # inputs of the pool returned as the synthetic set (calibration, self-check)
 BATCH = 256  # inputs per generator batch (Fast-DFKD's)
-# the pool's rows are bounded to this many bytes (CIFAR-10 at the defaults: 495 MiB, under it; a 96 x 96 x 3 input
-# would need 4.2 GiB at full length): past it, new inputs replace random earlier ones (_Pool)
+# the pool's rows are bounded to this many bytes (CIFAR-10 at the defaults: 400 MiB, under it; a 96 x 96 x 3 input
+# would need 3.5 GiB at full length): past it, new inputs replace random earlier ones (_Pool)
 POOL_BYTES = 512 * 2 ** 20
 HELD_OUT = 4  # inputs of every batch kept out of the pool for the self-check (2,560 at the defaults)
 WARMUP = 10  # rounds of generator alone before the student starts (at most a tenth of the rounds)
