@@ -277,8 +277,8 @@ def report_markdown(report: dict) -> str:
               _distill_note(report["distillation"]),
               f"Ops: {', '.join(s['ops'])}.", "", "![synthetic inputs per class](samples.png)", "",
               "| stage | seconds | peak host memory |", "| --- | ---: | ---: |"]
-    peaks = report.get("host_memory", {}).get("peak_rss_bytes_by_stage", {})
-    peaks = dict(peaks, total=report.get("host_memory", {}).get("peak_rss_bytes"))
+    memory = report.get("host_memory", {})
+    peaks = dict(memory.get("peak_rss_bytes_by_stage", {}), total=memory.get("peak_rss_bytes"))
     lines += [f"| {k} | {v:.1f} | {format_bytes(peaks[k]) if peaks.get(k) is not None else ''} |"
               for k, v in report["seconds"].items()]
     if fw:

@@ -117,14 +117,15 @@ class _Pool:
         self.y = np.zeros(size, np.int64)
         self.filled = 0
         self.added = 0  # inputs put in, over the run (more than ``filled`` once rows are reused)
+        self.newest = np.zeros(0, np.int64)  # the rows of the last inputs put in
         self.rng = rng
 
     def add(self, u: np.ndarray, y: np.ndarray) -> None:
-        size, n = len(self.y), len(u)
-        free = min(n, size - self.filled)
-        rows = np.concatenate([np.arange(self.filled, self.filled + free),
-                               self.rng.choice(self.filled, size=n - free, replace=False) if n > free else []])
-        rows = rows.astype(np.int64)
+        n = len(u)
+        free = min(n, len(self.y) - self.filled)
+        rows = np.arange(self.filled, self.filled + free)
+        if n > free:  # full: the rest take random earlier rows
+            rows = np.concatenate([rows, self.rng.choice(self.filled, size=n - free, replace=False)])
         self.u[rows] = np.rint(np.clip(u, 0.0, 1.0) * _LEVELS).astype(np.uint8)
         self.y[rows] = y
         self.filled += free
