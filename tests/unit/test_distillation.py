@@ -156,6 +156,29 @@ def test_feature_term_pulls_stage_outputs_to_the_teachers(tiny_teacher, tiny_sta
     assert err[30.0] < 0.3 * err[0.0], err
 
 
+def test_feature_targets_are_the_inherited_channels_in_units_of_their_spread(tiny_teacher, tiny_stats):
+    """The selection matrix picks, for every student channel, the teacher channel it inherited, divided by that
+    channel's spread on the synthetic inputs: the term the distillation step matches, written as one matmul."""
+    from tinydistill import _compat
+    from tinydistill._math import floor_spread
+    from tinydistill.student.distillation import _feature_probes, feature_layers
+
+    k = _compat.keras()
+    syn = synthesize(tiny_teacher, tiny_stats, n=100, steps=2, batch_size=100, seed=0)
+    s = design_student(tiny_teacher, width=0.5, seed=0)
+    matched = feature_layers(tiny_teacher, s)
+    t_probe, _, spread = _feature_probes(tiny_teacher, s, syn.x, 30.0)
+    assert matched and len(spread) == len(matched)
+    outs = t_probe(syn.x, training=False)
+    for (name, idx), (select, inv), t_act in zip(matched.items(), spread, outs[:-1]):
+        t_act = t_act.numpy()
+        sd = floor_spread(t_act.reshape(-1, t_act.shape[-1]).std(0))[idx]
+        got = np.einsum("...c,cd->...d", t_act, select.numpy())
+        np.testing.assert_allclose(got, t_act[..., idx] / sd, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(inv.numpy(), 1.0 / sd, rtol=1e-4)
+        assert k.Model(s.inputs, s.get_layer(name).output).output.shape[-1] == select.shape[1]
+
+
 def test_recalibration_noise_is_the_largest_the_teacher_tolerates(tiny_bn_model, tiny_teacher):
     """The noise BatchNorm statistics are re-estimated with: the largest on the doubling grid that the teacher
     keeps its class on (a fake teacher that flips when the mean rectified noise passes 0.018 of the span)."""

@@ -113,8 +113,8 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
                 on_step(step)
             step += 1
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
-            if len(idx) < config.batch_size:  # keep one compiled shape
-                idx = np.concatenate([idx, order[: config.batch_size - len(idx)]])
+            if len(idx) < config.batch_size:  # keep one full compiled shape, cycling through a set smaller than a batch
+                idx = np.concatenate([idx, np.resize(order, config.batch_size - len(idx))])
             train_step(distribute_batch(strategy, x_all[idx]))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, [v.numpy() for v in opt.variables])
@@ -168,8 +168,9 @@ def optimizer_for(config, strategy, student, total_steps, input_shape, seed, opt
 
 
 def _feature_probes(teacher, student, x_all, features):
-    """Teacher and student probes that also return the matched stage outputs, and per matched layer the
-    teacher channels it holds and their spread on (up to 2,048) clean synthetic inputs."""
+    """Teacher and student probes that also return the matched stage outputs, and per matched layer a
+    (teacher channels, student channels) matrix selecting the teacher channels it holds, each divided by its
+    spread on (up to 2,048) clean synthetic inputs, and the student channels' 1 / spread."""
     tf, k = _compat.tf(), _compat.keras()
     tm = teacher.logits_model
     matched = feature_layers(teacher, student) if features > 0 else {}
@@ -183,7 +184,12 @@ def _feature_probes(teacher, student, x_all, features):
     spread = []
     for j, nm in enumerate(names):
         sd = floor_spread(np.concatenate([a[j].numpy() for a in acts]).reshape(-1, acts[0][j].shape[-1]).std(0))
-        spread.append((tf.constant(matched[nm]), tf.constant(sd[matched[nm]].astype(np.float32))))
+        inv = (1.0 / sd[matched[nm]]).astype(np.float32)
+        # the teacher's matched channels, each divided by its spread, as one small matmul: a gather along the
+        # channel axis cost twice as much on CPU (LeNet-5 at batch 512: 12.0 against 4.6 ms a step for the term)
+        select = np.zeros((len(sd), len(inv)), np.float32)
+        select[matched[nm], np.arange(len(inv))] = inv
+        spread.append((tf.constant(select), tf.constant(inv)))
     return t_probe, s_probe, spread
 
 
@@ -228,17 +234,19 @@ def train_step_for(teacher, student, x_all, config, strategy, opt, shift, *, fli
         if config.augment:
             x = mix(x)
         t_out = t_probe(x, training=False)
+        t_out = list(t_out) if spread else [t_out]
+        # the teacher's matched channels in units of their spread
+        targets = [tf.einsum("...c,cd->...d", ta, select) for (select, _), ta in zip(spread, t_out[:-1])]
         with tf.GradientTape() as tape:
             s_out = s_probe(x, training=True)
-            if not spread:
-                per_example = _per_example_loss(tf, config, t_out, s_out)
-            else:
-                per_example = _per_example_loss(tf, config, t_out[-1], s_out[-1])
-                for (idx, sd), ta, sa in zip(spread, t_out[:-1], s_out[:-1]):
-                    diff = (tf.gather(ta, idx, axis=-1) - sa) / sd
-                    per_example += w_feat * tf.reduce_mean(tf.square(diff), axis=[1, 2, 3])
+            s_out = list(s_out) if spread else [s_out]
             # averaged over the global batch, so summing the replicas' gradients gives the mean
-            loss_value = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+            loss_value = tf.nn.compute_average_loss(_per_example_loss(tf, config, t_out[-1], s_out[-1]),
+                                                    global_batch_size=config.batch_size)
+            for (_, inv), target, sa in zip(spread, targets, s_out[:-1]):
+                # the mean square over every example and element, as one sum (l2_loss is half the sum of squares)
+                size = float(np.prod(sa.shape[1:])) * config.batch_size
+                loss_value += w_feat * 2.0 * tf.nn.l2_loss(target - sa * inv) / size
         grads = tape.gradient(loss_value, student.trainable_variables)
         opt.apply_gradients(zip(grads, student.trainable_variables))
         return loss_value
