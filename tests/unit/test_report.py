@@ -6,6 +6,7 @@ import json
 import pytest
 from rich.console import Console
 
+from tinydistill.config import DistillConfig
 from tinydistill.fitting.boards import load_board
 from tinydistill.pipeline import compress
 from tinydistill.reporting.report import Report
@@ -35,6 +36,10 @@ def test_json_keeps_the_report_keys(report):
     assert data["student"]["arena_bytes"] > 0 and isinstance(data["student"]["arena_bytes"], int)
     assert data["accuracy"]["student_int8"] == report["accuracy"]["student_int8"]
     assert data["distillation"]["epochs"] == 1 and data["synthesis"]["inputs"] == 60
+    # what the student was trained with
+    default = DistillConfig()
+    assert (data["distillation"]["batch_size"], data["distillation"]["learning_rate"]) == (default.batch_size, default.lr)
+    assert f"in batches of {default.batch_size}" in report.markdown()
     check = data["synthesis"]["self_check"]
     assert check["teacher_agreement"] == data["synthesis"]["teacher_agreement"] and isinstance(data["warnings"], list)
 

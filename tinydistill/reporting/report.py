@@ -143,7 +143,8 @@ def build_report(run: Run) -> dict:
                       "adapted": list(syn.notes), "student_agreement_held_out": syn.student_agreement,
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
-        "distillation": {"epochs": dcfg.epochs, "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
+        "distillation": {"epochs": dcfg.epochs, "batch_size": dcfg.batch_size, "learning_rate": dcfg.lr,
+                         "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
                          "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers),
                          "batchnorm_recalibration_noise": run.recalibration_noise, "weight_average_momentum": dcfg.ema,
                          "mirrored": syn.mirrored},
@@ -215,7 +216,9 @@ def _distill_note(dist: dict) -> str:
                 if ema else "")
     mirrored = (" Image batches were also mirrored left to right at random (the teacher keeps its class on flipped "
                 "generated images)." if dist.get("mirrored") else "")
-    return f"Distillation: {dist['epochs']} epochs, {loss} on the teacher's outputs{matched}.{mirrored}{averaged}{recal}"
+    batches = (f" in batches of {dist['batch_size']} (peak learning rate {dist['learning_rate']:g})"
+               if dist.get("batch_size") else "")
+    return f"Distillation: {dist['epochs']} epochs{batches}, {loss} on the teacher's outputs{matched}.{mirrored}{averaged}{recal}"
 
 
 def _row(label, *sizes) -> str:
