@@ -273,7 +273,9 @@ def suite_speed(seeds):
     to the inputs) on the same batch of 500. A method's step time is the slope between a 20-step and
     a 60-step run on one batch, so tracing and the final labelling pass do not count. Each figure is
     the fastest of five rounds, and every round times the bare pass and each method's two runs
-    back to back, so load that drifts over the minutes of the suite hits both sides of a ratio."""
+    back to back, so load that drifts over the minutes of the suite hits both sides of a ratio.
+    The engine's generator step is timed on its own batch (256) against a bare pass on 256: a generator
+    forward and backward come on top of the teacher's, so its ratio is not the per-batch methods' kind."""
     tf = _compat.tf()
     lenet, rng, train, _, stats = _lenet5()
     cifar = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
@@ -305,7 +307,41 @@ def suite_speed(seeds):
             print(f"[speed] {os.path.basename(t.path)} {method}: {1000 * per_step:.1f} ms/step, "
                   f"bare {1000 * base:.1f} ms, ratio {per_step / base:.2f}", flush=True)
             results.append((os.path.basename(t.path), method, per_step, base))
+        results.append(_generator_step(t, st, r, rounds))
     return lenet, results
+
+
+def _generator_step(teacher, stats, input_range, rounds):
+    """The engine's generator step (a batch of the engine's size: generator forward and backward, the teacher's
+    probe, the student's forward for the disagreement term, Adam) against a bare teacher forward+backward on a
+    batch of the same size, fastest of ``rounds`` rounds, each timing both back to back. A round is one
+    generator batch of eight steps, so the figure includes the batch's small numpy work (pool, targets)."""
+    from tinydistill.synthesis.engine import BATCH, Schedule, _Engine, plan_for
+
+    tf = _compat.tf()
+    gen_steps = 8
+    student = td.design_student(teacher, width=0.7, seed=0)
+    eng = _Engine(teacher, student, plan_for(teacher, stats, input_range), Schedule(rounds=2, gen_steps=gen_steps,
+                                                                                    warmup=1), seed=0)
+    x = tf.constant(np.random.default_rng(0).uniform(input_range[0], input_range[1],
+                                                     (BATCH,) + teacher.input_shape).astype(np.float32))
+
+    @tf.function
+    def bare(x=x, m=teacher.logits_model):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(m(x, training=False))
+        return tape.gradient(loss, x)
+
+    eng.batch()  # trace
+    base, per_step = float("inf"), float("inf")
+    for _ in range(rounds):
+        base = min(base, _step_seconds(bare, 10))
+        per_step = min(per_step, _step_seconds(eng.batch, 1) / gen_steps)
+    name = os.path.basename(teacher.path)
+    print(f"[speed] {name} generator (batch {BATCH}): {1000 * per_step:.1f} ms/step, bare {1000 * base:.1f} ms, "
+          f"ratio {per_step / base:.2f}", flush=True)
+    return name, f"generator (batch {BATCH})", per_step, base
 
 
 def _int8_fidelity(t, stats, rng, x, y, real_calib, seeds, *, n=12000, epochs=30, tag="int8"):

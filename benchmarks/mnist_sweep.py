@@ -1,0 +1,108 @@
+"""Time against accuracy of the per-batch path on LeNet-5 -> half, without touching the MNIST test set.
+
+    python benchmarks/mnist_sweep.py --stats FILE [--seed S] [d.batch_size=256 d.lr=4e-3 s.steps=40 ...]
+    python benchmarks/mnist_sweep.py --no-stats [--seed S] [...]
+
+One ``compress`` run at the defaults, with ``d.NAME=VALUE`` overriding a field of the distillation config and
+``s.NAME=VALUE`` one of the synthesis config. The int8 student is scored on a validation split: 10,000 images of
+MNIST **train** (seeded), never the test set. Each synthetic set is made once per (stats, seed, synthesis options)
+and reused through a resume checkpoint, so distillation variants cost only their distillation; stage seconds and
+peak memory come from the run's report. One JSON line per run is appended to ``benchmarks/mnist_sweep.jsonl``; the
+figures are in ``benchmarks/RESULTS.md`` ("Where MNIST's seconds go"). Record the stats file with
+``tinydistill stats teacher.h5 --data ../shared/data/mnist --input-range 0,1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tinydistill.config import CompressConfig, DistillConfig, SynthesisConfig  # noqa: E402
+from tinydistill.pipeline import compress  # noqa: E402
+from tinydistill.resume import RunState  # noqa: E402
+from tinydistill.teacher.model import load_teacher  # noqa: E402
+from tinydistill.teacher.stats import load_stats  # noqa: E402
+
+DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(HERE, "..", "..", "shared", "data"))
+CACHE = os.path.join(tempfile.gettempdir(), "tinydistill-mnist-sweep")
+CHECKPOINT = ("synthetic.npz", "synthesis.json")
+
+
+def validation_split(n=10_000, seed=123):
+    """``n`` images of MNIST train in [0, 1] with their labels."""
+    def idx(name, offset):
+        with gzip.open(os.path.join(DATA, "mnist", name)) as f:
+            return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+    x = idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28, 1)
+    y = idx("train-labels-idx1-ubyte.gz", 8)
+    pick = np.random.default_rng(seed).permutation(len(x))[:n]
+    return x[pick].astype(np.float32) / 255.0, y[pick].astype(np.int64)
+
+
+def parse_overrides(items):
+    """``d.NAME=VALUE`` / ``s.NAME=VALUE`` pairs as (distill, synthesis) keyword dicts (values as Python literals)."""
+    parts = {"d": {}, "s": {}}
+    for item in items:
+        key, _, value = item.partition("=")
+        part, _, name = key.partition(".")
+        if part not in parts or not name or not value:
+            sys.exit(f"error: {item!r}: give d.NAME=VALUE (distillation) or s.NAME=VALUE (synthesis)")
+        parts[part][name] = ast.literal_eval(value)
+    return parts["d"], parts["s"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stats", help="stats file of the LeNet-5 teacher")
+    which.add_argument("--no-stats", action="store_true", help="no stats file (method prior)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("overrides", nargs="*", help="d.NAME=VALUE or s.NAME=VALUE")
+    args = ap.parse_args()
+    dist, syn = parse_overrides(args.overrides)
+    teacher = load_teacher(os.path.join(DATA, "teachers", "mnist_lenet5.h5"))
+    stats = load_stats(args.stats, teacher) if args.stats else None
+    config = CompressConfig(width=0.5, input_range="0,1", seed=args.seed, synthesis=SynthesisConfig(**syn),
+                            distill=DistillConfig(**dist))
+    tag = hashlib.sha256(json.dumps([args.stats, args.seed, sorted(syn.items())]).encode()).hexdigest()[:12]
+    cache = os.path.join(CACHE, tag)
+    folder = tempfile.mkdtemp(prefix="run-", dir=tempfile.gettempdir())
+    shutil.rmtree(folder)
+    if all(os.path.exists(os.path.join(cache, n)) for n in CHECKPOINT):
+        os.makedirs(folder)
+        for n in CHECKPOINT:
+            shutil.copy(os.path.join(cache, n), folder)
+    try:
+        result = compress(teacher, board="cortex-m4", stats=stats, data=validation_split(), config=config,
+                          state=RunState(folder, resume=True))
+        if not os.path.exists(os.path.join(cache, CHECKPOINT[0])):
+            os.makedirs(cache, exist_ok=True)
+            for n in CHECKPOINT:
+                shutil.copy(os.path.join(folder, n), cache)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    report = result.report
+    row = {"stats": bool(args.stats), "seed": args.seed, "distill": dist, "synthesis": syn,
+           "int8_accuracy": report["accuracy"]["student_int8"], "seconds": report["seconds"],
+           "peak_rss_bytes": report["host_memory"]["peak_rss_bytes"]}
+    print(json.dumps(row))
+    with open(os.path.join(HERE, "mnist_sweep.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
