@@ -276,7 +276,6 @@ def suite_speed(seeds):
     back to back, so load that drifts over the minutes of the suite hits both sides of a ratio.
     The engine's generator step is timed on its own batch (256) against a bare pass on 256: a generator
     forward and backward come on top of the teacher's, so its ratio is not the per-batch methods' kind."""
-    tf = _compat.tf()
     lenet, rng, train, _, stats = _lenet5()
     cifar = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
     cases = [(lenet, stats, (0.0, 1.0), ["top-layer", "all-layers", "layer-pairs", "prior"]),
@@ -284,15 +283,7 @@ def suite_speed(seeds):
     rounds = max(seeds, 5)
     results = []
     for t, st, r, methods in cases:
-        x = tf.constant(np.random.default_rng(0).uniform(r[0], r[1], (500,) + t.input_shape).astype(np.float32))
-
-        @tf.function
-        def bare(x=x, m=t.logits_model):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                loss = tf.reduce_sum(m(x, training=False))
-            return tape.gradient(loss, x)
-
+        bare = _bare_pass(t, r, 500)
         runs = {(m, steps): partial(td.synthesize, t, st, method=m, n=500, steps=steps, input_range=r, seed=0)
                 for m in methods for steps in (20, 60)}
         for fn in runs.values():
@@ -311,20 +302,11 @@ def suite_speed(seeds):
     return lenet, results
 
 
-def _generator_step(teacher, stats, input_range, rounds):
-    """The engine's generator step (a batch of the engine's size: generator forward and backward, the teacher's
-    probe, the student's forward for the disagreement term, Adam) against a bare teacher forward+backward on a
-    batch of the same size, fastest of ``rounds`` rounds, each timing both back to back. A round is one
-    generator batch of eight steps, so the figure includes the batch's small numpy work (pool, targets)."""
-    from tinydistill.synthesis.engine import BATCH, Schedule, _Engine, plan_for
-
+def _bare_pass(teacher, input_range, batch):
+    """A compiled bare teacher forward+backward (gradient with respect to the inputs) on a fixed uniform batch."""
     tf = _compat.tf()
-    gen_steps = 8
-    student = td.design_student(teacher, width=0.7, seed=0)
-    eng = _Engine(teacher, student, plan_for(teacher, stats, input_range), Schedule(rounds=2, gen_steps=gen_steps,
-                                                                                    warmup=1), seed=0)
     x = tf.constant(np.random.default_rng(0).uniform(input_range[0], input_range[1],
-                                                     (BATCH,) + teacher.input_shape).astype(np.float32))
+                                                     (batch,) + teacher.input_shape).astype(np.float32))
 
     @tf.function
     def bare(x=x, m=teacher.logits_model):
@@ -333,6 +315,21 @@ def _generator_step(teacher, stats, input_range, rounds):
             loss = tf.reduce_sum(m(x, training=False))
         return tape.gradient(loss, x)
 
+    return bare
+
+
+def _generator_step(teacher, stats, input_range, rounds):
+    """The engine's generator step (a batch of the engine's size: generator forward and backward, the teacher's
+    probe, the student's forward for the disagreement term, Adam) against a bare teacher forward+backward on a
+    batch of the same size, fastest of ``rounds`` rounds, each timing both back to back. A round is one
+    generator batch of eight steps, so the figure includes the batch's small numpy work (pool, targets)."""
+    from tinydistill.synthesis.engine import BATCH, Schedule, _Engine, plan_for
+
+    gen_steps = 8
+    student = td.design_student(teacher, width=0.7, seed=0)
+    eng = _Engine(teacher, student, plan_for(teacher, stats, input_range), Schedule(rounds=2, gen_steps=gen_steps,
+                                                                                    warmup=1), seed=0)
+    bare = _bare_pass(teacher, input_range, BATCH)
     eng.batch()  # trace
     base, per_step = float("inf"), float("inf")
     for _ in range(rounds):
