@@ -80,8 +80,8 @@ def main():
                             distill=DistillConfig(**dist))
     tag = hashlib.sha256(json.dumps([args.stats, args.seed, sorted(syn.items())]).encode()).hexdigest()[:12]
     cache = os.path.join(CACHE, tag)
-    folder = tempfile.mkdtemp(prefix="run-", dir=tempfile.gettempdir())
-    shutil.rmtree(folder)
+    scratch = tempfile.mkdtemp(prefix="mnist-sweep-")
+    folder = os.path.join(scratch, "state")  # the run's checkpoints, seeded with a cached synthesis if there is one
     if all(os.path.exists(os.path.join(cache, n)) for n in CHECKPOINT):
         os.makedirs(folder)
         for n in CHECKPOINT:
@@ -94,7 +94,7 @@ def main():
             for n in CHECKPOINT:
                 shutil.copy(os.path.join(folder, n), cache)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     report = result.report
     row = {"stats": bool(args.stats), "seed": args.seed, "distill": dist, "synthesis": syn,
            "int8_accuracy": report["accuracy"]["student_int8"], "seconds": report["seconds"],
