@@ -216,6 +216,7 @@ def _distill_note(dist: dict) -> str:
                 if ema else "")
     mirrored = (" Image batches were also mirrored left to right at random (the teacher keeps its class on flipped "
                 "generated images)." if dist.get("mirrored") else "")
+    # absent from an older report.json, which `tinydistill firmware` re-renders
     batches = (f" in batches of {dist['batch_size']} (peak learning rate {dist['learning_rate']:g})"
                if dist.get("batch_size") else "")
     return f"Distillation: {dist['epochs']} epochs{batches}, {loss} on the teacher's outputs{matched}.{mirrored}{averaged}{recal}"
