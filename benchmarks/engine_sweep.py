@@ -26,7 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tinydistill import _compat  # noqa: E402
 from tinydistill.config import DistillConfig  # noqa: E402
 from tinydistill.student.design import design_student  # noqa: E402
-from tinydistill.synthesis.engine import MEMORY, Schedule, plan_for, run_engine  # noqa: E402
+from tinydistill.synthesis.engine import Schedule, plan_for, run_engine  # noqa: E402
 from tinydistill.synthesis.methods import RECIPES  # noqa: E402
 from tinydistill.synthesis.objectives import BatchNormStats  # noqa: E402
 from tinydistill.synthesis.quality import diversity  # noqa: E402
@@ -45,7 +45,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--adversarial", type=float, default=1.0)
     ap.add_argument("--momentum", type=float, default=None,
-                    help="BatchNorm batch memory (default: the engine's, 0.9 with --stats, else 0)")
+                    help="BatchNorm batch memory (default: the engine's, 0)")
     ap.add_argument("--width", type=float, default=0.7)
     ap.add_argument("--diversity", type=float, default=0.0)
     ap.add_argument("--class-weight", type=float, default=None, help="the recipe's class weight (default: its own)")
@@ -58,6 +58,8 @@ def main():
                     "the engine's)")
     ap.add_argument("--lr", type=float, default=None, help="the student's peak learning rate (default: its own)")
     ap.add_argument("--within", type=float, default=None, help="the recipe's per-class BatchNorm spread weight")
+    ap.add_argument("--regions", default="on", choices=["on", "off"],
+                    help="with --stats: match the moments of each region of a feature map too (the recipe's default)")
     ap.add_argument("--bn-weight", type=float, default=1.0, help="weight of the BatchNorm statistics term")
     ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
     ap.add_argument("--student-flip", default="auto", choices=["auto", "on", "off"],
@@ -74,6 +76,8 @@ def main():
         recipe = replace(recipe, class_weight=a.class_weight)
     if a.targets:
         recipe = replace(recipe, targets=a.targets)
+    if a.regions == "off":
+        recipe = replace(recipe, regions=False)
     if a.within is not None:
         recipe = replace(recipe, within=a.within)
     plan = plan_for(teacher, stats, (0.0, 255.0), recipe)
@@ -82,7 +86,7 @@ def main():
             o.weight = a.bn_weight
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
-                        momentum=a.momentum if a.momentum is not None else (MEMORY if stats else 0.0),
+                        momentum=a.momentum if a.momentum is not None else Schedule.momentum,
                         adversarial=a.adversarial, diversity=a.diversity,
                         student_flip=a.student_flip,
                         **({"channels": a.channels} if a.channels else {}))

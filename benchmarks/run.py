@@ -399,7 +399,7 @@ def _engine_row(teacher, stats, width, rng, seed, effort=1.0, recipe=None, disti
         syn_cfg, dist_cfg = resolve_counts("generator", SynthesisConfig(method="generator"), distill or DistillConfig(),
                                            effort)
         s = td.design_student(teacher, width=width, seed=seed)
-        sched = replace(engine.schedule_for(syn_cfg, dist_cfg, stats), **schedule)
+        sched = replace(engine.schedule_for(syn_cfg, dist_cfg), **schedule)
         cfg = replace(dist_cfg, recalibrate=False) if clean_recalibration else dist_cfg
         syn = engine.run_engine(teacher, s, engine.plan_for(teacher, stats, rng, recipe), sched, cfg, seed=seed)
         if clean_recalibration:

@@ -1,12 +1,11 @@
 """The interleaved engine: a generator and a pool that learn while the student learns (Fast-DFKD, CMI).
 
-Every round the generator makes one class-balanced batch, tuned for a few steps on the
-method's objectives (BatchNorm statistics as a momentum mix over batches, publisher
-statistics, the class term) plus the disagreement with the student as it is now, masked to
-inputs where both still agree; the batch goes into a pool, and the student takes a few
-distillation steps on batches drawn from the whole pool (shifted and mixed, labelled by the
-teacher on the fly). The generator keeps its weights from round to round, so each round
-costs a few steps instead of a batch optimised from scratch, and the pool holds many more
+Every round the generator makes one class-balanced batch, tuned for a few steps on the method's
+objectives (BatchNorm statistics, publisher statistics, the class term) plus the disagreement with
+the student as it is now, masked to inputs where both still agree; the batch goes into a pool, and
+the student takes a few distillation steps on batches drawn from the whole pool (shifted and mixed,
+labelled by the teacher on the fly). The generator keeps its weights from round to round, so each
+round costs a few steps instead of a batch optimised from scratch, and the pool holds many more
 distinct inputs than per-batch pixel optimisation can make in the same time.
 """
 
@@ -36,7 +35,6 @@ BATCH = 256  # inputs per generator batch (Fast-DFKD's)
 POOL_BYTES = 512 * 2 ** 20
 HELD_OUT = 4  # inputs of every batch kept out of the pool for the self-check (2,560 at the defaults)
 WARMUP = 10  # rounds of generator alone before the student starts (at most a tenth of the rounds)
-MEMORY = 0.9  # Fast-DFKD's BatchNorm momentum over batches, kept where a stats file steers the generator too
 
 
 @dataclass(frozen=True)
@@ -49,8 +47,9 @@ class Schedule:
         gen_steps: generator steps per round.
         student_steps: distillation steps per round (after the warm-up).
         warmup: rounds at the start with the generator only (repeated when the self-check adapts).
-        momentum: weight of the earlier batches in the BatchNorm statistics matched (0: each batch matches them
-            alone; :func:`schedule_for` keeps Fast-DFKD's memory, :data:`MEMORY`, only with a stats file).
+        momentum: weight of the earlier batches in the BatchNorm statistics matched (Fast-DFKD's memory: 0.9 there).
+            0, each batch matching them alone, measured better on CIFAR-10 ResNet-8 with and without a stats file
+            (``benchmarks/RESULTS.md``, "Second sweep" and "Seventh sweep").
         adversarial: weight of the masked teacher-student disagreement.
         lr: generator learning rate (Adam, beta_1 0.5).
         diversity: weight of the mode-seeking term (:class:`~.objectives.PairDiversity`).
@@ -65,7 +64,7 @@ class Schedule:
     gen_steps: int = 2
     student_steps: int = 4
     warmup: int = WARMUP
-    momentum: float = MEMORY
+    momentum: float = 0.0
     adversarial: float = 1.0
     lr: float = 2e-3
     diversity: float = 0.0
@@ -302,19 +301,14 @@ def _result(eng, notes) -> SyntheticSet:
                         generated=pool.added + HELD_OUT * len(eng.held), notes=notes, mirrored=eng.student_flip)
 
 
-def schedule_for(synthesis, distill, stats=None) -> Schedule:
+def schedule_for(synthesis, distill) -> Schedule:
     """The engine's schedule from resolved configs (:func:`~tinydistill.config.resolve_counts`): ``inputs`` generated in
     batches of :data:`BATCH`, ``steps`` generator steps a batch, and as many student steps a round as make
-    ``epochs`` passes over the final pool.
-
-    From BatchNorm statistics alone every batch matches them by itself (momentum 0): on CIFAR-10 ResNet-8 the
-    batch memory cost 4-8 pp on two seeds (``benchmarks/RESULTS.md``, "Second sweep"). With a stats file the
-    memory (:data:`MEMORY`) stays, as measured by that path's check."""
+    ``epochs`` passes over the final pool."""
     rounds = max(2, math.ceil(synthesis.inputs / BATCH))
     return Schedule(rounds=rounds, batch_size=BATCH, gen_steps=synthesis.steps,
                     student_steps=max(1, round(distill.epochs * BATCH / distill.batch_size)),
-                    warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement,
-                    momentum=MEMORY if stats is not None else 0.0)
+                    warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement)
 
 
 def plan_for(teacher, stats, input_range, recipe=None) -> Plan:
@@ -334,5 +328,5 @@ def interleave(teacher, student, stats, synthesis, distill, *, input_range, seed
     from .methods import RECIPES
 
     plan = plan_for(teacher, stats, input_range, replace(RECIPES["generator"], flip=synthesis.flip))
-    return run_engine(teacher, student, plan, schedule_for(synthesis, distill, stats), distill, seed=seed, strategy=strategy,
+    return run_engine(teacher, student, plan, schedule_for(synthesis, distill), distill, seed=seed, strategy=strategy,
                       on_progress=on_progress)

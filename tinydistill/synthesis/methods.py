@@ -13,8 +13,8 @@
                  flat starting images, with a smoothness prior.
 ``generator``    the interleaved engine (:mod:`.engine`, Fast-DFKD-style): a class-conditional generator
                  trained while the student learns, on every signal the teacher has (the stats file's
-                 moments, BatchNorm statistics as a momentum mix over batches, the class term) plus
-                 the masked student-teacher disagreement; the student trains on the growing pool.
+                 moments, BatchNorm statistics, the class term) plus the masked student-teacher
+                 disagreement; the student trains on the growing pool.
 ``auto``         ``generator`` for image teachers with BatchNorm layers (with the stats file too, if given;
                  compared with per-batch pixels on CIFAR-10 in benchmarks/RESULTS.md); otherwise the
                  strongest signal the teacher has for per-batch pixels: stats > BN > prior.
