@@ -44,8 +44,8 @@ def main():
     ap.add_argument("--student-steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--adversarial", type=float, default=1.0)
-    ap.add_argument("--momentum", type=float, default=None,
-                    help="BatchNorm batch memory (default: the engine's, 0)")
+    ap.add_argument("--momentum", type=float, default=Schedule.momentum,
+                    help="BatchNorm batch memory (default: the engine's)")
     ap.add_argument("--width", type=float, default=0.7)
     ap.add_argument("--diversity", type=float, default=0.0)
     ap.add_argument("--class-weight", type=float, default=None, help="the recipe's class weight (default: its own)")
@@ -86,7 +86,7 @@ def main():
             o.weight = a.bn_weight
     student = design_student(teacher, width=a.width, seed=a.seed)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
-                        momentum=a.momentum if a.momentum is not None else Schedule.momentum,
+                        momentum=a.momentum,
                         adversarial=a.adversarial, diversity=a.diversity,
                         student_flip=a.student_flip,
                         **({"channels": a.channels} if a.channels else {}))

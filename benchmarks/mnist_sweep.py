@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import gzip
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tinydistill.config import CompressConfig, DistillConfig, SynthesisConfig  # noqa: E402
+from tinydistill.data import load_data  # noqa: E402
 from tinydistill.pipeline import compress  # noqa: E402
 from tinydistill.resume import RunState  # noqa: E402
 from tinydistill.teacher.model import load_teacher  # noqa: E402
@@ -43,12 +43,8 @@ CHECKPOINT = ("synthetic.npz", "synthesis.json")
 
 def validation_split(n=10_000, seed=123):
     """``n`` images of MNIST train in [0, 1] with their labels."""
-    def idx(name, offset):
-        with gzip.open(os.path.join(DATA, "mnist", name)) as f:
-            return np.frombuffer(f.read(), np.uint8, offset=offset)
-
-    x = idx("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28, 1)
-    y = idx("train-labels-idx1-ubyte.gz", 8)
+    train = load_data(os.path.join(DATA, "mnist"), split="train")
+    x, y = train.x.reshape(-1, 28, 28, 1), train.y
     pick = np.random.default_rng(seed).permutation(len(x))[:n]
     return x[pick].astype(np.float32) / 255.0, y[pick].astype(np.int64)
 
