@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--momentum", type=float, default=Schedule.momentum,
                     help="BatchNorm batch memory (default: the engine's)")
     ap.add_argument("--width", type=float, default=0.7)
+    ap.add_argument("--channel-multiple", type=int, default=None,
+                    help="round the student's channel counts to a multiple of this (default: design_student's)")
     ap.add_argument("--diversity", type=float, default=0.0)
     ap.add_argument("--class-weight", type=float, default=None, help="the recipe's class weight (default: its own)")
     ap.add_argument("--targets", default=None, choices=["onehot", "dirichlet"], help="the recipe's class targets")
@@ -84,7 +86,7 @@ def main():
     for o in plan.objectives:
         if isinstance(o, BatchNormStats):
             o.weight = a.bn_weight
-    student = design_student(teacher, width=a.width, seed=a.seed)
+    student = design_student(teacher, width=a.width, seed=a.seed, multiple=a.channel_multiple)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum,
                         adversarial=a.adversarial, diversity=a.diversity,
@@ -110,7 +112,7 @@ def main():
                teacher_agreement=syn.teacher_agreement, student_agreement_held_out=syn.student_agreement,
                adapted=syn.notes, flip_agreement=syn.flip_agreement,
                generated=syn.generated, input_diversity=round(diversity(syn.x, syn.y), 4),
-               peak_rss_bytes=peak_memory_bytes())
+               student_params=int(student.count_params()), peak_rss_bytes=peak_memory_bytes())
     print(json.dumps(row), flush=True)
     with open(os.path.join(HERE, "engine_sweep.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -25,9 +25,20 @@ from ..teacher.graph import (
 _WIDTH_KEYS = ("filters", "units")
 
 INITS = ("teacher", "random")
+# scaled channel counts of at least this many are rounded to a multiple of it (1: plain rounding)
+CHANNEL_MULTIPLE = 1
 
 
-def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "teacher"):
+def scaled_channels(count: int, width: float, multiple: int = CHANNEL_MULTIPLE) -> int:
+    """``count * width`` rounded (at least 1); counts of at least ``multiple`` to the nearest multiple of it,
+    halves up (e.g. 16 x 0.7 -> 12 and 64 x 0.7 -> 44 with ``multiple`` 2)."""
+    n = max(1, int(round(count * width)))
+    if multiple > 1 and n >= multiple:
+        n = multiple * int(np.floor(count * width / multiple + 0.5))
+    return n
+
+
+def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "teacher", multiple: int | None = None):
     """A student whose layers are ``width`` times as wide as the teacher's, not yet distilled.
 
     Every convolution's ``filters`` and every dense layer's ``units`` are
@@ -43,6 +54,8 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
         width: width multiplier in (0, 1].
         seed: initialisation seed.
         init: ``"teacher"`` or ``"random"``.
+        multiple: channel counts of at least this many are rounded to a multiple of it (default
+            :data:`CHANNEL_MULTIPLE`).
 
     Example:
         >>> student = td.design_student(teacher, width=0.5)
@@ -52,6 +65,7 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
     validate_width(width)
     if init not in INITS:
         raise TinyDistillError(f"`init` must be one of {', '.join(INITS)}. Received: init={init!r}")
+    multiple = CHANNEL_MULTIPLE if multiple is None else int(multiple)
     k = _compat.keras()
     _compat.set_seed(seed)
     config = json.loads(json.dumps(teacher.logits_model.get_config()))
@@ -63,7 +77,7 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
             continue
         for key in _WIDTH_KEYS:
             if isinstance(cfg.get(key), int):
-                cfg[key] = max(1, int(round(cfg[key] * width)))
+                cfg[key] = scaled_channels(cfg[key], width, multiple)
     config["name"] = "student"
     if teacher.logits_model.__class__.__name__ == "Sequential":
         model = k.Sequential.from_config(config)
