@@ -33,6 +33,7 @@ from tinydistill.config import CompressConfig, DistillConfig, SynthesisConfig  #
 from tinydistill.data import load_data  # noqa: E402
 from tinydistill.pipeline import compress  # noqa: E402
 from tinydistill.resume import RunState  # noqa: E402
+from tinydistill.student import design  # noqa: E402
 from tinydistill.teacher.model import load_teacher  # noqa: E402
 from tinydistill.teacher.stats import load_stats  # noqa: E402
 
@@ -67,9 +68,13 @@ def main():
     which.add_argument("--stats", help="stats file of the LeNet-5 teacher")
     which.add_argument("--no-stats", action="store_true", help="no stats file (method prior)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--channel-multiple", type=int, default=None,
+                    help="round the student's channel counts to a multiple of this (default: design_student's)")
     ap.add_argument("overrides", nargs="*", help="d.NAME=VALUE or s.NAME=VALUE")
     args = ap.parse_args()
     dist, syn = parse_overrides(args.overrides)
+    if args.channel_multiple is not None:
+        design.CHANNEL_MULTIPLE = args.channel_multiple
     teacher = load_teacher(os.path.join(DATA, "teachers", "mnist_lenet5.h5"))
     stats = load_stats(args.stats, teacher) if args.stats else None
     config = CompressConfig(width=0.5, input_range="0,1", seed=args.seed, synthesis=SynthesisConfig(**syn),
@@ -93,6 +98,7 @@ def main():
         shutil.rmtree(scratch, ignore_errors=True)
     report = result.report
     row = {"stats": bool(args.stats), "seed": args.seed, "distill": dist, "synthesis": syn,
+           "channel_multiple": design.CHANNEL_MULTIPLE, "student_params": report["student"]["params"],
            "int8_accuracy": report["accuracy"]["student_int8"], "seconds": report["seconds"],
            "peak_rss_bytes": report["host_memory"]["peak_rss_bytes"]}
     print(json.dumps(row))

@@ -275,11 +275,16 @@ def suite_speed(seeds):
     the fastest of five rounds, and every round times the bare pass and each method's two runs
     back to back, so load that drifts over the minutes of the suite hits both sides of a ratio.
     The engine's generator step is timed on its own batch (256) against a bare pass on 256: a generator
-    forward and backward come on top of the teacher's, so its ratio is not the per-batch methods' kind."""
+    forward and backward come on top of the teacher's, so its ratio is not the per-batch methods' kind.
+    Then the end-to-end runs (:func:`end_to_end_runs`): MNIST and CIFAR-10 at the defaults, as a user runs them."""
     lenet, rng, train, _, stats = _lenet5()
     cifar = td.load_teacher(os.path.join(DATA, "teachers", "cifar10_resnet8.h5"))
+    with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
+        pick = np.arange(0, len(d["y"]), 10)  # 5,000 training images: a step's time does not depend on which
+        cifar_stats = td.record_stats(cifar, d["x"][pick].astype(np.float32), d["y"][pick], input_range=(0.0, 255.0))
     cases = [(lenet, stats, (0.0, 1.0), ["top-layer", "all-layers", "layer-pairs", "prior"]),
-             (cifar, None, (0.0, 255.0), ["bn", "prior"])]
+             (cifar, None, (0.0, 255.0), ["bn", "prior"]),
+             (cifar, cifar_stats, (0.0, 255.0), ["all-layers"])]  # a stats file and BatchNorm statistics together
     rounds = max(seeds, 5)
     results = []
     for t, st, r, methods in cases:
@@ -295,11 +300,61 @@ def suite_speed(seeds):
                 best[key] = min(best[key], _step_seconds(fn, 1))
         for method in methods:
             per_step = (best[method, 60] - best[method, 20]) / 40
-            print(f"[speed] {os.path.basename(t.path)} {method}: {1000 * per_step:.1f} ms/step, "
+            name = os.path.basename(t.path) + (" + stats" if st is not None else "")
+            print(f"[speed] {name} {method}: {1000 * per_step:.1f} ms/step, "
                   f"bare {1000 * base:.1f} ms, ratio {per_step / base:.2f}", flush=True)
-            results.append((os.path.basename(t.path), method, per_step, base))
+            results.append((name, method, per_step, base))
         results.append(_generator_step(t, st, r, rounds))
-    return lenet, results
+    return lenet, (results, end_to_end_runs())
+
+
+# the speed suite's end-to-end runs: (row, teacher file, test data, input range, stats data or None, width), all
+# under DATA; each is `tinydistill stats` (not timed) then `tinydistill compress --board cortex-m4` at the defaults,
+# as the acceptance checks run them
+END_TO_END = (
+    ("LeNet-5 -> half, with stats", "teachers/mnist_lenet5.h5", "mnist", "0,1", "mnist", 0.5),
+    ("LeNet-5 -> half, without stats", "teachers/mnist_lenet5.h5", "mnist", "0,1", None, 0.5),
+    ("ResNet-8 -> width 0.7, BatchNorm statistics only", "teachers/cifar10_resnet8.h5", "cifar10/test_q75.npz",
+     "0,255", None, 0.7),
+    ("ResNet-8 -> width 0.7, stats (train_q75) and BatchNorm", "teachers/cifar10_resnet8.h5", "cifar10/test_q75.npz",
+     "0,255", "cifar10/train_q75.npz", 0.7),
+)
+
+
+def end_to_end_runs() -> list:
+    """Each of :data:`END_TO_END` (those matching ``--rows``) as a user runs it, in a process of its own so its peak
+    memory is its own: (row, wall seconds of compress, its report's stage seconds, int8 accuracy on the test data,
+    peak host memory in bytes)."""
+    import json
+    import shutil
+    import tempfile
+
+    cli = [sys.executable, "-c", "import sys; from tinydistill.cli import main; sys.exit(main())"]
+    out = []
+    for row, teacher, data, rng, stats_data, width in END_TO_END:
+        if ROWS and not any(r in row for r in ROWS):
+            continue
+        work = tempfile.mkdtemp(prefix="td-speed-")
+        try:
+            stats = []
+            if stats_data:
+                path = os.path.join(work, "stats.npz")
+                subprocess.run(cli + ["stats", os.path.join(DATA, teacher), "--data", os.path.join(DATA, stats_data),
+                                      "--input-range", rng, "-o", path], check=True, capture_output=True)
+                stats = ["--stats", path]
+            t0 = time.perf_counter()
+            subprocess.run(cli + ["compress", os.path.join(DATA, teacher), "--board", "cortex-m4", *stats, "--data",
+                                  os.path.join(DATA, data), "--input-range", rng, "--width", str(width),
+                                  "-o", os.path.join(work, "out")], check=True, capture_output=True)
+            wall = time.perf_counter() - t0
+            with open(os.path.join(work, "out", "report.json")) as f:
+                report = json.load(f)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        acc, peak = report["accuracy"]["student_int8"], report["host_memory"]["peak_rss_bytes"]
+        print(f"[speed] {row}: {wall:.0f} s, int8 {acc:.2%}, peak {peak / 2**30:.2f} GiB", flush=True)
+        out.append((row, wall, report["seconds"], acc, peak))
+    return out
 
 
 def _bare_pass(teacher, input_range, batch):
@@ -335,7 +390,7 @@ def _generator_step(teacher, stats, input_range, rounds):
     for _ in range(rounds):
         base = min(base, _step_seconds(bare, 10))
         per_step = min(per_step, _step_seconds(eng.batch, 1) / gen_steps)
-    name = os.path.basename(teacher.path)
+    name = os.path.basename(teacher.path) + (" + stats" if stats is not None else "")
     print(f"[speed] {name} generator (batch {BATCH}): {1000 * per_step:.1f} ms/step, bare {1000 * base:.1f} ms, "
           f"ratio {per_step / base:.2f}", flush=True)
     return name, f"generator (batch {BATCH})", per_step, base
@@ -535,7 +590,8 @@ def main():
     ap.add_argument("--note", default="", help="A line added to each section, e.g. about the machine's load.")
     ap.add_argument("--rows", nargs="+", default=[], metavar="TEXT",
                     help="Run only the rows whose name contains TEXT; the section keeps its other rows and says which "
-                         "were re-measured, when and at which commit.")
+                         "were re-measured, when and at which commit (the speed suite: only the end-to-end runs whose "
+                         "name contains TEXT, its step times always; its section is rewritten).")
     args = ap.parse_args()
     global ROWS
     ROWS = tuple(args.rows)
@@ -556,7 +612,14 @@ def main():
         if key == "speed":
             lines += [(fn.__doc__ or "").replace("\n    ", " ").strip(), "",
                       "| teacher | method | ms per step | bare fwd+bwd ms | ratio |", "| --- | --- | ---: | ---: | ---: |"]
-            lines += [f"| {tn} | {m} | {1000 * ps:.1f} | {1000 * b:.1f} | {ps / b:.2f} |" for tn, m, ps, b in results]
+            steps, runs = results
+            lines += [f"| {tn} | {m} | {1000 * ps:.1f} | {1000 * b:.1f} | {ps / b:.2f} |" for tn, m, ps, b in steps]
+            if runs:
+                lines += ["", " ".join((end_to_end_runs.__doc__ or "").split()), "",
+                          "| run | compress s | of which (report.json) | int8 accuracy | peak host memory |",
+                          "| --- | ---: | --- | ---: | ---: |"]
+                lines += [f"| {row} | {wall:,.0f} | {', '.join(f'{k} {v:,.0f}' for k, v in sec.items() if k != 'total')} "
+                          f"| {100 * acc:.2f} % | {peak / 2**30:.2f} GiB |" for row, wall, sec, acc, peak in runs]
         else:
             if key in ("cifar", "bn-ablations") or key.startswith("natural"):
                 lines += [" ".join((fn.__doc__ or "").split()) +

@@ -3,7 +3,7 @@ import pytest
 
 from tinydistill import _compat
 from tinydistill.errors import TinyDistillError
-from tinydistill.student.design import channel_map, design_student, with_output_activation
+from tinydistill.student.design import channel_map, design_student, scaled_channels, with_output_activation
 from tinydistill.teacher.model import describe
 
 
@@ -14,6 +14,20 @@ def test_width_scales_layers(tiny_teacher):
     assert s.get_layer(tiny_teacher.logits_model.layers[-1].name).units == 3  # one unit per class
     assert s.count_params() < tiny_teacher.params / 2
     assert s.layers[-1].get_config()["activation"] == "linear"  # logits for KD
+
+
+def test_scaled_channels_round_to_a_multiple():
+    assert [scaled_channels(c, 0.7, 1) for c in (16, 32, 64)] == [11, 22, 45]
+    assert [scaled_channels(c, 0.7, 2) for c in (16, 32, 64)] == [12, 22, 44]  # halves and nearest: up and down
+    assert [scaled_channels(c, 0.5, 2) for c in (6, 16, 1, 2)] == [4, 8, 1, 1]  # below the multiple: plain rounding
+    assert scaled_channels(64, 0.7, 4) == 44 and scaled_channels(16, 0.7, 4) == 12
+
+
+def test_channel_multiple_applies_to_every_scaled_layer(tiny_teacher):
+    plain, aligned = design_student(tiny_teacher, width=0.7, multiple=1), design_student(tiny_teacher, width=0.7, multiple=4)
+    assert (plain.get_layer("conv1").filters, plain.get_layer("fc1").units) == (6, 11)
+    assert (aligned.get_layer("conv1").filters, aligned.get_layer("fc1").units) == (4, 12)
+    assert aligned.layers[-1].units == 3 and aligned.init_note == "teacher"  # inherits the teacher's channels
 
 
 def test_full_width_has_teacher_params(tiny_teacher):
