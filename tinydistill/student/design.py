@@ -25,8 +25,12 @@ from ..teacher.graph import (
 _WIDTH_KEYS = ("filters", "units")
 
 INITS = ("teacher", "random")
-# scaled channel counts of at least this many are rounded to a multiple of it (1: plain rounding)
-CHANNEL_MULTIPLE = 1
+# scaled channel counts of at least this many are rounded to a multiple of it. Even counts: CMSIS-NN's int8
+# convolution kernel (arm_nn_mat_mult_kernel_s8_s16, in TFLite Micro) computes output channels two at a time and an
+# odd one alone, and the host's kernels train an odd count slower too. ResNet-8 -> width 0.7 (12/22/44 filters
+# instead of 11/22/45): -9 % engine time, +1.5 pp with a stats file, -1.0 pp from BatchNorm statistics alone
+# (two seeds each); LeNet-5 -> half (4 filters instead of 3): +0.05 / +0.2 pp (benchmarks/RESULTS.md, "Eighth sweep")
+CHANNEL_MULTIPLE = 2
 
 
 def scaled_channels(count: int, width: float, multiple: int = CHANNEL_MULTIPLE) -> int:
@@ -42,8 +46,8 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
     """A student whose layers are ``width`` times as wide as the teacher's, not yet distilled.
 
     Every convolution's ``filters`` and every dense layer's ``units`` are
-    scaled (at least 1), except the classifier layer, which keeps one unit per
-    class. The student outputs logits; parameters shrink roughly as ``width**2``.
+    scaled (at least 1; from 2 up, to an even count: :data:`CHANNEL_MULTIPLE`), except the classifier
+    layer, which keeps one unit per class. The student outputs logits; parameters shrink roughly as ``width**2``.
 
     With ``init="teacher"`` (the default) the student starts as the teacher's most
     important channels (:func:`inherit_teacher_weights`); where the teacher's graph does
