@@ -21,6 +21,7 @@ def test_scaled_channels_round_to_a_multiple():
     assert [scaled_channels(c, 0.7, 2) for c in (16, 32, 64)] == [12, 22, 44]  # halves and nearest: up and down
     assert [scaled_channels(c, 0.5, 2) for c in (6, 16, 1, 2)] == [4, 8, 1, 1]  # below the multiple: plain rounding
     assert scaled_channels(64, 0.7, 4) == 44 and scaled_channels(16, 0.7, 4) == 12
+    assert scaled_channels(3, 1.0, 2) == 3 and scaled_channels(5, 0.9, 2) == 4  # never more than the teacher has
 
 
 def test_channel_multiple_applies_to_every_scaled_layer(tiny_teacher):

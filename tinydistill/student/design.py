@@ -35,11 +35,12 @@ CHANNEL_MULTIPLE = 2
 
 def scaled_channels(count: int, width: float, multiple: int = CHANNEL_MULTIPLE) -> int:
     """``count * width`` rounded (at least 1); counts of at least ``multiple`` to the nearest multiple of it,
-    halves up (e.g. 16 x 0.7 -> 12 and 64 x 0.7 -> 44 with ``multiple`` 2)."""
+    halves up (e.g. 16 x 0.7 -> 12 and 64 x 0.7 -> 44 with ``multiple`` 2), never above ``count`` (a student
+    has no channel its teacher lacks)."""
     n = max(1, int(round(count * width)))
     if multiple > 1 and n >= multiple:
         n = multiple * int(np.floor(count * width / multiple + 0.5))
-    return n
+    return min(n, count)
 
 
 def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "teacher", multiple: int | None = None):
