@@ -19,6 +19,7 @@ from .fitting.export import c_source, export_int8, resolver_header
 from .fitting.fitcheck import CheckResult, check, int8_predictions
 from .reporting.report import Report, Run, report_markdown
 from .scale import get_strategy
+from .student import design
 from .student.design import design_student, with_output_activation
 from .student.distillation import distill, feature_layers
 from .student.sizing import Budget, SizingResult, measure_width, size_student
@@ -216,7 +217,9 @@ def _resume_keys(config, teacher, stats, method_used, replicas) -> tuple[dict, d
     """What the synthetic set and the student depend on: the config's parts, the teacher, the stats, the replicas."""
     syn_key = {"teacher": teacher.fingerprint, "stats": _stats_id(stats), **asdict(config.synthesis),
                "method": method_used, "seed": config.seed, "input_range": list(config.input_range), "replicas": replicas}
-    return syn_key, dict(syn_key, width=config.width, **asdict(config.distill))
+    # the student's shape: its width and how its channel counts are rounded (a run saved before the rounding
+    # changed starts its student afresh instead of loading weights of another shape)
+    return syn_key, dict(syn_key, width=config.width, channel_multiple=design.CHANNEL_MULTIPLE, **asdict(config.distill))
 
 
 def _synthesize(teacher, stats, config, method_used, dist, state, key, clock):

@@ -64,4 +64,5 @@ def test_every_option_is_in_the_resume_keys(tiny_teacher):
     assert {f.name for f in fields(SynthesisConfig)} <= set(syn_key)
     assert {f.name for f in fields(DistillConfig)} | set(syn_key) <= set(student_key)
     assert syn_key["method"] == "prior" and student_key["width"] == 0.5
+    assert student_key["channel_multiple"] == 2  # the student's shape: a checkpoint of another rounding is not loaded
     assert asdict(c.distill).items() <= student_key.items()

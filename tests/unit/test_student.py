@@ -31,6 +31,12 @@ def test_channel_multiple_applies_to_every_scaled_layer(tiny_teacher):
     assert aligned.layers[-1].units == 3 and aligned.init_note == "teacher"  # inherits the teacher's channels
 
 
+@pytest.mark.parametrize("multiple", [0, -2, 1.5, "2"])
+def test_channel_multiple_validated(tiny_teacher, multiple):
+    with pytest.raises(TinyDistillError, match="`multiple` must be an integer >= 1"):
+        design_student(tiny_teacher, multiple=multiple)
+
+
 def test_full_width_has_teacher_params(tiny_teacher):
     assert design_student(tiny_teacher, width=1.0).count_params() == tiny_teacher.params
 

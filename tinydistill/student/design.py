@@ -70,7 +70,9 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
     validate_width(width)
     if init not in INITS:
         raise TinyDistillError(f"`init` must be one of {', '.join(INITS)}. Received: init={init!r}")
-    multiple = CHANNEL_MULTIPLE if multiple is None else int(multiple)
+    multiple = CHANNEL_MULTIPLE if multiple is None else multiple
+    if not isinstance(multiple, int) or isinstance(multiple, bool) or multiple < 1:
+        raise TinyDistillError(f"`multiple` must be an integer >= 1. Received: multiple={multiple!r}")
     k = _compat.keras()
     _compat.set_seed(seed)
     config = json.loads(json.dumps(teacher.logits_model.get_config()))
