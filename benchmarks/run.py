@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from functools import partial
@@ -163,11 +166,16 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
 ROWS: tuple = ()  # --rows: run only the rows whose name contains one of these
 
 
+def selected(row: str) -> bool:
+    """Whether ``--rows`` selects the row of this name (every row when it is not given)."""
+    return not ROWS or any(r in row for r in ROWS)
+
+
 def run_suite(name, teacher, stats, width, train, test, rng, seeds, **kw):
     x, y = test
     results = []
     for row_name, _ in rows_for(teacher, stats, width, train, rng, 0, **kw):
-        if ROWS and not any(r in row_name for r in ROWS):
+        if not selected(row_name):
             continue
         accs, secs = [], []
         for seed in range(seeds):
@@ -325,14 +333,10 @@ def end_to_end_runs() -> list:
     """Each of :data:`END_TO_END` (those matching ``--rows``) as a user runs it, in a process of its own so its peak
     memory is its own: (row, wall seconds of compress, its report's stage seconds, int8 accuracy on the test data,
     peak host memory in bytes)."""
-    import json
-    import shutil
-    import tempfile
-
     cli = [sys.executable, "-c", "import sys; from tinydistill.cli import main; sys.exit(main())"]
     out = []
     for row, teacher, data, rng, stats_data, width in END_TO_END:
-        if ROWS and not any(r in row for r in ROWS):
+        if not selected(row):
             continue
         work = tempfile.mkdtemp(prefix="td-speed-")
         try:
@@ -542,7 +546,7 @@ def run_natural(name, teacher, stats, width, train, test, rng, seeds):
     x, y = test
     results = []
     for row_name, _ in natural_rows(teacher, stats, width, train, rng, 0):
-        if ROWS and not any(r in row_name for r in ROWS):
+        if not selected(row_name):
             continue
         accs, secs = [], []
         for seed in range(seeds):

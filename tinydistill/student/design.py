@@ -33,7 +33,7 @@ INITS = ("teacher", "random")
 CHANNEL_MULTIPLE = 2
 
 
-def scaled_channels(count: int, width: float, multiple: int = CHANNEL_MULTIPLE) -> int:
+def scaled_channels(count: int, width: float, multiple: int) -> int:
     """``count * width`` rounded (at least 1); counts of at least ``multiple`` to the nearest multiple of it,
     halves up (e.g. 16 x 0.7 -> 12 and 64 x 0.7 -> 44 with ``multiple`` 2), never above ``count`` (a student
     has no channel its teacher lacks)."""
