@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--student-flip", default="auto", choices=["auto", "on", "off"],
                     help="mirror the student's batches at random (auto: where the teacher is invariant)")
     ap.add_argument("--stats", default=None, help="a stats file of the teacher (recorded on train_q75)")
+    ap.add_argument("--meta", default="off", choices=["on", "off"], help="Fast-DFKD's meta-learnt generator start")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -90,7 +91,7 @@ def main():
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum,
                         adversarial=a.adversarial, diversity=a.diversity,
-                        student_flip=a.student_flip,
+                        student_flip=a.student_flip, meta=a.meta == "on",
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema),

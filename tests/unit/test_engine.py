@@ -202,3 +202,33 @@ def test_held_out_inputs_do_not_keep_their_batches_alive(tiny_bn_model):
         eng.batch()
     # each held-out slice owns its 4 inputs: a view of the batch would hold all 256 in memory for the whole run
     assert all(h.base is None and len(h) == HELD_OUT for h in eng.held)
+
+
+def test_meta_generator_starts_every_batch_from_its_shared_weights(tiny_bn_model):
+    from tinydistill.synthesis.engine import _Engine
+
+    teacher = describe(tiny_bn_model)
+    plan = plan_for(teacher, None, (0.0, 1.0))
+    eng = _Engine(teacher, design_student(teacher, width=0.5, seed=0), plan,
+                  Schedule(rounds=4, warmup=1, gen_steps=2, meta=True), 0)
+    start = [w.numpy().copy() for w in eng.meta.weights]
+    eng.batch()
+    shared = [w.numpy() for w in eng.meta.weights]
+    adapted = [v.numpy() for v in eng.gen.trainable_variables]
+    assert any(not np.array_equal(a, b) for a, b in zip(start, shared))  # the shared start learnt from the batch
+    assert any(not np.array_equal(a, b) for a, b in zip(shared, adapted))  # ... and the batch's own weights differ
+    assert int(eng.meta.inner.iterations.numpy()) == 2
+    eng.batch()  # a fresh inner optimiser: two steps again, not four
+    assert int(eng.meta.inner.iterations.numpy()) == 2
+
+
+def test_meta_engine_is_seeded(tiny_bn_model):
+    teacher = describe(tiny_bn_model)
+    runs = []
+    for _ in range(2):
+        student = design_student(teacher, width=0.5, seed=0)
+        syn = run_engine(teacher, student, plan_for(teacher, None, (0.0, 1.0)),
+                         Schedule(rounds=3, warmup=1, student_steps=2, meta=True), SHORT, seed=0)
+        runs.append((syn.x, student.get_weights()))
+    (xa, wa), (xb, wb) = runs
+    assert np.array_equal(xa, xb) and all(np.array_equal(u, v) for u, v in zip(wa, wb))

@@ -57,6 +57,9 @@ class Schedule:
         student_flip: mirror the student's image batches left-right at random: ``"auto"`` where the teacher keeps
             its class on at least :data:`~.loop.FLIP_AGREEMENT` of a flipped warm-up batch, ``"on"``, ``"off"``
             (:func:`~.loop.flips_images`).
+        meta: Fast-DFKD's meta generator: every batch starts from shared weights with a fresh optimiser, and the
+            shared weights take one step of the batch's summed gradients (first-order MAML) at ``lr * gen_steps``;
+            False: one generator whose weights and optimiser carry over from batch to batch.
     """
 
     rounds: int
@@ -70,6 +73,7 @@ class Schedule:
     diversity: float = 0.0
     channels: int = 64  # 64 with the student's weight average: +5.8 / +3.1 pp over 32 without (RESULTS, "Fourth sweep")
     student_flip: str = "auto"
+    meta: bool = False
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
@@ -101,9 +105,37 @@ def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int):
             loss = total_loss(objectives, b)
         grads = tape.gradient(loss, gen.trainable_variables)
         opt.apply_gradients(zip(grads, gen.trainable_variables))
-        return u, {key: b.updates.get(key, value) for key, value in memory.items()}
+        return u, {key: b.updates.get(key, value) for key, value in memory.items()}, grads
 
     return step
+
+
+class _Meta:
+    """Fast-DFKD's first-order meta-learning of the generator's start: shared weights copied into the generator at the
+    start of every batch, with the inner optimiser's state cleared, and moved after it by the sum of the batch's
+    gradients (taken at the adapted weights)."""
+
+    def __init__(self, gen, inner, lr: float):
+        tf, k = _compat.tf(), _compat.keras()
+        self.vars = gen.trainable_variables
+        inner.build(self.vars)
+        self.inner = inner
+        self.weights = [tf.Variable(v, name=f"meta_{i}") for i, v in enumerate(self.vars)]
+        self.opt = k.optimizers.Adam(lr, beta_1=0.5)
+        self.opt.build(self.weights)
+
+        @tf.function
+        def begin():
+            for v, w in zip(self.vars, self.weights):
+                v.assign(w)
+            for v in self.inner.variables:
+                v.assign(tf.zeros_like(v))
+
+        @tf.function
+        def end(grads):
+            self.opt.apply_gradients(zip(grads, self.weights))
+
+        self.begin, self.end = begin, end
 
 
 class _Pool:
@@ -156,8 +188,9 @@ class _Engine:
         if schedule.diversity:
             objectives.append(PairDiversity(schedule.diversity))
         self.jitter = jitter_pixels(self.shape, plan.recipe)
-        self.step = _gen_step(teacher, self.gen, objectives, k.optimizers.Adam(schedule.lr, beta_1=0.5),
-                              plan.input_range, self.jitter)
+        opt = k.optimizers.Adam(schedule.lr, beta_1=0.5)
+        self.step = _gen_step(teacher, self.gen, objectives, opt, plan.input_range, self.jitter)
+        self.meta = _Meta(self.gen, opt, schedule.lr * schedule.gen_steps) if schedule.meta else None
         self.memory = {key: value for o in objectives for key, value in o.memory().items()}
         rows = (schedule.rounds + ADAPTATIONS * schedule.warmup) * (schedule.batch_size - HELD_OUT)
         self.pool = _Pool(max(schedule.batch_size, min(rows, POOL_BYTES // max(1, math.prod(self.shape)))), self.shape,
@@ -183,14 +216,21 @@ class _Engine:
         """One generator batch, tuned for ``gen_steps`` steps, into the pool; returns its classes."""
         tf = self.tf
         y, target, rows, z = self._targets()
+        if self.meta:
+            self.meta.begin()
+        total = None
         for s in range(self.schedule.gen_steps):
             shift = np.zeros(3, np.int32)
             if self.jitter:
                 shift[:2] = self.rng.integers(-self.jitter, self.jitter + 1, size=2)
                 shift[2] = self.rng.integers(0, 2) if self.flipping else 0
             momentum = tf.constant(self.schedule.momentum if self.batches or s else 0.0)
-            u, memory = self.step(tf.constant(z), tf.constant(np.eye(self.C, dtype=np.float32)[y]), tf.constant(target),
-                                  tf.constant(rows), self.memory, momentum, tf.constant(shift))
+            u, memory, grads = self.step(tf.constant(z), tf.constant(np.eye(self.C, dtype=np.float32)[y]),
+                                         tf.constant(target), tf.constant(rows), self.memory, momentum, tf.constant(shift))
+            if self.meta:
+                total = grads if total is None else [a + b for a, b in zip(total, grads)]
+        if self.meta:
+            self.meta.end(total)
         self.memory = memory  # one batch moves the memory once, as in Fast-DFKD
         self.batches += 1
         u = u.numpy()
