@@ -62,8 +62,7 @@ def main():
     ap.add_argument("--within", type=float, default=None, help="the recipe's per-class BatchNorm spread weight")
     ap.add_argument("--regions", default="on", choices=["on", "off"],
                     help="with --stats: match the moments of each region of a feature map too (the recipe's default)")
-    ap.add_argument("--bn-weight", type=float, default=None,
-                    help="weight of the BatchNorm statistics term (default: the recipe's)")
+    ap.add_argument("--bn-weight", type=float, default=1.0, help="weight of the BatchNorm statistics term")
     ap.add_argument("--flip", default="off", choices=["off", "on", "auto"])
     ap.add_argument("--student-flip", default="auto", choices=["auto", "on", "off"],
                     help="mirror the student's batches at random (auto: where the teacher is invariant)")
@@ -86,7 +85,7 @@ def main():
         recipe = replace(recipe, within=a.within)
     plan = plan_for(teacher, stats, (0.0, 255.0), recipe)
     for o in plan.objectives:
-        if isinstance(o, BatchNormStats) and a.bn_weight is not None:
+        if isinstance(o, BatchNormStats):
             o.weight = a.bn_weight
     student = design_student(teacher, width=a.width, seed=a.seed, multiple=a.channel_multiple)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,

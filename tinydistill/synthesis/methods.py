@@ -87,8 +87,6 @@ class Recipe:
             the layer's running std (:class:`~.objectives.BatchNormStats`): running statistics are pooled
             over classes and do not stop a generator from making one image per class; a stats file's per-class
             moments do, so with one the term is left out.
-        bn_weight: without a stats file, the weight of the BatchNorm statistics term (its means and spreads; not
-            ``within``) against the class term and the rest; with one it is 1, beside the file's moments.
     """
 
     per_class: bool = True
@@ -102,7 +100,6 @@ class Recipe:
     flip: str = "off"
     batchnorm: bool = True
     within: float = 0.0
-    bn_weight: float = 1.0
 
 
 RECIPES = {
@@ -113,9 +110,8 @@ RECIPES = {
     "bn": Recipe(start="smooth", lr=0.02, smoothness=0.05, class_weight=0.2, jitter=True),
     "prior": Recipe(targets="dirichlet", start="flat", smoothness=2.0),
     # no start (a generator makes the inputs); the bn recipe's class weight, jitter and smoothness; the per-class
-    # spread: "Choosing the engine's schedule" in benchmarks/RESULTS.md; the BatchNorm term x 10 without a stats
-    # file: "Ninth sweep" there
-    "generator": Recipe(start="flat", smoothness=0.05, class_weight=0.2, jitter=True, within=1.0, bn_weight=10.0),
+    # spread: "Choosing the engine's schedule" in benchmarks/RESULTS.md
+    "generator": Recipe(start="flat", smoothness=0.05, class_weight=0.2, jitter=True, within=1.0),
 }
 
 
@@ -167,8 +163,8 @@ def _stats_moments(tf, teacher, stats, recipe):
     return [MatchedMoments(tf, channels + regions)] + _bn(tf, teacher, recipe)
 
 
-def _bn(tf, teacher, recipe, within=0.0, weight=1.0):
-    return [BatchNormStats(tf, teacher, weight=weight, within=within)] if teacher.has_batchnorm and recipe.batchnorm else []
+def _bn(tf, teacher, recipe, within=0.0):
+    return [BatchNormStats(tf, teacher, within=within)] if teacher.has_batchnorm and recipe.batchnorm else []
 
 
 # what each method matches besides the class term and the image prior
@@ -178,9 +174,8 @@ OBJECTIVES = {
     "layer-pairs": lambda tf, teacher, stats, recipe: [MatchedMoments(tf, pair_spectra(stats, recipe.per_class))],
     "bn": lambda tf, teacher, stats, recipe: [BatchNormStats(tf, teacher)],
     "prior": lambda tf, teacher, stats, recipe: [],
-    "generator": lambda tf, teacher, stats, recipe: (
-        _stats_moments(tf, teacher, stats, recipe) if stats is not None
-        else _bn(tf, teacher, recipe, within=recipe.within, weight=recipe.bn_weight)),
+    "generator": lambda tf, teacher, stats, recipe: (_stats_moments(tf, teacher, stats, recipe) if stats is not None
+                                                     else _bn(tf, teacher, recipe, within=recipe.within)),
 }
 
 
