@@ -68,6 +68,8 @@ def main():
                     help="mirror the student's batches at random (auto: where the teacher is invariant)")
     ap.add_argument("--stats", default=None, help="a stats file of the teacher (recorded on train_q75)")
     ap.add_argument("--meta", default="off", choices=["on", "off"], help="Fast-DFKD's meta-learnt generator start")
+    ap.add_argument("--recent", type=float, default=0.0,
+                    help="share of every student batch drawn from the newest generator batches (default: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -91,7 +93,7 @@ def main():
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum,
                         adversarial=a.adversarial, diversity=a.diversity,
-                        student_flip=a.student_flip, meta=a.meta == "on",
+                        student_flip=a.student_flip, meta=a.meta == "on", recent=a.recent,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema),

@@ -91,6 +91,9 @@ def test_engine_refuses_bad_options(tiny_teacher, tiny_bn_model):
         Schedule(rounds=4, warmup=1, channels=1).validate()
     with pytest.raises(TinyDistillError, match="student_flip must be auto, on, off"):
         Schedule(rounds=4, warmup=1, student_flip="sideways").validate()
+    for recent in (-0.1, 1.5, float("nan")):
+        with pytest.raises(TinyDistillError, match="recent share must be in"):
+            Schedule(rounds=4, warmup=1, recent=recent).validate()
     for effort in (0, -1, float("nan"), "x", True):
         with pytest.raises(TinyDistillError, match="effort"):
             CompressConfig(effort=effort).validate()
@@ -179,6 +182,22 @@ def test_pool_is_bounded_and_keeps_a_sample_of_the_whole_run():
     assert pool.filled == 10 and pool.added == 24 and pool.u.nbytes == 20
     assert set(np.unique(pool.y)) > {3} and len(np.unique(pool.y)) >= 2  # not only the newest batch
     assert np.array_equal(pool.u[:, 0], pool.y + 1)  # every row holds one input and its own class
+
+
+def test_pool_draws_a_share_of_each_batch_from_its_newest_batches():
+    from tinydistill.synthesis.engine import RECENT, _Pool
+
+    pool = _Pool(100, (1,), np.random.default_rng(0))
+    for batch in range(RECENT + 3):
+        pool.add(np.zeros((10, 1), np.float32), np.full(10, batch))
+    newest = pool.y[pool.draw(64, 1.0)]
+    assert len(newest) == 64 and newest.min() == 3 and set(newest) == set(range(3, RECENT + 3))
+    half = pool.y[pool.draw(64, 0.5)]
+    assert len(half) == 64 and set(half[32:]) <= set(range(3, RECENT + 3)) and half[:32].min() < 3
+    # no recent share: the same rows as the uniform draw the engine made before the option existed
+    a, b = _Pool(100, (1,), np.random.default_rng(7)), np.random.default_rng(7)
+    a.add(np.zeros((50, 1), np.float32), np.zeros(50))
+    assert np.array_equal(a.draw(16, 0.0), b.integers(0, 50, size=16))
 
 
 def test_engine_pool_stays_under_its_byte_bound(tiny_bn_model, monkeypatch):

@@ -11,6 +11,7 @@ distinct inputs than per-batch pixel optimisation can make in the same time.
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass, replace
 
@@ -33,6 +34,7 @@ BATCH = 256  # inputs per generator batch (Fast-DFKD's)
 # the pool's rows are bounded to this many bytes (CIFAR-10 at the defaults: 400 MiB, under it; a 96 x 96 x 3 input
 # would need 3.5 GiB at full length): past it, new inputs replace random earlier ones (_Pool)
 POOL_BYTES = 512 * 2 ** 20
+RECENT = 4  # generator batches the student's ``recent`` share is drawn from (Schedule.recent)
 HELD_OUT = 4  # inputs of every batch kept out of the pool for the self-check (2,560 at the defaults)
 WARMUP = 10  # rounds of generator alone before the student starts (at most a tenth of the rounds)
 
@@ -61,6 +63,10 @@ class Schedule:
             shared weights take one step of the batch's summed gradients (first-order MAML) at ``lr * gen_steps``;
             False: one generator whose weights and optimiser carry over from batch to batch (1.6 pp better from
             BatchNorm statistics on CIFAR-10 ResNet-8: ``benchmarks/RESULTS.md``, "Ninth sweep").
+        recent: share of every student batch drawn from the newest :data:`RECENT` generator batches rather than
+            from the whole pool (0: the whole pool, where an input made at round ``k`` of ``n`` is drawn about
+            ``ln(n / k)`` times as often as one of the last round, so the batches made against the student of the
+            moment are the least used).
     """
 
     rounds: int
@@ -75,6 +81,7 @@ class Schedule:
     channels: int = 64  # 64 with the student's weight average: +5.8 / +3.1 pp over 32 without (RESULTS, "Fourth sweep")
     student_flip: str = "auto"
     meta: bool = False
+    recent: float = 0.0
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
@@ -82,6 +89,8 @@ class Schedule:
                                    f"must be >= 1, its generator channels >= 2. Received: {self}")
         if self.student_flip not in FLIPS:
             raise TinyDistillError(f"the engine's student_flip must be {', '.join(FLIPS)}. Received: {self.student_flip!r}")
+        if not 0.0 <= self.recent <= 1.0:
+            raise TinyDistillError(f"the engine's recent share must be in [0, 1]. Received: {self.recent!r}")
         if self.warmup >= self.rounds:
             raise TinyDistillError(f"the engine's warm-up ({self.warmup} rounds) must be shorter than its {self.rounds} "
                                    "rounds")
@@ -150,6 +159,7 @@ class _Pool:
         self.filled = 0
         self.added = 0  # inputs put in, over the run (more than ``filled`` once rows are reused)
         self.newest = np.zeros(0, np.int64)  # the rows of the last inputs put in
+        self.recent = collections.deque(maxlen=RECENT)  # the rows of the last RECENT batches put in
         self.rng = rng
 
     def add(self, u: np.ndarray, y: np.ndarray) -> None:
@@ -163,6 +173,15 @@ class _Pool:
         self.filled += free
         self.added += n
         self.newest = rows
+        self.recent.append(rows)
+
+    def draw(self, size: int, recent: float) -> np.ndarray:
+        """Rows for a student batch of ``size``: ``recent`` of them from the newest batches, the rest from the pool."""
+        n = int(round(recent * size))
+        idx = self.rng.integers(0, self.filled, size=size - n)
+        if n:
+            idx = np.concatenate([idx, self.rng.choice(np.concatenate(list(self.recent)), size=n)])
+        return idx
 
     def inputs(self, idx, input_range) -> np.ndarray:
         lo, hi = input_range
@@ -308,7 +327,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     for r in range(student_rounds):
         eng.batch()
         for _ in range(schedule.student_steps):
-            idx = eng.rng.integers(0, eng.pool.filled, size=distill_config.batch_size)
+            idx = eng.pool.draw(distill_config.batch_size, schedule.recent)
             train(distribute_batch(strategy, eng.pool.inputs(idx, plan.input_range)))
         if on_progress:
             on_progress(schedule.warmup + r + 1, schedule.rounds)
