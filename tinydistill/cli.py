@@ -223,9 +223,8 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
 @click.option("--epochs", type=click.IntRange(1),
               help=f"Distillation passes over the synthetic set [per-batch methods {DEFAULT_EPOCHS}, generator "
                    f"{ENGINE_EPOCHS} over its pool].")
-@click.option("--kd-loss", "loss", default=None, type=click.Choice(["mse", "kl"]),
-              help="Distillation loss: mse on logits, or kl on softened probabilities (with --temperature). "
-                   "Default: the method's (kl for generator, mse otherwise).")
+@click.option("--kd-loss", "loss", default="mse", show_default=True, type=click.Choice(["mse", "kl"]),
+              help="Distillation loss: mse on logits, or kl on softened probabilities (with --temperature).")
 @click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="KD temperature (with --kd-loss kl).")
 @click.option("--feature-weight", "features", default=FEATURE_WEIGHT, show_default=True, type=click.FloatRange(min=0),

@@ -35,9 +35,6 @@ ENGINE_EPOCHS = 5
 # the engine's student ends as an exponential moving average of its weights over the last ~1/(1 - ENGINE_EMA) steps,
 # which smooths over the generator's drift: +2.9 and +2.2 pp on two seeds (benchmarks/RESULTS.md, "Fourth sweep")
 ENGINE_EMA = 0.999
-# the engine's distillation loss: Hinton's KL at temperature 4 instead of logit MSE, +1.40 and +0.76 pp on two seeds
-# from BatchNorm statistics (benchmarks/RESULTS.md, "Tenth sweep"); the per-batch methods keep MSE (LeNet-5)
-ENGINE_LOSS = "kl"
 
 
 def _fail(what: str, received: str) -> None:
@@ -60,8 +57,7 @@ def resolve_counts(method: str, synthesis: SynthesisConfig, distill: DistillConf
     synthesis = replace(synthesis, inputs=synthesis.inputs or max(1, round(inputs * effort)),
                         steps=synthesis.steps or steps)
     ema = distill.ema if distill.ema is not None else (ENGINE_EMA if method == "generator" else 0.0)
-    loss = distill.loss or (ENGINE_LOSS if method == "generator" else "mse")
-    return synthesis, replace(distill, epochs=distill.epochs or epochs, ema=ema, loss=loss)
+    return synthesis, replace(distill, epochs=distill.epochs or epochs, ema=ema)
 
 
 @dataclass(frozen=True)
@@ -102,8 +98,7 @@ class DistillConfig:
 
     Attributes:
         epochs: passes over the synthetic set (None: the method's default, :func:`resolve_counts`).
-        loss: ``"mse"`` (logits) or ``"kl"`` (softened probabilities at ``temperature``); None: the method's
-            default, :data:`ENGINE_LOSS` for ``generator``, ``"mse"`` otherwise.
+        loss: ``"mse"`` (logits) or ``"kl"`` (softened probabilities at ``temperature``).
         temperature: KD temperature (``"kl"`` only).
         features: weight of the stage-output feature term (0: outputs only).
         batch_size: examples per step.
@@ -116,7 +111,7 @@ class DistillConfig:
     """
 
     epochs: int | None = None
-    loss: str | None = None
+    loss: str = "mse"
     temperature: float = 4.0
     features: float = FEATURE_WEIGHT
     batch_size: int = 128
@@ -130,7 +125,7 @@ class DistillConfig:
             _fail("`epochs` and `batch_size` must be >= 1", f"epochs={self.epochs}, batch_size={self.batch_size}")
         if not self.temperature > 0:
             _fail("`temperature` must be > 0", f"temperature={self.temperature}")
-        if self.loss is not None and self.loss not in LOSSES:
+        if self.loss not in LOSSES:
             _fail(f"`loss` must be one of {', '.join(LOSSES)}", f"loss={self.loss!r}")
         if self.ema is not None and not 0 <= self.ema < 1:
             _fail("`ema` must be in [0, 1) (0: off)", f"ema={self.ema!r}")

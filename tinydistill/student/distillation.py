@@ -89,7 +89,7 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
         The trained student (the same object, trained in place).
     """
     config = override(config or DistillConfig(), options).validate()
-    config = replace(config, epochs=config.epochs or DEFAULT_EPOCHS, loss=config.loss or "mse")
+    config = replace(config, epochs=config.epochs or DEFAULT_EPOCHS)
     if len(data) == 0:
         raise TinyDistillError("the synthetic set is empty: synthesise at least one batch")
     tf = _compat.tf()

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _compat
 from .._math import is_image
-from ..config import ENGINE_EMA, ENGINE_LOSS, FLIPS
+from ..config import ENGINE_EMA, FLIPS
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
 from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
@@ -299,8 +299,7 @@ class _Engine:
 def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, seed: int = 0, strategy=None,
                on_progress=None):
     """Train ``student`` (in place) on a pool a generator keeps filling, put the moving average of its weights in
-    place (``distill_config.ema``; None: :data:`~tinydistill.config.ENGINE_EMA`; its loss, None:
-    :data:`~tinydistill.config.ENGINE_LOSS`), then re-estimate its BatchNorm
+    place (``distill_config.ema``; None: :data:`~tinydistill.config.ENGINE_EMA`), then re-estimate its BatchNorm
     statistics (``distill_config.recalibrate``); returns the pool as a :class:`SyntheticSet` (up to :data:`KEEP` of its
     inputs, spread over the whole run, with the self-check's notes and held-out agreement)."""
     from ..student.distillation import (
@@ -321,8 +320,6 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     student_rounds = schedule.rounds - schedule.warmup
     if distill_config.ema is None:
         distill_config = replace(distill_config, ema=ENGINE_EMA)
-    if distill_config.loss is None:
-        distill_config = replace(distill_config, loss=ENGINE_LOSS)
     opt, shift = optimizer_for(distill_config, strategy, student, student_rounds * schedule.student_steps,
                                teacher.input_shape, seed)
     eng.student_flip = flips_images(schedule.student_flip, eng.flip_agreement)
