@@ -159,9 +159,13 @@ class _Pool:
         self.y = np.zeros(size, np.int64)
         self.filled = 0
         self.added = 0  # inputs put in, over the run (more than ``filled`` once rows are reused)
-        self.newest = np.zeros(0, np.int64)  # the rows of the last inputs put in
         self.recent = collections.deque(maxlen=RECENT)  # the rows of the last RECENT batches put in
         self.rng = rng
+
+    @property
+    def newest(self) -> np.ndarray:
+        """The rows of the last inputs put in."""
+        return self.recent[-1] if self.recent else np.zeros(0, np.int64)
 
     def add(self, u: np.ndarray, y: np.ndarray) -> None:
         n = len(u)
@@ -173,7 +177,6 @@ class _Pool:
         self.y[rows] = y
         self.filled += free
         self.added += n
-        self.newest = rows
         self.recent.append(rows)
 
     def draw(self, size: int, recent: float) -> np.ndarray:
