@@ -101,7 +101,13 @@ def test_engine_refuses_bad_options(tiny_teacher, tiny_bn_model):
 
 def test_counts_follow_the_method_and_effort():
     syn, dist = resolve_counts("bn", SynthesisConfig(), DistillConfig())
-    assert (syn.inputs, syn.steps, dist.epochs) == (24000, 80, 60)  # per-batch defaults, as before
+    # per-batch defaults: 64 steps a batch, distillation batches of 256 at 4e-3; the engine's student 128 at 2e-3
+    assert (syn.inputs, syn.steps, dist.epochs, dist.batch_size, dist.lr) == (24000, 64, 60, 256, 4e-3)
+    engine_dist = resolve_counts("generator", SynthesisConfig(), DistillConfig())[1]
+    assert (engine_dist.batch_size, engine_dist.lr) == (128, 2e-3)
+    assert resolve_counts("bn", SynthesisConfig(), DistillConfig(batch_size=64, lr=1e-3))[1].batch_size == 64
+    with pytest.raises(TinyDistillError, match="lr"):
+        DistillConfig(lr=0.0).validate()
     syn, dist = resolve_counts("generator", SynthesisConfig(), DistillConfig(), effort=0.5)
     full, _ = resolve_counts("generator", SynthesisConfig(), DistillConfig())
     assert syn.inputs == full.inputs // 2 and syn.steps == 2

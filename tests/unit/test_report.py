@@ -6,7 +6,7 @@ import json
 import pytest
 from rich.console import Console
 
-from tinydistill.config import DistillConfig
+from tinydistill.config import DistillConfig, SynthesisConfig, resolve_counts
 from tinydistill.fitting.boards import load_board
 from tinydistill.pipeline import compress
 from tinydistill.reporting.report import Report
@@ -37,7 +37,7 @@ def test_json_keeps_the_report_keys(report):
     assert data["accuracy"]["student_int8"] == report["accuracy"]["student_int8"]
     assert data["distillation"]["epochs"] == 1 and data["synthesis"]["inputs"] == 60
     # what the student was trained with
-    default = DistillConfig()
+    default = resolve_counts(data["synthesis"]["method"], SynthesisConfig(), DistillConfig())[1]
     assert (data["distillation"]["batch_size"], data["distillation"]["learning_rate"]) == (default.batch_size, default.lr)
     assert f"in batches of {default.batch_size}" in report.markdown()
     check = data["synthesis"]["self_check"]
