@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinydistill.config import CompressConfig, DistillConfig, SynthesisConfig  # noqa: E402
+from tinydistill.config import DEFAULT_INPUTS, DEFAULT_STEPS, CompressConfig, DistillConfig, SynthesisConfig  # noqa: E402
 from tinydistill.data import load_data  # noqa: E402
 from tinydistill.pipeline import compress  # noqa: E402
 from tinydistill.resume import RunState  # noqa: E402
@@ -79,7 +79,9 @@ def main():
     stats = load_stats(args.stats, teacher) if args.stats else None
     config = CompressConfig(width=0.5, input_range="0,1", seed=args.seed, synthesis=SynthesisConfig(**syn),
                             distill=DistillConfig(**dist))
-    tag = hashlib.sha256(json.dumps([args.stats, args.seed, sorted(syn.items())]).encode()).hexdigest()[:12]
+    # the per-batch defaults are in the key, so a set made under other defaults is not reused
+    tag = hashlib.sha256(json.dumps([args.stats, args.seed, sorted(syn.items()), DEFAULT_INPUTS, DEFAULT_STEPS]).encode()
+                         ).hexdigest()[:12]
     cache = os.path.join(CACHE, tag)
     scratch = tempfile.mkdtemp(prefix="mnist-sweep-")
     folder = os.path.join(scratch, "state")  # the run's checkpoints, seeded with a cached synthesis if there is one
