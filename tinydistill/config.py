@@ -37,7 +37,7 @@ FEATURE_WEIGHT = 30.0
 ENGINE_INPUTS = 131_072
 ENGINE_STEPS = 2
 ENGINE_EPOCHS = 5
-ENGINE_BATCH = 128  # the engine's student batch and peak learning rate ("Sixth sweep": 4e-3 lost on seed 0)
+ENGINE_BATCH = 128  # the engine's student batch and peak learning rate ("Sixth sweep": 4e-3 lost 3.0 and 1.2 pp)
 ENGINE_LR = 2e-3
 # the engine's student ends as an exponential moving average of its weights over the last ~1/(1 - ENGINE_EMA) steps,
 # which smooths over the generator's drift: +2.9 and +2.2 pp on two seeds (benchmarks/RESULTS.md, "Fourth sweep")
