@@ -60,14 +60,19 @@ def resolve_counts(method: str, synthesis: SynthesisConfig, distill: DistillConf
     measured default, 0.5 half the time, 2 twice. Counts the user set are kept as they are.
     """
     engine = method == "generator"
-    inputs, steps, epochs = ((ENGINE_INPUTS, ENGINE_STEPS, ENGINE_EPOCHS) if engine
-                             else (DEFAULT_INPUTS, DEFAULT_STEPS, DEFAULT_EPOCHS))
+    inputs, steps = (ENGINE_INPUTS, ENGINE_STEPS) if engine else (DEFAULT_INPUTS, DEFAULT_STEPS)
     synthesis = replace(synthesis, inputs=synthesis.inputs or max(1, round(inputs * effort)),
                         steps=synthesis.steps or steps)
-    ema = distill.ema if distill.ema is not None else (ENGINE_EMA if method == "generator" else 0.0)
-    return synthesis, replace(distill, epochs=distill.epochs or epochs, ema=ema,
-                              batch_size=distill.batch_size or (ENGINE_BATCH if engine else DEFAULT_BATCH),
-                              lr=distill.lr or (ENGINE_LR if engine else DEFAULT_LR))
+    return synthesis, resolve_distill(distill, engine=engine)
+
+
+def resolve_distill(distill: DistillConfig, *, engine: bool = False) -> DistillConfig:
+    """``distill`` with every field left unset (None) filled in: the interleaved engine's defaults (``engine``), else
+    the per-batch methods'. Fields that are set are kept."""
+    epochs, batch_size, lr, ema = ((ENGINE_EPOCHS, ENGINE_BATCH, ENGINE_LR, ENGINE_EMA) if engine
+                                   else (DEFAULT_EPOCHS, DEFAULT_BATCH, DEFAULT_LR, 0.0))
+    return replace(distill, epochs=distill.epochs or epochs, batch_size=distill.batch_size or batch_size,
+                   lr=distill.lr or lr, ema=distill.ema if distill.ema is not None else ema)
 
 
 @dataclass(frozen=True)

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import numpy as np
 
 from .. import _compat
 from .._math import floor_spread, is_image
-from ..config import (
-    DEFAULT_BATCH,
-    DEFAULT_EPOCHS,
-    DEFAULT_LR,
-    FEATURE_WEIGHT,
-    LOSSES,
-    DistillConfig,
-    override,
-    validate_feature_weight,
-)
+from ..config import DEFAULT_EPOCHS, FEATURE_WEIGHT, LOSSES, DistillConfig, override, resolve_distill, validate_feature_weight
 from ..errors import TinyDistillError
 
 __all__ = ["DEFAULT_EPOCHS", "FEATURE_WEIGHT", "LOSSES", "distill", "feature_layers", "recalibrate_batchnorm",
@@ -98,8 +88,7 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
         The trained student (the same object, trained in place).
     """
     config = override(config or DistillConfig(), options).validate()
-    config = replace(config, epochs=config.epochs or DEFAULT_EPOCHS, batch_size=config.batch_size or DEFAULT_BATCH,
-                     lr=config.lr or DEFAULT_LR)
+    config = resolve_distill(config)
     if len(data) == 0:
         raise TinyDistillError("the synthetic set is empty: synthesise at least one batch")
     tf = _compat.tf()

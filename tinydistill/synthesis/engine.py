@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _compat
 from .._math import is_image
-from ..config import ENGINE_BATCH, ENGINE_EMA, ENGINE_LR, FLIPS
+from ..config import FLIPS, resolve_distill
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
 from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
@@ -315,15 +315,13 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
 
     tf = _compat.tf()
     schedule = schedule.validate()
-    distill_config = engine_distill(distill_config)
+    distill_config = resolve_distill(distill_config, engine=True)
     strategy = strategy or tf.distribute.get_strategy()
     eng = _Engine(teacher, student, plan, schedule, seed)
     notes = eng.warm_up()
     if on_progress:
         on_progress(schedule.warmup, schedule.rounds)
     student_rounds = schedule.rounds - schedule.warmup
-    if distill_config.ema is None:
-        distill_config = replace(distill_config, ema=ENGINE_EMA)
     opt, shift = optimizer_for(distill_config, strategy, student, student_rounds * schedule.student_steps,
                                teacher.input_shape, seed)
     eng.student_flip = flips_images(schedule.student_flip, eng.flip_agreement)
@@ -366,12 +364,6 @@ def _result(eng, notes) -> SyntheticSet:
                         generated=pool.added + HELD_OUT * len(eng.held), notes=notes, mirrored=eng.student_flip)
 
 
-def engine_distill(distill):
-    """``distill`` with the engine's student batch and learning rate where they are unset
-    (:data:`~tinydistill.config.ENGINE_BATCH`, :data:`~tinydistill.config.ENGINE_LR`)."""
-    return replace(distill, batch_size=distill.batch_size or ENGINE_BATCH, lr=distill.lr or ENGINE_LR)
-
-
 def schedule_for(synthesis, distill) -> Schedule:
     """The engine's schedule from resolved configs (:func:`~tinydistill.config.resolve_counts`): ``inputs`` generated in
     batches of :data:`BATCH`, ``steps`` generator steps a batch, and as many student steps a round as make
@@ -399,6 +391,6 @@ def interleave(teacher, student, stats, synthesis, distill, *, input_range, seed
     from .methods import RECIPES
 
     plan = plan_for(teacher, stats, input_range, replace(RECIPES["generator"], flip=synthesis.flip))
-    distill = engine_distill(distill)
+    distill = resolve_distill(distill, engine=True)
     return run_engine(teacher, student, plan, schedule_for(synthesis, distill), distill, seed=seed, strategy=strategy,
                       on_progress=on_progress)
