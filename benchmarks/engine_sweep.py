@@ -70,6 +70,10 @@ def main():
     ap.add_argument("--meta", default="off", choices=["on", "off"], help="Fast-DFKD's meta-learnt generator start")
     ap.add_argument("--recent", type=float, default=0.0,
                     help="share of every student batch drawn from the newest generator batches (default: none)")
+    ap.add_argument("--student-noise", type=float, default=0.0,
+                    help="noise on the student's inputs, in units of the noise the teacher tolerates")
+    ap.add_argument("--gen-noise", type=float, default=0.0,
+                    help="noise on the generator's images as the teacher sees them, same units")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -94,6 +98,7 @@ def main():
                         momentum=a.momentum,
                         adversarial=a.adversarial, diversity=a.diversity,
                         student_flip=a.student_flip, meta=a.meta == "on", recent=a.recent,
+                        student_noise=a.student_noise, gen_noise=a.gen_noise,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema),

@@ -192,9 +192,10 @@ def _feature_probes(teacher, student, x_all, features):
     return t_probe, s_probe, spread
 
 
-def _mixer(shift, ndim: int, flip: bool = False):
-    """Random shifts (images), left-right flips of half the images (``flip``), then mixes of pairs of inputs; the
-    teacher labels the result, so the target stays exact."""
+def _mixer(shift, ndim: int, flip: bool = False, noise: tuple | None = None):
+    """Random shifts (images), left-right flips of half the images (``flip``), Gaussian noise (``noise``: (std,
+    low, high): each input's std drawn uniformly up to ``std``, the result clipped to [low, high]), then mixes of
+    pairs of inputs; the teacher labels the result, so the target stays exact."""
     tf = _compat.tf()
 
     def mix(x):
@@ -203,6 +204,9 @@ def _mixer(shift, ndim: int, flip: bool = False):
         if flip:
             mirrored = tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim) < 0.5
             x = tf.where(mirrored, tf.reverse(x, axis=[2]), x)
+        if noise is not None and noise[0] > 0:
+            std = tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim, 0.0, noise[0])
+            x = tf.clip_by_value(x + std * tf.random.normal(tf.shape(x)), noise[1], noise[2])
         lam = tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim, 0.0, 1.0)
         lam = tf.maximum(lam, 1.0 - lam)
         keep = tf.cast(tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim) < 0.5, tf.float32)
@@ -221,13 +225,15 @@ def _per_example_loss(tf, config, t, s):
     return tf.reduce_mean(tf.square(t - s), axis=-1)
 
 
-def train_step_for(teacher, student, x_all, config, strategy, opt, shift, *, flip: bool = False):
+def train_step_for(teacher, student, x_all, config, strategy, opt, shift, *, flip: bool = False,
+                   noise: tuple | None = None):
     """The compiled distillation step on one global batch, run on every replica (``x_all``: clean inputs that
-    set the feature term's per-channel spread; ``flip``: images are also mirrored left-right at random)."""
+    set the feature term's per-channel spread; ``flip``: images are also mirrored left-right at random;
+    ``noise``: (std, low, high) of the Gaussian noise added to the inputs, see :func:`_mixer`)."""
     tf = _compat.tf()
     t_probe, s_probe, spread = _feature_probes(teacher, student, x_all, config.features)
     w_feat = float(config.features) / len(spread) if spread else 0.0
-    mix = _mixer(shift, len(teacher.input_shape), flip and is_image(teacher.input_shape))
+    mix = _mixer(shift, len(teacher.input_shape), flip and is_image(teacher.input_shape), noise)
 
     def replica_step(x):
         if config.augment:

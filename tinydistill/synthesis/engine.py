@@ -68,6 +68,11 @@ class Schedule:
             ``ln(n / k)`` times as often as one of the last round, so the batches made against the student of the
             moment are the least used; 0.5 lost 1.3 and 3.7 pp from BatchNorm statistics on CIFAR-10 ResNet-8:
             ``benchmarks/RESULTS.md``, "Tenth sweep").
+        student_noise: Gaussian noise on the student's inputs (the teacher labels the noisy input), in units of the
+            noise the teacher tolerates on the warm-up's last batch (:func:`~..student.distillation.recalibration_noise`;
+            each input's std drawn uniformly up to it): texture the upsampled generator images lack. 0: none.
+        gen_noise: the same noise on the generator's images as the teacher sees them in the generator step (after
+            the warm-up), so the generator is steered by what the teacher still sees under texture. 0: none.
     """
 
     rounds: int
@@ -83,6 +88,8 @@ class Schedule:
     student_flip: str = "auto"
     meta: bool = False
     recent: float = 0.0
+    student_noise: float = 0.0
+    gen_noise: float = 0.0
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
@@ -98,8 +105,9 @@ class Schedule:
         return self
 
 
-def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int):
-    """The compiled generator step: the objectives' loss on a generated batch, one Adam step on the generator."""
+def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int, noise=None):
+    """The compiled generator step: the objectives' loss on a generated batch, one Adam step on the generator
+    (``noise``: a variable holding the std of Gaussian noise added to what the teacher sees, or None)."""
     tf = _compat.tf()
     lo, hi = (float(v) for v in input_range)
     observe = teacher_probe(teacher, objectives)
@@ -112,6 +120,8 @@ def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int):
             if jitter:
                 x = tf.roll(x, shift[:2], axis=[1, 2])
                 x = tf.cond(shift[2] > 0, lambda: tf.reverse(x, axis=[2]), lambda: x)
+            if noise is not None:
+                x = tf.clip_by_value(x + noise * tf.random.normal(tf.shape(x)), lo, hi)
             b = observe(u, x, target=target, class_rows=rows, memory=memory, momentum=momentum)
             loss = total_loss(objectives, b)
         grads = tape.gradient(loss, gen.trainable_variables)
@@ -213,7 +223,8 @@ class _Engine:
             objectives.append(PairDiversity(schedule.diversity))
         self.jitter = jitter_pixels(self.shape, plan.recipe)
         opt = k.optimizers.Adam(schedule.lr, beta_1=0.5)
-        self.step = _gen_step(teacher, self.gen, objectives, opt, plan.input_range, self.jitter)
+        self.gen_noise = tf.Variable(0.0, trainable=False) if schedule.gen_noise else None
+        self.step = _gen_step(teacher, self.gen, objectives, opt, plan.input_range, self.jitter, self.gen_noise)
         self.meta = _Meta(self.gen, opt, schedule.lr * schedule.gen_steps) if schedule.meta else None
         self.memory = {key: value for o in objectives for key, value in o.memory().items()}
         rows = (schedule.rounds + ADAPTATIONS * schedule.warmup) * (schedule.batch_size - HELD_OUT)
@@ -325,8 +336,16 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     opt, shift = optimizer_for(distill_config, strategy, student, student_rounds * schedule.student_steps,
                                teacher.input_shape, seed)
     eng.student_flip = flips_images(schedule.student_flip, eng.flip_agreement)
+    noise = None
+    if schedule.student_noise or schedule.gen_noise:
+        tolerated = recalibration_noise(teacher, eng.last_batch()[0], seed=seed)
+        notes.append(f"noise the teacher tolerates: std {tolerated:.4g}")
+        if eng.gen_noise is not None:
+            eng.gen_noise.assign(schedule.gen_noise * tolerated)
+        if schedule.student_noise:
+            noise = (schedule.student_noise * tolerated, *plan.input_range)
     train = train_step_for(teacher, student, eng.pool.inputs(np.arange(eng.pool.filled), plan.input_range),
-                           distill_config, strategy, opt, shift, flip=eng.student_flip)
+                           distill_config, strategy, opt, shift, flip=eng.student_flip, noise=noise)
     for r in range(student_rounds):
         eng.batch()
         for _ in range(schedule.student_steps):
