@@ -249,9 +249,21 @@ def test_region_moments_gradient_matches_autodiff():
     for o0, o1 in zip(outs0, outs1):
         np.testing.assert_allclose(o1, o0, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-6)
-    c1, c2 = _sample_moments(tf, a)  # no grid: the channel moments directly
-    np.testing.assert_allclose(c1.numpy(), outs0[0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(c2.numpy(), outs0[1], rtol=1e-5, atol=1e-6)
+    # no grid: the channel moments directly, and their gradient
+    (c1, c2), gc = _value_and_grad(tf, lambda x: _sample_moments(tf, x), a, weights[:2])
+    np.testing.assert_allclose(c1, outs0[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c2, outs0[1], rtol=1e-5, atol=1e-6)
+    _, gref = _value_and_grad(tf, lambda x: reference(x)[:2], a, weights[:2])
+    np.testing.assert_allclose(gc, gref, rtol=1e-4, atol=1e-6)
+    # a grid that does not tile the map (5 rows in 2 regions): pooled windows, the last row left out
+    b = a[:, :5]
+    pool = (2, 2)
+    (p1, p2), gp = _value_and_grad(tf, lambda x: _sample_moments(tf, x, (2, 4)), b,
+                                   [tf.constant(g.normal(size=(4, 40)).astype(np.float32)) for _ in range(2)])
+    np.testing.assert_allclose(p1, tf.reshape(tf.nn.avg_pool2d(b, pool, pool, "VALID"), (4, -1)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(p2, tf.reshape(tf.nn.avg_pool2d(tf.square(b), pool, pool, "VALID"), (4, -1)),
+                               rtol=1e-5, atol=1e-6)
+    assert not np.any(gp[:, 4:]) and np.all(np.isfinite(gp))
 
 
 @pytest.mark.parametrize("shape", [(3, 9, 7, 2), (2, 8, 8, 3)])

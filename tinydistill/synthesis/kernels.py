@@ -17,39 +17,54 @@ def sample_moments(tf, a, grid=None):
     """Per-sample first and second moments of ``a``: per channel (B, ch), or per region of ``grid``
     and channel (B, gh*gw*ch) when a grid is given.
 
-    A region map is pooled once: two ``avg_pool`` calls forward, and a gradient written out as one
-    broadcast multiply-add (the two ``AvgPoolGrad`` kernels autodiff would run cost a third of a
-    LeNet-5 teacher's forward+backward). The channel moments of such a map are the mean of its
-    equal-sized regions' moments, so they are taken from the class moments of the regions
-    (:func:`region_channels`), on one row per class instead of one per input.
+    A region map's moments and their gradient are one XLA-compiled loop each (:func:`_pooled_moments`).
+    The channel moments of a region map are the mean of its equal-sized regions' moments, so
+    they are taken from the class moments of the regions (:func:`region_channels`), on one row
+    per class instead of one per input.
     """
     b, ch = tf.shape(a)[0], a.shape[-1]
-    if grid is None:
+    if grid is None:  # small maps and dense layers: an XLA launch a direction costs more than it saves
         a = tf.reshape(a, (b, -1, ch))
         return tf.reduce_mean(a, axis=1), tf.reduce_mean(tf.square(a), axis=1)
     gh, gw = grid
     h, wd = a.shape[1], a.shape[2]
-    window = (h // gh, wd // gw)
-
-    @tf.custom_gradient
-    def pooled(a):
+    if h % gh or wd % gw:  # a grid that does not tile the map: the regions are pooled windows, the rest left out
+        window = (h // gh, wd // gw)
         first = tf.nn.avg_pool2d(a, window, window, "VALID")
         second = tf.nn.avg_pool2d(tf.square(a), window, window, "VALID")
+        return tf.reshape(first, (b, -1)), tf.reshape(second, (b, -1))
+    return _pooled_moments(tf, tf.reshape(a, (b, gh, h // gh, gw, wd // gw, ch)))
 
-        def grad(d_first, d_second):  # each pixel feeds its region's mean with weight 1 / (region size)
-            k = 1.0 / (window[0] * window[1])
-            # (B * gh, rows per region, W * ch): each region's coefficients tiled along its columns and
-            # broadcast down its rows (a 3-D broadcast: 1.1 ms on LeNet-5's first layer, 1.7 ms in 6-D)
-            rows = tf.reshape(a, (-1, window[0], wd * ch))
 
-            def spread(d):
-                return tf.reshape(tf.tile(tf.reshape(d, (-1, 1, gw, 1, ch)), (1, 1, 1, window[1], 1)), (-1, 1, wd * ch))
+def _pooled_moments(tf, v):
+    """(B, gh*gw*ch) first and second moments of ``v`` (B, gh, rows, gw, cols, ch) over each region's rows and
+    columns, forward and gradient each one XLA-compiled function.
 
-            return tf.reshape(rows * spread(d_second * (2.0 * k)) + spread(d_first * k), tf.shape(a))
+    Autodiff's generic kernels read and write the whole map about twelve times for both moments (a square, two
+    pools, their gradients' broadcasts, a multiply and an add); fused, each direction reads it once. On LeNet-5's
+    first convolution at a batch of 500 (500 x 28 x 28 x 6, a 7 x 7 grid) forward and backward took 3.4 against
+    9.2 ms (measured under load, interleaved; ``benchmarks/RESULTS.md``, "Synthesis step time").
+    """
+    shape = v.shape
+    k = 1.0 / (shape[2] * shape[4])
 
-        return (first, second), grad
+    @tf.function(jit_compile=True)
+    def forward(v):
+        return tf.reduce_mean(v, axis=[2, 4]), tf.reduce_mean(tf.square(v), axis=[2, 4])
 
-    first, second = pooled(a)
+    @tf.function(jit_compile=True)
+    def backward(v, d_first, d_second):  # each element feeds its region's moments with weight 1 / (region size)
+        d_first = tf.expand_dims(tf.expand_dims(d_first, 2), 4)
+        d_second = tf.expand_dims(tf.expand_dims(d_second, 2), 4)
+        return v * (d_second * (2.0 * k)) + d_first * k
+
+    @tf.custom_gradient
+    def pooled(v):
+        first, second = forward(v)
+        return (first, second), lambda d_first, d_second: backward(v, d_first, d_second)
+
+    first, second = pooled(v)
+    b = tf.shape(v)[0]
     return tf.reshape(first, (b, -1)), tf.reshape(second, (b, -1))
 
 
