@@ -33,7 +33,19 @@ def parse_bytes(text: str) -> int:
 
 def peak_memory_bytes() -> int | None:
     """The process's peak resident memory so far (its high-water mark), in bytes; None where the platform does not
-    say (Windows has no ``resource`` module)."""
+    say (Windows has no ``resource`` module).
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``, the high-water mark of this program's own memory:
+    ``getrusage``'s ``ru_maxrss`` is kept across ``execve``, so a run started from a large process (a notebook, a
+    benchmark that has loaded models) would report its parent's peak (the speed suite's LeNet-5 runs read 2.66 GiB,
+    their parent's, against about 1 GiB of their own)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # pragma: no cover - Windows

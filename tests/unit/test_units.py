@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 
 from tinydistill.errors import TinyDistillError
@@ -19,3 +21,16 @@ def test_parse(text, n):
 def test_parse_rejects():
     with pytest.raises(TinyDistillError, match="256KB"):
         parse_bytes("lots")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the inherited high-water mark is Linux's execve rule")
+def test_peak_memory_is_the_process_own_not_its_parents():
+    """A run started from a large process reports its own peak: getrusage's ru_maxrss survives execve, VmHWM does not."""
+    import subprocess
+
+    big = bytearray(300 * 2 ** 20)
+    big[::4096] = b"\x01" * len(big[::4096])  # touch every page: 300 MiB resident in this (parent) process
+    code = "from tinydistill.units import peak_memory_bytes as p; print(p())"
+    peak = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert 0 < peak < 200 * 2 ** 20, peak
+    del big
