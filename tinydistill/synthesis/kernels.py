@@ -42,8 +42,9 @@ def _pooled_moments(tf, v):
 
     Autodiff's generic kernels read and write the whole map about twelve times for both moments (a square, two
     pools, their gradients' broadcasts, a multiply and an add); fused, each direction reads it once. On LeNet-5's
-    first convolution at a batch of 500 (500 x 28 x 28 x 6, a 7 x 7 grid) forward and backward took 3.4 against
-    9.2 ms (measured under load, interleaved; ``benchmarks/RESULTS.md``, "Synthesis step time").
+    first convolution at a batch of 500 (500 x 28 x 28 x 6, a 7 x 7 grid) forward and backward took 1.04 against
+    1.14 ms alone and 3.4 against 9.2 ms beside four other runs; the whole all-layers step 39.0 against 40.3 ms
+    alone (``benchmarks/RESULTS.md``, "Where MNIST's seconds go").
     """
     shape = v.shape
     k = 1.0 / (shape[2] * shape[4])
