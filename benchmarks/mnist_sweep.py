@@ -2,9 +2,10 @@
 
     python benchmarks/mnist_sweep.py --stats FILE [--seed S] [d.batch_size=256 d.lr=4e-3 s.steps=40 ...]
     python benchmarks/mnist_sweep.py --no-stats [--seed S] [...]
+    python benchmarks/mnist_sweep.py --stats FILE r.feature_maps=False   # a knob of the method's recipe
 
 One ``compress`` run at the defaults, with ``d.NAME=VALUE`` overriding a field of the distillation config and
-``s.NAME=VALUE`` one of the synthesis config. The int8 student is scored on a validation split: 10,000 images of
+``s.NAME=VALUE`` one of the synthesis config, ``r.NAME=VALUE`` one of the chosen method's recipe. The int8 student is scored on a validation split: 10,000 images of
 MNIST **train** (seeded), never the test set. Each synthetic set is made once per (stats, seed, synthesis options)
 and reused through a resume checkpoint, so distillation variants cost only their distillation; stage seconds and
 peak memory come from the run's report. One JSON line per run is appended to ``benchmarks/mnist_sweep.jsonl``; the
@@ -22,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,6 +36,7 @@ from tinydistill.data import load_data  # noqa: E402
 from tinydistill.pipeline import compress  # noqa: E402
 from tinydistill.resume import RunState  # noqa: E402
 from tinydistill.student import design  # noqa: E402
+from tinydistill.synthesis.methods import RECIPES  # noqa: E402
 from tinydistill.teacher.model import load_teacher  # noqa: E402
 from tinydistill.teacher.stats import load_stats  # noqa: E402
 
@@ -51,15 +54,17 @@ def validation_split(n=10_000, seed=123):
 
 
 def parse_overrides(items):
-    """``d.NAME=VALUE`` / ``s.NAME=VALUE`` pairs as (distill, synthesis) keyword dicts (values as Python literals)."""
-    parts = {"d": {}, "s": {}}
+    """``d.NAME=VALUE`` / ``s.NAME=VALUE`` / ``r.NAME=VALUE`` pairs as (distill, synthesis, recipe) keyword dicts
+    (values as Python literals)."""
+    parts = {"d": {}, "s": {}, "r": {}}
     for item in items:
         key, _, value = item.partition("=")
         part, _, name = key.partition(".")
         if part not in parts or not name or not value:
-            sys.exit(f"error: {item!r}: give d.NAME=VALUE (distillation) or s.NAME=VALUE (synthesis)")
+            sys.exit(f"error: {item!r}: give d.NAME=VALUE (distillation), s.NAME=VALUE (synthesis) or r.NAME=VALUE "
+                     "(the method's recipe)")
         parts[part][name] = ast.literal_eval(value)
-    return parts["d"], parts["s"]
+    return parts["d"], parts["s"], parts["r"]
 
 
 def main():
@@ -70,9 +75,12 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--channel-multiple", type=int, default=None,
                     help="round the student's channel counts to a multiple of this (default: design_student's)")
-    ap.add_argument("overrides", nargs="*", help="d.NAME=VALUE or s.NAME=VALUE")
+    ap.add_argument("overrides", nargs="*", help="d.NAME=VALUE, s.NAME=VALUE or r.NAME=VALUE")
     args = ap.parse_args()
-    dist, syn = parse_overrides(args.overrides)
+    dist, syn, rec = parse_overrides(args.overrides)
+    method = "all-layers" if args.stats else "prior"  # what auto chooses for this teacher (no BatchNorm)
+    if rec:
+        RECIPES[method] = replace(RECIPES[method], **rec)
     if args.channel_multiple is not None:
         design.CHANNEL_MULTIPLE = args.channel_multiple
     teacher = load_teacher(os.path.join(DATA, "teachers", "mnist_lenet5.h5"))
@@ -80,7 +88,8 @@ def main():
     config = CompressConfig(width=0.5, input_range="0,1", seed=args.seed, synthesis=SynthesisConfig(**syn),
                             distill=DistillConfig(**dist))
     # the per-batch defaults are in the key, so a set made under other defaults is not reused
-    tag = hashlib.sha256(json.dumps([args.stats, args.seed, sorted(syn.items()), DEFAULT_INPUTS, DEFAULT_STEPS]).encode()
+    key = [args.stats, args.seed, sorted(syn.items()), DEFAULT_INPUTS, DEFAULT_STEPS] + ([sorted(rec.items())] if rec else [])
+    tag = hashlib.sha256(json.dumps(key).encode()
                          ).hexdigest()[:12]
     cache = os.path.join(CACHE, tag)
     scratch = tempfile.mkdtemp(prefix="mnist-sweep-")
@@ -99,7 +108,7 @@ def main():
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report = result.report
-    row = {"stats": bool(args.stats), "seed": args.seed, "distill": dist, "synthesis": syn,
+    row = {"stats": bool(args.stats), "seed": args.seed, "distill": dist, "synthesis": syn, **({"recipe": rec} if rec else {}),
            "channel_multiple": design.CHANNEL_MULTIPLE, "student_params": report["student"]["params"],
            "int8_accuracy": report["accuracy"]["student_int8"], "seconds": report["seconds"],
            "peak_rss_bytes": report["host_memory"]["peak_rss_bytes"]}

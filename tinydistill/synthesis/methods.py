@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from .._math import is_image
 from ..config import FLIPS, SynthesisConfig
 from ..errors import TinyDistillError
-from ..teacher.stats import LOGITS
+from ..teacher.stats import INPUT, LOGITS
 from .objectives import (
     BatchNormStats,
     ClassTerm,
@@ -72,6 +72,9 @@ class Recipe:
             measured worse; ``benchmarks/RESULTS.md``).
         regions: ``all-layers`` also matches the moments of each spatial region of a feature map
             where the stats file has them (else whole-layer moments only, as Lopes et al.).
+        feature_maps: ``all-layers`` matches the moments of the teacher's hidden spatial layers (the
+            convolutions' maps); off: of the input, the flat layers and the logits only. The maps'
+            moments cost most of a step's time over a bare teacher pass (``benchmarks/RESULTS.md``).
         class_weight: weight of the class (cross-entropy) term against the matched statistics.
         jitter: shift each image batch by a random offset of up to 1/16 of its size at every
             step (DeepInversion), so no feature depends on the exact pixel grid.
@@ -95,6 +98,7 @@ class Recipe:
     smoothness: float = 0.5
     lr: float = 0.05
     regions: bool = True
+    feature_maps: bool = True
     class_weight: float = 1.0
     jitter: bool = False
     flip: str = "off"
@@ -158,7 +162,8 @@ def validate_recipe(recipe: Recipe) -> None:
 
 def _stats_moments(tf, teacher, stats, recipe):
     """The stats file's channel and region moments, plus the BatchNorm statistics where the teacher has them."""
-    channels = layer_moments(stats, list(stats.layers), recipe.per_class)
+    maps = set() if recipe.feature_maps else set(stats.region_mean) - {INPUT}
+    channels = layer_moments(stats, [n for n in stats.layers if n not in maps], recipe.per_class)
     regions = region_moments(stats, channels, recipe.per_class) if recipe.regions else []
     return [MatchedMoments(tf, channels + regions)] + _bn(tf, teacher, recipe)
 
