@@ -5,8 +5,9 @@
     python benchmarks/mnist_sweep.py --stats FILE r.feature_maps=False   # a knob of the method's recipe
 
 One ``compress`` run at the defaults, with ``d.NAME=VALUE`` overriding a field of the distillation config and
-``s.NAME=VALUE`` one of the synthesis config, ``r.NAME=VALUE`` one of the chosen method's recipe. The int8 student is scored on a validation split: 10,000 images of
-MNIST **train** (seeded), never the test set. Each synthetic set is made once per (stats, seed, synthesis options)
+``s.NAME=VALUE`` one of the synthesis config, ``r.NAME=VALUE`` one of the chosen method's recipe. The int8
+student is scored on a validation split: 10,000 images of MNIST **train** (seeded), never the test set. Each
+synthetic set is made once per (stats, seed, synthesis and recipe options)
 and reused through a resume checkpoint, so distillation variants cost only their distillation; stage seconds and
 peak memory come from the run's report. One JSON line per run is appended to ``benchmarks/mnist_sweep.jsonl``; the
 figures are in ``benchmarks/RESULTS.md`` ("Where MNIST's seconds go"). Record the stats file with
