@@ -329,3 +329,31 @@ def test_flip_needs_an_image():
     with pytest.raises(TinyDistillError, match="flip one of auto, on, off"):
         synthesize(describe(k.Model(i, k.layers.Dense(3)(i))), None, method="prior", n=10, steps=1,
                    input_range=(0.0, 1.0), recipe=Recipe(flip="yes"))
+
+
+def test_feature_maps_off_matches_no_hidden_map():
+    """Recipe(feature_maps=False) leaves out every hidden spatial layer's channel and region moments, keeping the
+    input's and the flat layers'."""
+    from types import SimpleNamespace
+
+    from tinydistill import _compat
+    from tinydistill.synthesis.methods import OBJECTIVES
+    from tinydistill.synthesis.objectives import MatchedMoments
+    from tinydistill.teacher.stats import INPUT, LOGITS
+
+    tf = _compat.tf()
+    k = 2
+    ch = lambda c: np.ones((k, c), np.float32)  # noqa: E731
+    rg = lambda c: np.ones((k, 2, 2, c), np.float32)  # noqa: E731
+    stats = SimpleNamespace(layers=[INPUT, "conv", "fc", LOGITS], counts=np.ones(k),
+                            mean={INPUT: ch(1), "conv": ch(3), "fc": ch(4), LOGITS: ch(2)},
+                            std={INPUT: ch(1), "conv": ch(3), "fc": ch(4), LOGITS: ch(2)},
+                            region_mean={INPUT: rg(1), "conv": rg(3)}, region_std={INPUT: rg(1), "conv": rg(3)},
+                            global_moments=lambda n: (np.ones(stats.mean[n].shape[1]), np.ones(stats.mean[n].shape[1])))
+    teacher = SimpleNamespace(has_batchnorm=False)
+    keys = lambda r: {(m.kind, m.key) for o in OBJECTIVES["all-layers"](tf, teacher, stats, r)  # noqa: E731
+                      if isinstance(o, MatchedMoments) for m in o.matched}
+    on = keys(Recipe())
+    off = keys(Recipe(feature_maps=False))
+    assert ("channel", "conv") in on and ("region", "conv") in on
+    assert off == on - {("channel", "conv"), ("region", "conv")}

@@ -182,7 +182,7 @@ def _compile(teacher, plan: Plan, strategy, image: bool):
     # Adam on the inputs themselves, written out: the state is per batch and per replica, which a Keras
     # optimizer (one set of slots per variable) does not fit. One XLA-compiled pass over the batch instead of
     # a dozen element-wise kernels: 1.3-2.0 ms of a 24-37 ms step on LeNet-5 and 2-7 ms on ResNet-8 at a batch
-    # of 500 (``benchmarks/RESULTS.md``, "Synthesis step time").
+    # of 500 (``benchmarks/RESULTS.md``, "Thirteenth trial").
     @tf.function(jit_compile=True)
     def update(u_, m_, v_, g, t):
         m_ = b1 * m_ + (1 - b1) * g
