@@ -37,7 +37,7 @@ from tinydistill.data import load_data  # noqa: E402
 from tinydistill.pipeline import compress  # noqa: E402
 from tinydistill.resume import RunState  # noqa: E402
 from tinydistill.student import design  # noqa: E402
-from tinydistill.synthesis.methods import RECIPES  # noqa: E402
+from tinydistill.synthesis.methods import RECIPES, resolve_method  # noqa: E402
 from tinydistill.teacher.model import load_teacher  # noqa: E402
 from tinydistill.teacher.stats import load_stats  # noqa: E402
 
@@ -79,19 +79,18 @@ def main():
     ap.add_argument("overrides", nargs="*", help="d.NAME=VALUE, s.NAME=VALUE or r.NAME=VALUE")
     args = ap.parse_args()
     dist, syn, rec = parse_overrides(args.overrides)
-    method = "all-layers" if args.stats else "prior"  # what auto chooses for this teacher (no BatchNorm)
-    if rec:
-        RECIPES[method] = replace(RECIPES[method], **rec)
     if args.channel_multiple is not None:
         design.CHANNEL_MULTIPLE = args.channel_multiple
     teacher = load_teacher(os.path.join(DATA, "teachers", "mnist_lenet5.h5"))
     stats = load_stats(args.stats, teacher) if args.stats else None
+    if rec:
+        method = resolve_method(SynthesisConfig(**syn).method, teacher, stats)[0]
+        RECIPES[method] = replace(RECIPES[method], **rec)
     config = CompressConfig(width=0.5, input_range="0,1", seed=args.seed, synthesis=SynthesisConfig(**syn),
                             distill=DistillConfig(**dist))
     # the per-batch defaults are in the key, so a set made under other defaults is not reused
     key = [args.stats, args.seed, sorted(syn.items()), DEFAULT_INPUTS, DEFAULT_STEPS] + ([sorted(rec.items())] if rec else [])
-    tag = hashlib.sha256(json.dumps(key).encode()
-                         ).hexdigest()[:12]
+    tag = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
     cache = os.path.join(CACHE, tag)
     scratch = tempfile.mkdtemp(prefix="mnist-sweep-")
     folder = os.path.join(scratch, "state")  # the run's checkpoints, seeded with a cached synthesis if there is one

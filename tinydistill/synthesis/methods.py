@@ -73,7 +73,8 @@ class Recipe:
         regions: ``all-layers`` also matches the moments of each spatial region of a feature map
             where the stats file has them (else whole-layer moments only, as Lopes et al.).
         feature_maps: ``all-layers`` matches the moments of the teacher's hidden spatial layers (the
-            convolutions' maps); off: of the input, the flat layers and the logits only. The maps'
+            convolutions' maps: the layers the stats file has region moments for, other than the input);
+            off: of the input, the flat layers and the logits only. The maps'
             moments cost most of a step's time over a bare teacher pass; off lost 0.04 pp on MNIST, three seeds
             (``benchmarks/RESULTS.md``, "Thirteenth trial").
         class_weight: weight of the class (cross-entropy) term against the matched statistics.
