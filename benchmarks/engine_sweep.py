@@ -74,6 +74,9 @@ def main():
                     help="noise on the student's inputs, in units of the noise the teacher tolerates")
     ap.add_argument("--gen-noise", type=float, default=0.0,
                     help="noise on the generator's images as the teacher sees them, same units")
+    ap.add_argument("--gen-lr", type=float, default=Schedule.lr, help="the generator's learning rate (Adam)")
+    ap.add_argument("--smoothness", type=float, default=None,
+                    help="the recipe's total-variation weight on the generator's images (default: its own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -89,13 +92,15 @@ def main():
         recipe = replace(recipe, regions=False)
     if a.within is not None:
         recipe = replace(recipe, within=a.within)
+    if a.smoothness is not None:
+        recipe = replace(recipe, smoothness=a.smoothness)
     plan = plan_for(teacher, stats, (0.0, 255.0), recipe)
     for o in plan.objectives:
         if isinstance(o, BatchNormStats):
             o.weight = a.bn_weight
     student = design_student(teacher, width=a.width, seed=a.seed, multiple=a.channel_multiple)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
-                        momentum=a.momentum,
+                        momentum=a.momentum, lr=a.gen_lr,
                         adversarial=a.adversarial, diversity=a.diversity,
                         student_flip=a.student_flip, meta=a.meta == "on", recent=a.recent,
                         student_noise=a.student_noise, gen_noise=a.gen_noise,
