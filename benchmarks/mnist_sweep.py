@@ -83,10 +83,11 @@ def main():
         design.CHANNEL_MULTIPLE = args.channel_multiple
     teacher = load_teacher(os.path.join(DATA, "teachers", "mnist_lenet5.h5"))
     stats = load_stats(args.stats, teacher) if args.stats else None
+    synthesis = SynthesisConfig(**syn)
     if rec:
-        method = resolve_method(SynthesisConfig(**syn).method, teacher, stats)[0]
+        method = resolve_method(synthesis.method, teacher, stats)[0]
         RECIPES[method] = replace(RECIPES[method], **rec)
-    config = CompressConfig(width=0.5, input_range="0,1", seed=args.seed, synthesis=SynthesisConfig(**syn),
+    config = CompressConfig(width=0.5, input_range="0,1", seed=args.seed, synthesis=synthesis,
                             distill=DistillConfig(**dist))
     # the per-batch defaults are in the key, so a set made under other defaults is not reused
     key = [args.stats, args.seed, sorted(syn.items()), DEFAULT_INPUTS, DEFAULT_STEPS] + ([sorted(rec.items())] if rec else [])
