@@ -77,6 +77,11 @@ def main():
     ap.add_argument("--gen-lr", type=float, default=Schedule.lr, help="the generator's learning rate (Adam)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="the recipe's total-variation weight on the generator's images (default: its own)")
+    ap.add_argument("--mix", default=None, choices=["mixup", "cutmix"], help="how half of each student batch is mixed")
+    ap.add_argument("--recal-probe", action="store_true",
+                    help="also score the student with its BatchNorm statistics re-estimated other ways (noise x0, "
+                         "x0.5, x2, with mirrored inputs, and on 5,000 real training images outside the split: the "
+                         "ceiling), recorded as `recal`")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -107,7 +112,7 @@ def main():
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema),
-                                                 ("lr", a.lr)) if v is not None})
+                                                 ("lr", a.lr), ("mix", a.mix)) if v is not None})
     t0 = time.time()
     syn = run_engine(teacher, student, plan, schedule, distill, seed=a.seed,
                      on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
@@ -126,9 +131,29 @@ def main():
                adapted=syn.notes, flip_agreement=syn.flip_agreement,
                generated=syn.generated, input_diversity=round(diversity(syn.x, syn.y), 4),
                student_params=int(student.count_params()), peak_rss_bytes=peak_memory_bytes())
+    if a.recal_probe:
+        row["recal"] = recal_probe(teacher, student, syn.x, acc, a.seed)
     print(json.dumps(row), flush=True)
     with open(os.path.join(HERE, "engine_sweep.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+def recal_probe(teacher, student, x_syn, acc, seed):
+    """The same weights scored with BatchNorm statistics re-estimated in other ways (diagnostic: the default's are
+    restored at the end)."""
+    from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise
+
+    tolerated = recalibration_noise(teacher, x_syn, seed=seed)
+    with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
+        real = d["x"][np.arange(5, len(d["y"]), 10)].astype(np.float32)  # outside the validation split
+    mirrored = np.concatenate([x_syn, x_syn[:, :, ::-1]])
+    out = {"tolerated_std": round(tolerated, 3)}
+    for name, x, noise in (("noise x0", x_syn, 0.0), ("noise x0.5", x_syn, 0.5 * tolerated),
+                           ("noise x2", x_syn, 2 * tolerated), ("mirrored, noise x1", mirrored, tolerated),
+                           ("real images", real, 0.0), ("noise x1 (handed on)", x_syn, tolerated)):
+        recalibrate_batchnorm(student, x, noise=noise, seed=seed)
+        out[name] = acc(student)
+    return out
 
 
 if __name__ == "__main__":

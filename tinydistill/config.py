@@ -17,6 +17,7 @@ from .errors import TinyDistillError
 METHODS = ("auto", "all-layers", "top-layer", "layer-pairs", "bn", "prior", "generator")
 FLIPS = ("auto", "on", "off")
 LOSSES = ("mse", "kl")
+MIXES = ("mixup", "cutmix")
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 # measured on LeNet-5 -> half with stats (int8): 24k inputs x 80 steps 98.48 % (benchmarks/RESULTS.md, "defaults")
@@ -119,6 +120,8 @@ class DistillConfig:
         batch_size: examples per step (None: the method's default, :func:`resolve_counts`).
         lr: peak learning rate (Adam, cosine decay; None: the method's default).
         augment: random shifts (image inputs) and mixes of two inputs, labelled by the teacher.
+        mix: how half of every augmented batch is mixed with another input: ``"mixup"`` (a weighted sum) or
+            ``"cutmix"`` (a random box of the other image pasted in; images only, mixup otherwise).
         recalibrate: re-estimate BatchNorm statistics on clean inputs at the end.
         ema: momentum of an exponential moving average of the student's weights, which replace them at the end
             (0: off; None: the method's default, :data:`ENGINE_EMA` for ``generator``, off otherwise); lowered in
@@ -132,6 +135,7 @@ class DistillConfig:
     batch_size: int | None = None
     lr: float | None = None
     augment: bool = True
+    mix: str = "mixup"
     recalibrate: bool = True
     ema: float | None = None
 
@@ -144,6 +148,8 @@ class DistillConfig:
             _fail("`temperature` must be > 0", f"temperature={self.temperature}")
         if self.loss not in LOSSES:
             _fail(f"`loss` must be one of {', '.join(LOSSES)}", f"loss={self.loss!r}")
+        if self.mix not in MIXES:
+            _fail(f"`mix` must be one of {', '.join(MIXES)}", f"mix={self.mix!r}")
         if self.ema is not None and not 0 <= self.ema < 1:
             _fail("`ema` must be in [0, 1) (0: off)", f"ema={self.ema!r}")
         validate_feature_weight(self.features)

@@ -192,11 +192,13 @@ def _feature_probes(teacher, student, x_all, features):
     return t_probe, s_probe, spread
 
 
-def _mixer(shift, ndim: int, flip: bool = False, noise: tuple | None = None):
+def _mixer(shift, ndim: int, flip: bool = False, noise: tuple | None = None, mode: str = "mixup"):
     """Random shifts (images), left-right flips of half the images (``flip``), Gaussian noise (``noise``: (std,
-    low, high): each input's std drawn uniformly up to ``std``, the result clipped to [low, high]), then mixes of
-    pairs of inputs; the teacher labels the result, so the target stays exact."""
+    low, high): each input's std drawn uniformly up to ``std``, the result clipped to [low, high]), then half the
+    inputs mixed with another of the batch (``mode``: a weighted sum, or for images ``"cutmix"``, a box of the other
+    image of up to half the area pasted in); the teacher labels the result, so the target stays exact."""
     tf = _compat.tf()
+    cut = mode == "cutmix" and ndim == 3
 
     def mix(x):
         if shift is not None:
@@ -207,11 +209,24 @@ def _mixer(shift, ndim: int, flip: bool = False, noise: tuple | None = None):
         if noise is not None and noise[0] > 0:
             std = tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim, 0.0, noise[0])
             x = tf.clip_by_value(x + std * tf.random.normal(tf.shape(x)), noise[1], noise[2])
-        lam = tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim, 0.0, 1.0)
+        n = tf.shape(x)[0]
+        lam = tf.random.uniform((n,) + (1,) * ndim, 0.0, 1.0)
         lam = tf.maximum(lam, 1.0 - lam)
-        keep = tf.cast(tf.random.uniform((tf.shape(x)[0],) + (1,) * ndim) < 0.5, tf.float32)
+        keep = tf.cast(tf.random.uniform((n,) + (1,) * ndim) < 0.5, tf.float32)
+        other = tf.reverse(x, axis=[0])
+        if cut:  # a box of side sqrt(1 - lam) of the image's, centred at random, clipped at the edges
+            h, w = tf.shape(x)[1], tf.shape(x)[2]
+            side = tf.sqrt(1.0 - lam[:, 0, 0, 0])
+            centre = tf.random.uniform((n, 2))
+            rows = tf.cast(tf.range(h), tf.float32)[None, :] + 0.5
+            cols = tf.cast(tf.range(w), tf.float32)[None, :] + 0.5
+            hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+            in_r = tf.abs(rows - centre[:, :1] * hf) < (side[:, None] * hf / 2)
+            in_c = tf.abs(cols - centre[:, 1:] * wf) < (side[:, None] * wf / 2)
+            box = tf.cast(in_r[:, :, None, None] & in_c[:, None, :, None], tf.float32)
+            return x + (1.0 - keep) * box * (other - x)
         lam = keep + (1.0 - keep) * lam
-        return lam * x + (1.0 - lam) * tf.reverse(x, axis=[0])
+        return lam * x + (1.0 - lam) * other
 
     return mix
 
@@ -233,7 +248,7 @@ def train_step_for(teacher, student, x_all, config, strategy, opt, shift, *, fli
     tf = _compat.tf()
     t_probe, s_probe, spread = _feature_probes(teacher, student, x_all, config.features)
     w_feat = float(config.features) / len(spread) if spread else 0.0
-    mix = _mixer(shift, len(teacher.input_shape), flip and is_image(teacher.input_shape), noise)
+    mix = _mixer(shift, len(teacher.input_shape), flip and is_image(teacher.input_shape), noise, config.mix)
 
     def replica_step(x):
         if config.augment:
