@@ -163,6 +163,23 @@ def test_mixer_mirrors_images_only_when_asked():
     assert np.allclose(lam.min(axis=(1, 2, 3)), lam.max(axis=(1, 2, 3)), atol=1e-4)
 
 
+def test_cutmix_pastes_a_box_of_another_image_into_half_the_batch():
+    from tinydistill.student.distillation import _mixer
+
+    _compat.set_seed(0)
+    batch = np.stack([np.full((8, 8, 1), i, np.float32) for i in range(64)])  # image i is all i
+    out = _mixer(None, 3, mode="cutmix")(batch).numpy()
+    partner = batch[::-1, 0, 0, 0]
+    pasted = out != batch
+    assert np.isin(out, np.arange(64)).all()  # no blended pixel: each is the image's own or its partner's
+    assert np.all(out[pasted] == np.broadcast_to(partner[:, None, None, None], out.shape)[pasted])
+    share = pasted.mean(axis=(1, 2, 3))
+    assert 0.2 < (share == 0).mean() < 0.8 and share.max() <= 0.5  # about half untouched, at most half pasted
+    rows, cols = pasted[..., 0].any(2), pasted[..., 0].any(1)
+    assert np.all(pasted[..., 0] == (rows[:, :, None] & cols[:, None, :]))  # one box per image
+    assert np.allclose(_mixer(None, 1, mode="cutmix")(np.ones((4, 5), np.float32)).numpy(), 1.0)  # not an image: mixup
+
+
 def test_engine_mirrors_the_students_images_where_the_teacher_allows(tiny_bn_model):
     teacher = describe(tiny_bn_model)
     students, sets = [], []
