@@ -77,6 +77,9 @@ def main():
     ap.add_argument("--gen-lr", type=float, default=Schedule.lr, help="the generator's learning rate (Adam)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="the recipe's total-variation weight on the generator's images (default: its own)")
+    ap.add_argument("--within-target", default="running", choices=["running", "residual"],
+                    help="each class's spread against the running std, or against what the class means leave of it")
+    ap.add_argument("--save", default=None, help="save the student's weights here (.weights.h5) after the run")
     ap.add_argument("--mix", default=None, choices=["mixup", "cutmix"], help="how half of each student batch is mixed")
     ap.add_argument("--recal-probe", action="store_true",
                     help="also score the student with its BatchNorm statistics re-estimated other ways (noise x0, "
@@ -103,6 +106,7 @@ def main():
     for o in plan.objectives:
         if isinstance(o, BatchNormStats):
             o.weight = a.bn_weight
+            o.within_target = a.within_target
     student = design_student(teacher, width=a.width, seed=a.seed, multiple=a.channel_multiple)
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum, lr=a.gen_lr,
@@ -131,6 +135,8 @@ def main():
                adapted=syn.notes, flip_agreement=syn.flip_agreement,
                generated=syn.generated, input_diversity=round(diversity(syn.x, syn.y), 4),
                student_params=int(student.count_params()), peak_rss_bytes=peak_memory_bytes())
+    if a.save:
+        student.save_weights(a.save)
     if a.recal_probe:
         row["recal"] = recal_probe(teacher, student, syn.x, acc, a.seed)
     print(json.dumps(row), flush=True)

@@ -150,6 +150,14 @@ def test_batchnorm_within_class_spread(tiny_bn_model, xy):
     ref = np.mean([((np.sqrt(a[y == c].reshape(-1, a.shape[-1]).var(0) + 1e-8) - st) / st) ** 2
                    for c in np.unique(y)])
     assert within == pytest.approx(0.5 * ref, rel=1e-3)
+    residual = BatchNormStats(_compat.tf(), teacher, within=1.0, within_target="residual")
+    _, spread_term = (float(t.numpy()) for t in residual.terms(_batch(teacher, [residual], x, y)[0]))
+    flat = a.reshape(a.shape[0], -1, a.shape[-1])
+    means = np.stack([flat[y == c].mean(axis=(0, 1)) for c in np.unique(y)])
+    target = np.sqrt(np.maximum(st ** 2 - means.var(0), 0.0) + 1e-8)  # what the classes' separation leaves
+    ref = np.mean([((np.sqrt(a[y == c].reshape(-1, a.shape[-1]).var(0) + 1e-8) - target) / st) ** 2
+                   for c in np.unique(y)])
+    assert spread_term == pytest.approx(ref, rel=1e-3)
 
 
 def test_batchnorm_stats_momentum_mix(tiny_bn_model, xy):

@@ -275,11 +275,15 @@ class BatchNormStats(Objective):
     ``within`` > 0 adds, per layer, each class's own std of the BN input against the running std (every
     class must vary as much as the data does overall: the per-class moments a stats file would give,
     approximated by the pooled ones), against a generator that answers a class with one image.
+    ``within_target`` ``"residual"``: each class's spread against what the running variance leaves once the batch's
+    classes differ (running variance minus the variance of the class means, held fixed in the step), so the term
+    and the class term do not pull against each other; ``"running"``: against the running std itself.
     """
 
-    def __init__(self, tf, teacher, weight: float = 1.0, within: float = 0.0):
+    def __init__(self, tf, teacher, weight: float = 1.0, within: float = 0.0, within_target: str = "running"):
         self.weight = weight
         self.within = within
+        self.within_target = within_target
         self.inputs_of = tuple(teacher.bn_layers)
         self.targets = []
         for nm in self.inputs_of:
@@ -302,17 +306,26 @@ class BatchNormStats(Objective):
                 b.updates[f"bn:{nm}"] = (tf.stop_gradient(mean), tf.stop_gradient(std))
             out.append(self.weight * tf.reduce_mean(tf.square((mean - mt) / st) + tf.square((std - st) / st)))
             if self.within:
-                out.append(self.within * self._within(tf, b, b.inputs_of[nm], st))
+                out.append(self.within * self._within(tf, b, b.inputs_of[nm], st, self.within_target == "residual"))
         return out
 
     @staticmethod
-    def _within(tf, b: Batch, a, st):
-        """Each class's own spread against the layer's running std: the inputs made for one class must vary as
-        much as the layer's inputs do overall (classes absent from the batch are left out)."""
+    def _within(tf, b: Batch, a, st, residual: bool = False):
+        """Each class's own spread against the layer's running std (``residual``: against the running variance less
+        the variance of the batch's class means): the inputs made for one class must vary as much as the layer's
+        inputs do overall (classes absent from the batch are left out)."""
         first, second = sample_moments(tf, a)
-        std = spread(tf, tf.matmul(b.class_rows, first), tf.matmul(b.class_rows, second))
+        means = tf.matmul(b.class_rows, first)
+        std = spread(tf, means, tf.matmul(b.class_rows, second))
         present = present_classes(b)
-        return tf.reduce_sum(present * tf.square((std - st) / st)) / (tf.reduce_sum(present) * st.shape[0])
+        n = tf.reduce_sum(present)
+        target = st
+        if residual:
+            means = tf.stop_gradient(means)
+            centre = tf.reduce_sum(present * means, axis=0) / n
+            between = tf.reduce_sum(present * tf.square(means - centre), axis=0) / n
+            target = tf.sqrt(tf.maximum(tf.square(st) - between, 0.0) + 1e-8)
+        return tf.reduce_sum(present * tf.square((std - target) / st)) / (n * st.shape[0])
 
 
 class Disagreement(Objective):
