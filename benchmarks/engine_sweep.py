@@ -145,8 +145,8 @@ def main():
 
 
 def recal_probe(teacher, student, x_syn, acc, seed):
-    """The same weights scored with BatchNorm statistics re-estimated in other ways (diagnostic: the default's are
-    restored at the end)."""
+    """The same weights scored with BatchNorm statistics re-estimated in other ways (a diagnostic: the student keeps the
+    last way's statistics)."""
     from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise
 
     tolerated = recalibration_noise(teacher, x_syn, seed=seed)
@@ -156,7 +156,7 @@ def recal_probe(teacher, student, x_syn, acc, seed):
     out = {"tolerated_std": round(tolerated, 3)}
     for name, x, noise in (("noise x0", x_syn, 0.0), ("noise x0.5", x_syn, 0.5 * tolerated),
                            ("noise x2", x_syn, 2 * tolerated), ("mirrored, noise x1", mirrored, tolerated),
-                           ("real images", real, 0.0), ("noise x1 (handed on)", x_syn, tolerated)):
+                           ("real images", real, 0.0), ("noise x1", x_syn, tolerated)):
         recalibrate_batchnorm(student, x, noise=noise, seed=seed)
         out[name] = acc(student)
     return out

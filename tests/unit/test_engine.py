@@ -193,6 +193,20 @@ def test_engine_mirrors_the_students_images_where_the_teacher_allows(tiny_bn_mod
     assert auto.mirrored == (auto.flip_agreement >= FLIP_AGREEMENT)  # decided from the teacher, on its warm-up batch
     assert np.array_equal(off.x[:BATCH - HELD_OUT], on.x[:BATCH - HELD_OUT])  # the same warm-up batch
     assert any(not np.array_equal(a, b) for a, b in zip(students[0].get_weights(), students[1].get_weights()))
+    from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise
+
+    def moments(model):
+        return [v.numpy().copy() for ly in model.layers if ly.__class__.__name__ == "BatchNormalization"
+                for v in (ly.moving_mean, ly.moving_variance)]
+
+    # the student handed on has the BatchNorm statistics of the generated inputs, and of their mirror images too
+    # where it learnt from mirrored batches
+    for student, syn in zip(students[:2], sets[:2]):
+        handed_on, noise = moments(student), recalibration_noise(teacher, syn.x, seed=0)
+        mirrored = np.concatenate([syn.x, syn.x[:, :, ::-1]])
+        for x, expected in ((syn.x, not syn.mirrored), (mirrored, syn.mirrored)):
+            recalibrate_batchnorm(student, x, noise=noise, seed=0)
+            assert all(np.allclose(a, b) for a, b in zip(handed_on, moments(student))) == expected
 
 
 def test_pool_is_bounded_and_keeps_a_sample_of_the_whole_run():
