@@ -316,10 +316,11 @@ def recalibration_noise(teacher, x: np.ndarray, *, samples: int = 2048, seed: in
     return float(chosen)
 
 
-def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, samples: int = 2048, batch_size: int = 256,
-                          seed: int = 0) -> None:
+def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: bool = False, samples: int = 2048,
+                          batch_size: int = 256, seed: int = 0) -> None:
     """Set every BatchNorm layer's moving mean and variance to the exact statistics of clean inputs (plus Gaussian
-    noise of std ``noise``: :func:`recalibration_noise`).
+    noise of std ``noise``: :func:`recalibration_noise`; ``mirror``: images drawn from ``x`` and its left-right mirror
+    images, as if both were in ``x``, without a copy of it).
 
     Moving averages lag behind (they start at 0 and 1 and move by 1 % a step),
     and they were gathered on augmented, mixed batches; a layer whose inputs
@@ -333,7 +334,11 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, samples: 
     if not bns:
         return
     rng = np.random.default_rng(seed)
-    xs = x[np.sort(rng.choice(len(x), size=min(samples, len(x)), replace=False))]
+    n = len(x) * (2 if mirror else 1)
+    idx = np.sort(rng.choice(n, size=min(samples, n), replace=False))
+    xs = x[idx % len(x)]
+    if mirror:
+        xs[idx >= len(x)] = xs[idx >= len(x), :, ::-1]
     if noise:
         xs = np.clip(xs + rng.normal(0.0, noise, xs.shape), float(x.min()), float(x.max())).astype(np.float32)
     for bn in bns:

@@ -370,8 +370,8 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
         # them plus the noise the teacher tolerates (every layer's statistics are set anew, in order), and on their
         # mirror images where the student learnt from those too (+0.2 to +1.1 pp on four CIFAR-10 students:
         # benchmarks/RESULTS.md, "Fifteenth sweep")
-        x = np.concatenate([syn.x, syn.x[:, :, ::-1]]) if eng.student_flip else syn.x
-        recalibrate_batchnorm(student, x, noise=recalibration_noise(teacher, syn.x, seed=seed), seed=seed)
+        recalibrate_batchnorm(student, syn.x, noise=recalibration_noise(teacher, syn.x, seed=seed),
+                              mirror=bool(eng.student_flip), seed=seed)
     return syn
 
 
