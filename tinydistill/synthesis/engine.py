@@ -368,7 +368,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     if distill_config.recalibrate and is_image(eng.shape):
         # upsampled generator images lack fine texture: the student handed on has its statistics re-estimated on
         # them plus the noise the teacher tolerates (every layer's statistics are set anew, in order), and on their
-        # mirror images where the student learnt from those too (+0.2 to +1.1 pp on four CIFAR-10 students:
+        # mirror images where the student learnt from those too (+0.06 to +1.14 pp on six CIFAR-10 students:
         # benchmarks/RESULTS.md, "Fifteenth sweep")
         recalibrate_batchnorm(student, syn.x, noise=recalibration_noise(teacher, syn.x, seed=seed),
                               mirror=bool(eng.student_flip), seed=seed)
