@@ -209,3 +209,5 @@ def test_recalibration_noise_is_the_largest_the_teacher_tolerates(tiny_bn_model,
     np.testing.assert_array_equal(student.get_layer("bn1").moving_variance.numpy(), first)  # seeded
     d.recalibrate_batchnorm(student, xs, samples=300, seed=0)
     assert (student.get_layer("bn1").moving_variance.numpy() < first).mean() > 0.5  # noise adds variance
+    with pytest.raises(ValueError, match="mirror images need a batch of images"):
+        d.recalibrate_batchnorm(student, xs.reshape(len(xs), -1), mirror=True)

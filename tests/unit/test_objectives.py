@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from tinydistill import _compat
+from tinydistill.errors import TinyDistillError
 from tinydistill.synthesis.loop import _class_rows
 from tinydistill.synthesis.objectives import (
     Batch,
@@ -158,6 +159,8 @@ def test_batchnorm_within_class_spread(tiny_bn_model, xy):
     ref = np.mean([((np.sqrt(a[y == c].reshape(-1, a.shape[-1]).var(0) + 1e-8) - target) / st) ** 2
                    for c in np.unique(y)])
     assert spread_term == pytest.approx(ref, rel=1e-3)
+    with pytest.raises(TinyDistillError, match="target must be running or residual"):
+        BatchNormStats(_compat.tf(), teacher, within=1.0, within_target="pooled")
 
 
 def test_batchnorm_stats_momentum_mix(tiny_bn_model, xy):

@@ -333,6 +333,8 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     model.recalibration_noise = float(noise)
     if not bns:
         return
+    if mirror and np.ndim(x) != 4:
+        raise ValueError(f"mirror images need a batch of images (N, H, W, C); received shape {np.shape(x)}")
     rng = np.random.default_rng(seed)
     n = len(x) * (2 if mirror else 1)
     idx = np.sort(rng.choice(n, size=min(samples, n), replace=False))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._math import floor_spread, pooled_moments
+from ..errors import TinyDistillError
 from ..teacher.stats import INPUT, LOGITS
 from .kernels import batch_moments, region_channels, sample_moments, total_variation
 
@@ -266,6 +267,9 @@ class MatchedMoments(Objective):
 
 # ---------------------------------------------------------------- metadata inside the teacher, the student, priors
 
+WITHIN_TARGETS = ("running", "residual")  # what each class's spread is matched to (BatchNormStats.within_target)
+
+
 class BatchNormStats(Objective):
     """DeepInversion / ZeroQ: each BatchNorm input's batch mean and std against the layer's running statistics.
 
@@ -283,6 +287,9 @@ class BatchNormStats(Objective):
     def __init__(self, tf, teacher, weight: float = 1.0, within: float = 0.0, within_target: str = "running"):
         self.weight = weight
         self.within = within
+        if within_target not in WITHIN_TARGETS:
+            raise TinyDistillError(f"the per-class spread's target must be {' or '.join(WITHIN_TARGETS)}. "
+                                   f"Received: {within_target!r}")
         self.within_target = within_target
         self.inputs_of = tuple(teacher.bn_layers)
         self.targets = []
