@@ -152,12 +152,12 @@ def recal_probe(teacher, student, x_syn, acc, seed):
     tolerated = recalibration_noise(teacher, x_syn, seed=seed)
     with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
         real = d["x"][np.arange(5, len(d["y"]), 10)].astype(np.float32)  # outside the validation split
-    mirrored = np.concatenate([x_syn, x_syn[:, :, ::-1]])
     out = {"tolerated_std": round(tolerated, 3)}
-    for name, x, noise in (("noise x0", x_syn, 0.0), ("noise x0.5", x_syn, 0.5 * tolerated),
-                           ("noise x2", x_syn, 2 * tolerated), ("mirrored, noise x1", mirrored, tolerated),
-                           ("real images", real, 0.0), ("noise x1", x_syn, tolerated)):
-        recalibrate_batchnorm(student, x, noise=noise, seed=seed)
+    for name, x, noise, mirror in (("noise x0", x_syn, 0.0, False), ("noise x0.5", x_syn, 0.5 * tolerated, False),
+                                   ("noise x2", x_syn, 2 * tolerated, False),
+                                   ("mirrored, noise x1", x_syn, tolerated, True),
+                                   ("real images", real, 0.0, False), ("noise x1", x_syn, tolerated, False)):
+        recalibrate_batchnorm(student, x, noise=noise, mirror=mirror, seed=seed)
         out[name] = acc(student)
     return out
 
