@@ -81,6 +81,8 @@ def main():
                     help="each class's spread against the running std, or against what the class means leave of it")
     ap.add_argument("--save", default=None, help="save the student's weights here (.weights.h5) after the run")
     ap.add_argument("--mix", default=None, choices=["mixup", "cutmix"], help="how half of each student batch is mixed")
+    ap.add_argument("--weight-decay", type=float, default=None,
+                    help="decoupled weight decay of the student's kernels (default: its own)")
     ap.add_argument("--recal-probe", action="store_true",
                     help="also score the student with its BatchNorm statistics re-estimated other ways (noise x0, "
                          "x0.5, x2, with mirrored inputs, and on 5,000 real training images outside the split: the "
@@ -116,7 +118,8 @@ def main():
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema),
-                                                 ("lr", a.lr), ("mix", a.mix)) if v is not None})
+                                                 ("lr", a.lr), ("mix", a.mix),
+                                                 ("weight_decay", a.weight_decay)) if v is not None})
     t0 = time.time()
     syn = run_engine(teacher, student, plan, schedule, distill, seed=a.seed,
                      on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)

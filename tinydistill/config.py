@@ -126,6 +126,8 @@ class DistillConfig:
         ema: momentum of an exponential moving average of the student's weights, which replace them at the end
             (0: off; None: the method's default, :data:`ENGINE_EMA` for ``generator``, off otherwise); lowered in
             short runs so that the starting weights keep at most 5 % of the average.
+        weight_decay: decoupled weight decay of the student's kernels (AdamW: every step shrinks them by
+            ``learning rate x weight_decay``; biases and BatchNorm's scales and offsets are left alone; 0: off).
     """
 
     epochs: int | None = None
@@ -138,6 +140,7 @@ class DistillConfig:
     mix: str = "mixup"
     recalibrate: bool = True
     ema: float | None = None
+    weight_decay: float = 0.0
 
     def validate(self) -> DistillConfig:
         if self.lr is not None and not self.lr > 0:
@@ -152,6 +155,8 @@ class DistillConfig:
             _fail(f"`mix` must be one of {', '.join(MIXES)}", f"mix={self.mix!r}")
         if self.ema is not None and not 0 <= self.ema < 1:
             _fail("`ema` must be in [0, 1) (0: off)", f"ema={self.ema!r}")
+        if not self.weight_decay >= 0:
+            _fail("`weight_decay` must be >= 0 (0: off)", f"weight_decay={self.weight_decay!r}")
         validate_feature_weight(self.features)
         return self
 

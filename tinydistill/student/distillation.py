@@ -155,7 +155,10 @@ def optimizer_for(config, strategy, student, total_steps, input_shape, seed, opt
     k = _compat.keras()
     schedule = k.optimizers.schedules.CosineDecay(config.lr, total_steps, alpha=0.01)
     with strategy.scope():
-        opt = k.optimizers.Adam(schedule, use_ema=bool(config.ema), ema_momentum=ema_momentum(config.ema, total_steps))
+        opt = k.optimizers.Adam(schedule, use_ema=bool(config.ema), ema_momentum=ema_momentum(config.ema, total_steps),
+                                weight_decay=config.weight_decay or None)
+        if config.weight_decay:
+            opt.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         if opt_state is not None:
             opt.build(student.trainable_variables)
             for var, value in zip(opt.variables, opt_state):
