@@ -34,6 +34,7 @@ def test_unknown_option_names_the_known_ones():
     ({"temperature": 0.0}, "`temperature` must be > 0"),
     ({"loss": "l1"}, "`loss` must be one of"),
     ({"mix": "blend"}, "`mix` must be one of"),
+    ({"weight_decay": -0.1}, "`weight_decay` must be >= 0"),
     ({"features": float("nan")}, "`features` must be >= 0"),
     ({"prune": 1.0}, "`prune` must be in"),
     ({"width": 1.5}, "`width` must be in"),

@@ -211,3 +211,23 @@ def test_recalibration_noise_is_the_largest_the_teacher_tolerates(tiny_bn_model,
     assert (student.get_layer("bn1").moving_variance.numpy() < first).mean() > 0.5  # noise adds variance
     with pytest.raises(ValueError, match="mirror images need a batch of images"):
         d.recalibrate_batchnorm(student, xs.reshape(len(xs), -1), mirror=True)
+
+
+def test_weight_decay_shrinks_kernels_only(tiny_teacher):
+    """Decoupled weight decay: with a zero gradient, Adam's own step is zero and every kernel shrinks by
+    ``lr x weight_decay``, while biases (and BatchNorm's scales and offsets) keep their values."""
+    from tinydistill import _compat
+    from tinydistill.config import DistillConfig
+    from tinydistill.student.distillation import optimizer_for
+
+    tf = _compat.tf()
+    s = design_student(tiny_teacher, seed=1)
+    before = {v.name: v.numpy() for v in s.trainable_variables}
+    config = DistillConfig(lr=0.01, weight_decay=2.0, ema=0.0)
+    opt, _ = optimizer_for(config, tf.distribute.get_strategy(), s, 10, tiny_teacher.input_shape, 0)
+    opt.apply_gradients([(tf.zeros_like(v), v) for v in s.trainable_variables])
+    kernels = [v for v in s.trainable_variables if "kernel" in v.name]
+    assert kernels and len(kernels) < len(s.trainable_variables)
+    for v in s.trainable_variables:
+        factor = 1.0 - 0.01 * 2.0 if "kernel" in v.name else 1.0
+        np.testing.assert_allclose(v.numpy(), before[v.name] * factor, rtol=1e-6, atol=1e-7)
