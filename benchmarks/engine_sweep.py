@@ -87,6 +87,11 @@ def main():
                     help="also score the student with its BatchNorm statistics re-estimated other ways (noise x0, "
                          "x0.5, x2, with mirrored inputs, and on 5,000 real training images outside the split: the "
                          "ceiling), recorded as `recal`")
+    ap.add_argument("--ema-probe", default=None,
+                    help="comma-separated momenta of further moving averages of the student's weights, kept beside the "
+                         "run's own (updated once a round, at the momentum to the power of the round's student steps; "
+                         "the run's training is unchanged) and each scored after the run's re-estimation, recorded as "
+                         "`ema_probe`")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -121,9 +126,15 @@ def main():
                                                  ("lr", a.lr), ("mix", a.mix),
                                                  ("weight_decay", a.weight_decay)) if v is not None})
     t0 = time.time()
-    syn = run_engine(teacher, student, plan, schedule, distill, seed=a.seed,
-                     on_progress=lambda d, n: print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
-                     if d % max(1, n // 10) == 0 else None)
+    shadows = ShadowAverages(student, [float(m) for m in a.ema_probe.split(",")], a.student_steps) if a.ema_probe else None
+
+    def progress(d, n):
+        if shadows:
+            shadows.update()
+        if d % max(1, n // 10) == 0:
+            print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
+
+    syn = run_engine(teacher, student, plan, schedule, distill, seed=a.seed, on_progress=progress)
     seconds = time.time() - t0
     with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
         idx = np.arange(0, len(d["y"]), 10)
@@ -142,9 +153,47 @@ def main():
         student.save_weights(a.save)
     if a.recal_probe:
         row["recal"] = recal_probe(teacher, student, syn.x, acc, a.seed)
+    if shadows:
+        row["ema_probe"] = shadows.score(teacher, syn, acc, a.seed)
     print(json.dumps(row), flush=True)
     with open(os.path.join(HERE, "engine_sweep.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
+
+
+class ShadowAverages:
+    """Moving averages of the student's trainable weights at other momenta, beside the run's own (a diagnostic: the
+    run trains as it would without them). Each starts at the weights the student has when the warm-up ends (as the
+    run's own average starts at the weights the optimiser first sees) and is updated once a round by the momentum to
+    the power of the round's student steps."""
+
+    def __init__(self, student, momenta, steps_per_round):
+        self.student, self.momenta, self.steps = student, momenta, steps_per_round
+        self.avg = None
+
+    def update(self):
+        w = [v.numpy() for v in self.student.trainable_variables]
+        if self.avg is None:
+            self.avg = {m: [x.copy() for x in w] for m in self.momenta}
+            return
+        for m, avg in self.avg.items():
+            r = m ** self.steps
+            for a_, x in zip(avg, w):
+                a_ *= r
+                a_ += (1.0 - r) * x
+
+    def score(self, teacher, syn, acc, seed):
+        """Each average's validation accuracy, its BatchNorm statistics re-estimated as the engine does for the
+        student it hands on (the student keeps the last average's weights)."""
+        from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise
+
+        noise = recalibration_noise(teacher, syn.x, seed=seed)
+        out = {}
+        for m, avg in self.avg.items():
+            for v, x in zip(self.student.trainable_variables, avg):
+                v.assign(x)
+            recalibrate_batchnorm(self.student, syn.x, noise=noise, mirror=bool(syn.mirrored), seed=seed)
+            out[str(m)] = acc(self.student)
+        return out
 
 
 def recal_probe(teacher, student, x_syn, acc, seed):
