@@ -90,8 +90,8 @@ def main():
     ap.add_argument("--ema-probe", default=None,
                     help="comma-separated momenta of further moving averages of the student's weights, kept beside the "
                          "run's own (updated once a round, at the momentum to the power of the round's student steps; "
-                         "the run's training is unchanged) and each scored after the run's re-estimation, recorded as "
-                         "`ema_probe`")
+                         "the run's training is unchanged), or `swaF`: the plain mean of the weights after each round of "
+                         "the last fraction F of the rounds; each scored after the run's re-estimation, as `ema_probe`")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
@@ -126,11 +126,11 @@ def main():
                                                  ("lr", a.lr), ("mix", a.mix),
                                                  ("weight_decay", a.weight_decay)) if v is not None})
     t0 = time.time()
-    shadows = ShadowAverages(student, [float(m) for m in a.ema_probe.split(",")], a.student_steps) if a.ema_probe else None
+    shadows = ShadowAverages(student, a.ema_probe.split(","), a.student_steps) if a.ema_probe else None
 
     def progress(d, n):
         if shadows:
-            shadows.update()
+            shadows.update(d, n)
         if d % max(1, n // 10) == 0:
             print(f"round {d}/{n} {time.time() - t0:.0f} s", flush=True)
 
@@ -161,22 +161,29 @@ def main():
 
 
 class ShadowAverages:
-    """Moving averages of the student's trainable weights at other momenta, beside the run's own (a diagnostic: the
-    run trains as it would without them). Each starts at the weights the student has when the warm-up ends (as the
-    run's own average starts at the weights the optimiser first sees) and is updated once a round by the momentum to
-    the power of the round's student steps."""
+    """Averages of the student's trainable weights beside the run's own (a diagnostic: the run trains as it would
+    without them). A momentum ``m`` starts at the weights the student has when the warm-up ends (as the run's own
+    average starts at the weights the optimiser first sees) and is updated once a round by ``m`` to the power of the
+    round's student steps; ``swaF`` is the plain mean of the weights after each of the last fraction ``F`` of the
+    rounds."""
 
-    def __init__(self, student, momenta, steps_per_round):
-        self.student, self.momenta, self.steps = student, momenta, steps_per_round
-        self.avg = None
+    def __init__(self, student, keys, steps_per_round):
+        self.student, self.keys, self.steps = student, keys, steps_per_round
+        self.avg, self.count = None, {k: 0 for k in keys}
 
-    def update(self):
+    def update(self, done, rounds):
         w = [v.numpy() for v in self.student.trainable_variables]
         if self.avg is None:
-            self.avg = {m: [x.copy() for x in w] for m in self.momenta}
+            self.avg = {k: [x.copy() for x in w] for k in self.keys}
             return
-        for m, avg in self.avg.items():
-            r = m ** self.steps
+        for k, avg in self.avg.items():
+            if k.startswith("swa"):
+                if done <= rounds * (1.0 - float(k[3:])):
+                    continue
+                self.count[k] += 1
+                r = 1.0 - 1.0 / self.count[k]
+            else:
+                r = float(k) ** self.steps
             for a_, x in zip(avg, w):
                 a_ *= r
                 a_ += (1.0 - r) * x
@@ -192,7 +199,7 @@ class ShadowAverages:
             for v, x in zip(self.student.trainable_variables, avg):
                 v.assign(x)
             recalibrate_batchnorm(self.student, syn.x, noise=noise, mirror=bool(syn.mirrored), seed=seed)
-            out[str(m)] = acc(self.student)
+            out[m] = acc(self.student)
         return out
 
 
