@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from tinydistill.cli import main
+from tinydistill.config import ENGINE_EMA
 from tinydistill.resume import state_folder
 
 
@@ -95,5 +96,5 @@ def test_generator_stage_resumed_whole(tiny_bn_model, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     report = json.loads(r.output[r.output.index("{"):])
     assert not calls and report["synthesis"]["method"] == "generator" and report["synthesis"]["inputs_generated"] >= 512
-    assert report["distillation"]["weight_average_momentum"] == 0.999  # the engine's default (config.ENGINE_EMA)
+    assert report["distillation"]["weight_average_momentum"] == ENGINE_EMA  # the engine's default
     assert any("synthetic inputs reused" in n for n in report["resumed"])
