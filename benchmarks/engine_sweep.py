@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tinydistill import _compat  # noqa: E402
 from tinydistill.config import DistillConfig  # noqa: E402
 from tinydistill.student.design import design_student  # noqa: E402
+from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise  # noqa: E402
 from tinydistill.synthesis.engine import Schedule, plan_for, run_engine  # noqa: E402
 from tinydistill.synthesis.methods import RECIPES  # noqa: E402
 from tinydistill.synthesis.objectives import BatchNormStats  # noqa: E402
@@ -151,10 +152,13 @@ def main():
                student_params=int(student.count_params()), peak_rss_bytes=peak_memory_bytes())
     if a.save:
         student.save_weights(a.save)
+    if a.recal_probe or shadows:
+        # the noise the engine's re-estimation used for the student it handed on (both probes start from it)
+        tolerated = recalibration_noise(teacher, syn.x, seed=a.seed)
     if a.recal_probe:
-        row["recal"] = recal_probe(teacher, student, syn.x, acc, a.seed)
+        row["recal"] = recal_probe(student, syn.x, tolerated, acc, a.seed)
     if shadows:
-        row["ema_probe"] = shadows.score(teacher, syn, acc, a.seed)
+        row["ema_probe"] = shadows.score(syn, tolerated, acc, a.seed)
     print(json.dumps(row), flush=True)
     with open(os.path.join(HERE, "engine_sweep.jsonl"), "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -168,6 +172,8 @@ class ShadowAverages:
     rounds."""
 
     def __init__(self, student, keys, steps_per_round):
+        for k in keys:  # refused now rather than after the warm-up
+            float(k[3:] if k.startswith("swa") else k)
         self.student, self.keys, self.steps = student, keys, steps_per_round
         self.avg, self.count = None, {k: 0 for k in keys}
 
@@ -188,12 +194,9 @@ class ShadowAverages:
                 a_ *= r
                 a_ += (1.0 - r) * x
 
-    def score(self, teacher, syn, acc, seed):
+    def score(self, syn, noise, acc, seed):
         """Each average's validation accuracy, its BatchNorm statistics re-estimated as the engine does for the
         student it hands on (the student keeps the last average's weights)."""
-        from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise
-
-        noise = recalibration_noise(teacher, syn.x, seed=seed)
         out = {}
         for m, avg in self.avg.items():
             for v, x in zip(self.student.trainable_variables, avg):
@@ -203,12 +206,9 @@ class ShadowAverages:
         return out
 
 
-def recal_probe(teacher, student, x_syn, acc, seed):
+def recal_probe(student, x_syn, tolerated, acc, seed):
     """The same weights scored with BatchNorm statistics re-estimated in other ways (a diagnostic: the student keeps the
     last way's statistics)."""
-    from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise
-
-    tolerated = recalibration_noise(teacher, x_syn, seed=seed)
     with np.load(os.path.join(DATA, "cifar10", "train_q75.npz"), allow_pickle=False) as d:
         real = d["x"][np.arange(5, len(d["y"]), 10)].astype(np.float32)  # outside the validation split
     out = {"tolerated_std": round(tolerated, 3)}
