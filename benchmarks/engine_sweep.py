@@ -75,6 +75,8 @@ def main():
                     help="noise on the student's inputs, in units of the noise the teacher tolerates")
     ap.add_argument("--gen-noise", type=float, default=0.0,
                     help="noise on the generator's images as the teacher sees them, same units")
+    ap.add_argument("--renew", type=int, default=0,
+                    help="rounds a generator lives before a freshly initialised one replaces it (0: never)")
     ap.add_argument("--gen-lr", type=float, default=Schedule.lr, help="the generator's learning rate (Adam)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="the recipe's total-variation weight on the generator's images (default: its own)")
@@ -120,7 +122,7 @@ def main():
                         momentum=a.momentum, lr=a.gen_lr,
                         adversarial=a.adversarial, diversity=a.diversity,
                         student_flip=a.student_flip, meta=a.meta == "on", recent=a.recent,
-                        student_noise=a.student_noise, gen_noise=a.gen_noise,
+                        student_noise=a.student_noise, gen_noise=a.gen_noise, renew=a.renew,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema),

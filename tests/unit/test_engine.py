@@ -288,3 +288,38 @@ def test_meta_engine_is_seeded(tiny_bn_model):
         runs.append((syn.x, student.get_weights()))
     (xa, wa), (xb, wb) = runs
     assert np.array_equal(xa, xb) and all(np.array_equal(u, v) for u, v in zip(wa, wb))
+
+
+def test_renewed_generator_has_new_weights_and_a_cleared_optimiser(tiny_bn_model):
+    from tinydistill.synthesis.engine import _Engine
+
+    teacher = describe(tiny_bn_model)
+    plan = plan_for(teacher, None, (0.0, 1.0))
+    eng = _Engine(teacher, design_student(teacher, width=0.5, seed=0), plan, Schedule(rounds=4, warmup=1, renew=2), 0)
+    first = [v.numpy().copy() for v in eng.gen.trainable_variables]
+    eng.batch()
+    trained = [v.numpy().copy() for v in eng.gen.trainable_variables]
+    eng.renew()
+    fresh = [v.numpy() for v in eng.gen.trainable_variables]
+    assert all(a.shape == b.shape for a, b in zip(first, fresh))
+    # neither the trained weights nor the first start: a generator drawn with another seed
+    assert not any(np.array_equal(a, b) for a, b in zip(trained, fresh) if a.std() > 0)
+    assert not any(np.array_equal(a, b) for a, b in zip(first, fresh) if a.std() > 0)
+    assert int(eng.gen_opt.iterations.numpy()) == 0
+    assert all(not v.numpy().any() for v in eng.gen_opt.variables)
+    eng.batch()  # the compiled step trains the renewed generator
+    assert int(eng.gen_opt.iterations.numpy()) == 2
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(fresh, eng.gen.trainable_variables))
+
+
+def test_renewing_engine_is_seeded_and_refuses_a_negative_life(tiny_bn_model):
+    teacher = describe(tiny_bn_model)
+    with pytest.raises(TinyDistillError, match="renew"):
+        Schedule(rounds=4, warmup=1, renew=-1).validate()
+    runs = []
+    for renew in (2, 2, 0):
+        student = design_student(teacher, width=0.5, seed=0)
+        syn = run_engine(teacher, student, plan_for(teacher, None, (0.0, 1.0)),
+                         Schedule(rounds=5, warmup=1, student_steps=1, renew=renew), SHORT, seed=0)
+        runs.append(syn.x)
+    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])

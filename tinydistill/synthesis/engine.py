@@ -73,6 +73,9 @@ class Schedule:
             each input's std drawn uniformly up to it): texture the upsampled generator images lack. 0: none
             (4 lost 15.1 and 30.2 pp from BatchNorm statistics on CIFAR-10 ResNet-8: ``benchmarks/RESULTS.md``,
             "Twelfth sweep").
+        renew: rounds a generator lives: every ``renew`` rounds of the student its weights are drawn afresh (another
+            seed) and its optimiser's state cleared, so the pool gathers the modes of several generators rather than
+            one generator's drift (NAYER's generator life); 0: one generator for the whole run.
         gen_noise: the same noise on the generator's images as the teacher sees them in the generator step (after
             the warm-up), so the generator is steered by what the teacher still sees under texture. 0: none (2 lost
             7.8 and 15.3 pp, same sweep).
@@ -93,6 +96,7 @@ class Schedule:
     recent: float = 0.0
     student_noise: float = 0.0
     gen_noise: float = 0.0
+    renew: int = 0
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
@@ -100,6 +104,8 @@ class Schedule:
                                    f"must be >= 1, its generator channels >= 2. Received: {self}")
         if self.student_flip not in FLIPS:
             raise TinyDistillError(f"the engine's student_flip must be {', '.join(FLIPS)}. Received: {self.student_flip!r}")
+        if self.renew < 0:
+            raise TinyDistillError(f"the engine's renew (rounds a generator lives) must be >= 0. Received: {self.renew!r}")
         if not 0.0 <= self.recent <= 1.0:
             raise TinyDistillError(f"the engine's recent share must be in [0, 1]. Received: {self.recent!r}")
         if self.warmup >= self.rounds:
@@ -217,6 +223,7 @@ class _Engine:
         self.shape = tuple(teacher.input_shape)
         self.C = teacher.num_classes
         self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.gen = build_generator(self.shape, self.C, channels=schedule.channels, seed=seed)
         # the class weight is a variable, so the self-check can raise it without a new trace
         self.class_weight = tf.Variable(float(plan.classes.weight), trainable=False)
@@ -225,7 +232,7 @@ class _Engine:
         if schedule.diversity:
             objectives.append(PairDiversity(schedule.diversity))
         self.jitter = jitter_pixels(self.shape, plan.recipe)
-        opt = k.optimizers.Adam(schedule.lr, beta_1=0.5)
+        opt = self.gen_opt = k.optimizers.Adam(schedule.lr, beta_1=0.5)
         self.gen_noise = tf.Variable(0.0, trainable=False) if schedule.gen_noise else None
         self.step = _gen_step(teacher, self.gen, objectives, opt, plan.input_range, self.jitter, self.gen_noise)
         self.meta = _Meta(self.gen, opt, schedule.lr * schedule.gen_steps) if schedule.meta else None
@@ -237,6 +244,21 @@ class _Engine:
         self.flipping = is_image(self.shape) and plan.recipe.flip == "on"
         self.batches = 0
         self.held = []
+        self.generators = 1
+
+    def renew(self) -> None:
+        """A new generator in place of the current one: weights drawn with another seed (the compiled step keeps
+        the same variables), the optimiser's moments and step count cleared."""
+        fresh = build_generator(self.shape, self.C, channels=self.schedule.channels, seed=self.seed + 7 * self.generators)
+        self.gen.set_weights(fresh.get_weights())
+        for v in self.gen_opt.variables:
+            v.assign(self.tf.zeros_like(v))
+        if self.meta:  # the meta start is the new generator too
+            for w, v in zip(self.meta.weights, self.gen.trainable_variables):
+                w.assign(v)
+            for v in self.meta.opt.variables:
+                v.assign(self.tf.zeros_like(v))
+        self.generators += 1
 
     def _targets(self):
         size = self.schedule.batch_size
@@ -350,6 +372,8 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     train = train_step_for(teacher, student, eng.pool.inputs(np.arange(eng.pool.filled), plan.input_range),
                            distill_config, strategy, opt, shift, flip=eng.student_flip, noise=noise)
     for r in range(student_rounds):
+        if schedule.renew and r and r % schedule.renew == 0:
+            eng.renew()
         eng.batch()
         for _ in range(schedule.student_steps):
             idx = eng.pool.draw(distill_config.batch_size, schedule.recent)
