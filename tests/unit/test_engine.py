@@ -323,3 +323,11 @@ def test_renewing_engine_is_seeded_and_refuses_a_negative_life(tiny_bn_model):
                          Schedule(rounds=5, warmup=1, student_steps=1, renew=renew), SHORT, seed=0)
         runs.append(syn.x)
     assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+
+
+def test_schedule_renews_the_generator_only_without_a_stats_file():
+    from tinydistill.config import ENGINE_RENEW
+
+    synthesis, distill = resolve_counts("generator", SynthesisConfig(method="generator"), DistillConfig())
+    assert schedule_for(synthesis, distill).renew == ENGINE_RENEW > 0
+    assert schedule_for(synthesis, distill, stats=True).renew == 0
