@@ -331,3 +331,16 @@ def test_schedule_renews_the_generator_only_without_a_stats_file():
     synthesis, distill = resolve_counts("generator", SynthesisConfig(method="generator"), DistillConfig())
     assert schedule_for(synthesis, distill).renew == ENGINE_RENEW > 0
     assert schedule_for(synthesis, distill, stats=True).renew == 0
+
+
+@pytest.mark.parametrize("rounds, renewals", [(6, 0), (7, 1)])
+def test_no_new_generator_within_half_a_life_of_the_end(tiny_bn_model, monkeypatch, rounds, renewals):
+    from tinydistill.synthesis import engine
+
+    calls = []
+    monkeypatch.setattr(engine._Engine, "renew", lambda self: calls.append(self.batches))
+    teacher = describe(tiny_bn_model)
+    # a life of 4 rounds: 5 student rounds leave 1 after round 4 (< 2, skipped), 6 leave 2 (renewed)
+    run_engine(teacher, design_student(teacher, width=0.5, seed=0), plan_for(teacher, None, (0.0, 1.0)),
+               Schedule(rounds=rounds, warmup=1, student_steps=1, renew=4), SHORT, seed=0)
+    assert len(calls) == renewals
