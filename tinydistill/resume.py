@@ -67,7 +67,9 @@ class RunState:
                                flipped=bool(z["flipped"]) if "flipped" in z.files else False,
                                flip_agreement=None if np.isnan(agreement) else agreement,
                                generated=int(z["generated"]) if "generated" in z.files and int(z["generated"]) >= 0 else None,
-                               mirrored=bool(z["mirrored"]) if "mirrored" in z.files else False)
+                               mirrored=bool(z["mirrored"]) if "mirrored" in z.files else False,
+                               generators=int(z["generators"]) if "generators" in z.files and int(z["generators"]) >= 0
+                               else None)
         self.notes.append(f"resumed: {len(syn):,} synthetic inputs reused")
         return syn
 
@@ -75,7 +77,8 @@ class RunState:
         buf = io.BytesIO()
         np.savez(buf, x=syn.x, y=syn.y, logits=syn.logits, method=np.array(syn.method), flipped=np.array(syn.flipped),
                  flip_agreement=np.array(np.nan if syn.flip_agreement is None else syn.flip_agreement),
-                 generated=np.array(-1 if syn.generated is None else syn.generated), mirrored=np.array(syn.mirrored))
+                 generated=np.array(-1 if syn.generated is None else syn.generated), mirrored=np.array(syn.mirrored),
+                 generators=np.array(-1 if syn.generators is None else syn.generators))
         self._save("synthetic.npz", buf.getvalue())
         self._save("synthesis.json", json.dumps(key).encode())
 

@@ -97,4 +97,5 @@ def test_generator_stage_resumed_whole(tiny_bn_model, tmp_path, monkeypatch):
     report = json.loads(r.output[r.output.index("{"):])
     assert not calls and report["synthesis"]["method"] == "generator" and report["synthesis"]["inputs_generated"] >= 512
     assert report["distillation"]["weight_average_momentum"] == ENGINE_EMA  # the engine's default
+    assert report["synthesis"]["generators"] == 1  # 2 rounds: no renewal (kept across the resume)
     assert any("synthetic inputs reused" in n for n in report["resumed"])

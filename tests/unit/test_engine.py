@@ -42,6 +42,7 @@ def test_engine_trains_the_student_on_its_pool(tiny_bn_model):
     syn, student = _run(teacher)
     adapted = len(syn.notes)  # a warm-up batch the teacher did not recognise doubles the class weight, once each
     assert syn.method == "generator" and syn.generated == (3 + adapted) * BATCH
+    assert syn.generators == 1  # 3 rounds: one generator lives the whole run
     assert len(syn) == (3 + adapted) * (BATCH - HELD_OUT)  # the held-out inputs never enter the pool
     assert all("class weight" in n for n in syn.notes) and 0.0 <= syn.student_agreement <= 1.0
     assert syn.x.shape[1:] == (8, 8, 1) and 0.0 <= syn.x.min() and syn.x.max() <= 1.0
@@ -321,8 +322,9 @@ def test_renewing_engine_is_seeded_and_refuses_a_negative_life(tiny_bn_model):
         student = design_student(teacher, width=0.5, seed=0)
         syn = run_engine(teacher, student, plan_for(teacher, None, (0.0, 1.0)),
                          Schedule(rounds=5, warmup=1, student_steps=1, renew=renew), SHORT, seed=0)
-        runs.append(syn.x)
-    assert np.array_equal(runs[0], runs[1]) and not np.array_equal(runs[0], runs[2])
+        runs.append(syn)
+    assert np.array_equal(runs[0].x, runs[1].x) and not np.array_equal(runs[0].x, runs[2].x)
+    assert [s.generators for s in runs] == [2, 2, 1]  # 4 student rounds, a new generator after the second
 
 
 def test_schedule_renews_the_generator_only_without_a_stats_file():

@@ -42,6 +42,16 @@ def test_json_keeps_the_report_keys(report):
     assert f"in batches of {default.batch_size}" in report.markdown()
     check = data["synthesis"]["self_check"]
     assert check["teacher_agreement"] == data["synthesis"]["teacher_agreement"] and isinstance(data["warnings"], list)
+    assert data["distillation"]["weight_decay"] == 0 and data["synthesis"]["generators"] is None  # off; per-batch
+
+
+def test_engine_note_says_how_many_generators_made_the_inputs():
+    from tinydistill.reporting.report import _synthesis_note
+
+    syn = {"method": "generator", "why": "w", "inputs": 512, "steps": 2, "inputs_generated": 1280, "inputs_kept": 1000,
+           "teacher_agreement": 0.97, "student_agreement_held_out": 0.5, "generators": 5}
+    assert "(by 5 generators, each drawn afresh)" in _synthesis_note(syn)
+    assert "generators" not in _synthesis_note({**syn, "generators": 1})
 
 
 def test_peak_host_memory_is_recorded_in_bytes(report):

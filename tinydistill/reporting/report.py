@@ -140,6 +140,7 @@ def build_report(run: Run) -> dict:
         "verification": {"tflm_litert_top1_agreement": fit.tflm_agreement, "samples": fit.tflm_agreement_n},
         "synthesis": {"method": syn.method, "why": run.reason, "inputs": cfg.synthesis.inputs, "steps": cfg.synthesis.steps,
                       "effort": cfg.effort, "inputs_generated": syn.generated, "inputs_kept": len(syn),
+                      "generators": syn.generators,
                       "adapted": list(syn.notes), "student_agreement_held_out": syn.student_agreement,
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
@@ -147,6 +148,7 @@ def build_report(run: Run) -> dict:
                          "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
                          "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers),
                          "batchnorm_recalibration_noise": run.recalibration_noise, "weight_average_momentum": dcfg.ema,
+                         "weight_decay": dcfg.weight_decay,
                          "mirrored": syn.mirrored},
         "finetune": run.finetune,
         "seed": cfg.seed,
@@ -188,7 +190,10 @@ def _synthesis_note(syn: dict) -> str:
     check = syn.get("self_check") or {}
     if syn.get("inputs_generated") is not None:
         made = (f"{syn['inputs_generated']:,} inputs generated in batches tuned {syn['steps']} steps each while the "
-                f"student trained, {syn['inputs_kept']:,} of them kept for calibration and this check")
+                f"student trained")
+        if (syn.get("generators") or 1) > 1:
+            made += f" (by {syn['generators']} generators, each drawn afresh)"
+        made += f", {syn['inputs_kept']:,} of them kept for calibration and this check"
     else:
         made = f"{syn['inputs']:,} inputs x {syn['steps']} steps"
     text = (f"Synthesis: `{syn['method']}` ({syn['why']}), {made}; the teacher puts {syn['teacher_agreement']:.1%} of "

@@ -414,7 +414,8 @@ def _result(eng, notes) -> SyntheticSet:
     x = pool.inputs(keep, eng.plan.input_range)
     return SyntheticSet(x=x, y=pool.y[keep], logits=_batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
                         flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement,
-                        generated=pool.added + HELD_OUT * len(eng.held), notes=notes, mirrored=eng.student_flip)
+                        generated=pool.added + HELD_OUT * len(eng.held), notes=notes, mirrored=eng.student_flip,
+                        generators=eng.generators)
 
 
 def schedule_for(synthesis, distill, *, stats: bool = False) -> Schedule:

@@ -42,6 +42,7 @@ class SyntheticSet:
         student_agreement: the engine's self-check: student-teacher top-1 agreement on held-out
             generated inputs the student never trained on (None: per-batch synthesis).
         notes: what the run adapted after a self-check, one sentence each.
+        generators: how many generators the engine drew over the run (``Schedule.renew``; None: per-batch synthesis).
         mirrored: the engine's student saw its image batches mirrored left-right at random (the teacher keeps
             its class on at least :data:`FLIP_AGREEMENT` of flipped generated images).
     """
@@ -56,6 +57,7 @@ class SyntheticSet:
     student_agreement: float | None = None
     notes: list = field(default_factory=list)
     mirrored: bool = False
+    generators: int | None = None
 
     def __len__(self) -> int:
         return len(self.x)
