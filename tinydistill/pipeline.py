@@ -193,12 +193,18 @@ class _Clock:
     def lap(self, stage):
         now = time.perf_counter()
         self.timings[stage] = round(now - self.tick, 2)
-        self.memory[stage] = peak_memory_bytes()
+        self.memory[stage] = self._high_water()
         self.tick = now
+
+    def _high_water(self) -> int | None:
+        """The peak so far, never below an earlier stage's: Linux reads the high-water mark from per-CPU counters
+        that it sums approximately, so two reads can differ by a few hundred KiB the wrong way."""
+        now = peak_memory_bytes()
+        return None if now is None else max([now] + [v for v in self.memory.values() if v is not None])
 
     def finish(self) -> dict:
         self.timings["total"] = round(time.perf_counter() - self.start, 2)
-        self.memory["total"] = peak_memory_bytes()
+        self.memory["total"] = self._high_water()
         return self.timings
 
 
