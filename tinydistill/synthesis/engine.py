@@ -78,7 +78,8 @@ class Schedule:
             one generator's drift (NAYER's generator life; the last one lives on to the end when less than half a life
             would remain); 0: one generator for the whole run. From BatchNorm statistics on CIFAR-10 ResNet-8, 96
             gained 1.86 and 1.30 pp and doubled the pool's within-class diversity; 32 lost 4.8 and 5.7 pp, the teacher
-            recognising fewer of the young generators' inputs (``benchmarks/RESULTS.md``, "Seventeenth sweep").
+            recognising fewer of the young generators' inputs; with a stats file 96 lost 0.52 and 0.38 pp
+            (``benchmarks/RESULTS.md``, "Seventeenth sweep").
         gen_noise: the same noise on the generator's images as the teacher sees them in the generator step (after
             the warm-up), so the generator is steered by what the teacher still sees under texture. 0: none (2 lost
             7.8 and 15.3 pp, same sweep).
