@@ -24,10 +24,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tinydistill import _compat  # noqa: E402
-from tinydistill.config import ENGINE_RENEW, DistillConfig  # noqa: E402
+from tinydistill.config import DistillConfig  # noqa: E402
 from tinydistill.student.design import design_student  # noqa: E402
 from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise  # noqa: E402
-from tinydistill.synthesis.engine import Schedule, plan_for, run_engine  # noqa: E402
+from tinydistill.synthesis.engine import Schedule, plan_for, renew_for, run_engine  # noqa: E402
 from tinydistill.synthesis.methods import RECIPES  # noqa: E402
 from tinydistill.synthesis.objectives import BatchNormStats  # noqa: E402
 from tinydistill.synthesis.quality import diversity  # noqa: E402
@@ -77,7 +77,7 @@ def main():
                     help="noise on the generator's images as the teacher sees them, same units")
     ap.add_argument("--renew", type=int, default=None,
                     help="rounds a generator lives before a freshly initialised one replaces it (0: never; default: "
-                         "the engine's, ENGINE_RENEW without a stats file, 0 with one)")
+                         "the engine's: renew_for, ENGINE_RENEW without a stats file, 0 with one)")
     ap.add_argument("--gen-lr", type=float, default=Schedule.lr, help="the generator's learning rate (Adam)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="the recipe's total-variation weight on the generator's images (default: its own)")
@@ -120,7 +120,7 @@ def main():
             o.within_target = a.within_target
     student = design_student(teacher, width=a.width, seed=a.seed, multiple=a.channel_multiple)
     if a.renew is None:  # the engine's default (schedule_for), recorded in the row as resolved
-        a.renew = 0 if a.stats else ENGINE_RENEW
+        a.renew = renew_for(bool(a.stats))
     schedule = Schedule(rounds=a.rounds, gen_steps=a.gen_steps, student_steps=a.student_steps, warmup=a.warmup,
                         momentum=a.momentum, lr=a.gen_lr,
                         adversarial=a.adversarial, diversity=a.diversity,

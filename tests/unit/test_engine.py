@@ -313,6 +313,20 @@ def test_renewed_generator_has_new_weights_and_a_cleared_optimiser(tiny_bn_model
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(fresh, eng.gen.trainable_variables))
 
 
+def test_renewing_a_meta_generator_renews_its_shared_start(tiny_bn_model):
+    from tinydistill.synthesis.engine import _Engine
+
+    teacher = describe(tiny_bn_model)
+    eng = _Engine(teacher, design_student(teacher, width=0.5, seed=0), plan_for(teacher, None, (0.0, 1.0)),
+                  Schedule(rounds=4, warmup=1, meta=True, renew=2), 0)
+    eng.batch()
+    assert int(eng.meta.opt.iterations.numpy()) == 1
+    eng.renew()
+    # the next batch starts from the new generator, with the shared weights' optimiser cleared too
+    assert all(np.array_equal(w.numpy(), v.numpy()) for w, v in zip(eng.meta.weights, eng.gen.trainable_variables))
+    assert all(not v.numpy().any() for v in eng.meta.opt.variables)
+
+
 def test_renewing_engine_is_seeded_and_refuses_a_negative_life(tiny_bn_model):
     teacher = describe(tiny_bn_model)
     with pytest.raises(TinyDistillError, match="renew"):

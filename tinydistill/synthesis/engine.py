@@ -144,6 +144,13 @@ def _gen_step(teacher, gen, objectives, opt, input_range, jitter: int, noise=Non
     return step
 
 
+def _clear(opt) -> None:
+    """An optimiser's state back to its start: moments and step count zero."""
+    tf = _compat.tf()
+    for v in opt.variables:
+        v.assign(tf.zeros_like(v))
+
+
 class _Meta:
     """Fast-DFKD's first-order meta-learning of the generator's start: shared weights copied into the generator at the
     start of every batch, with the inner optimiser's state cleared, and moved after it by the sum of the batch's
@@ -162,8 +169,7 @@ class _Meta:
         def begin():
             for v, w in zip(self.vars, self.weights):
                 v.assign(w)
-            for v in self.inner.variables:
-                v.assign(tf.zeros_like(v))
+            _clear(self.inner)
 
         @tf.function
         def end(grads):
@@ -255,13 +261,11 @@ class _Engine:
         the same variables), the optimiser's moments and step count cleared."""
         fresh = build_generator(self.shape, self.C, channels=self.schedule.channels, seed=self.seed + 7 * self.generators)
         self.gen.set_weights(fresh.get_weights())
-        for v in self.gen_opt.variables:
-            v.assign(self.tf.zeros_like(v))
+        _clear(self.gen_opt)
         if self.meta:  # the meta start is the new generator too
             for w, v in zip(self.meta.weights, self.gen.trainable_variables):
                 w.assign(v)
-            for v in self.meta.opt.variables:
-                v.assign(self.tf.zeros_like(v))
+            _clear(self.meta.opt)
         self.generators += 1
 
     def _targets(self):
@@ -422,13 +426,19 @@ def _result(eng, notes) -> SyntheticSet:
 def schedule_for(synthesis, distill, *, stats: bool = False) -> Schedule:
     """The engine's schedule from resolved configs (:func:`~tinydistill.config.resolve_counts`): ``inputs`` generated in
     batches of :data:`BATCH`, ``steps`` generator steps a batch, and as many student steps a round as make
-    ``epochs`` passes over the final pool; without a stats file (``stats``) a new generator every
-    :data:`~tinydistill.config.ENGINE_RENEW` rounds."""
+    ``epochs`` passes over the final pool; a new generator every :func:`renew_for` rounds (``stats``: a stats file
+    steers it)."""
     rounds = max(2, math.ceil(synthesis.inputs / BATCH))
     return Schedule(rounds=rounds, batch_size=BATCH, gen_steps=synthesis.steps,
                     student_steps=max(1, round(distill.epochs * BATCH / distill.batch_size)),
                     warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement,
-                    renew=0 if stats else ENGINE_RENEW)
+                    renew=renew_for(stats))
+
+
+def renew_for(stats: bool) -> int:
+    """The rounds a generator lives by default: :data:`~tinydistill.config.ENGINE_RENEW` from BatchNorm statistics
+    alone, the whole run (0) with a stats file, whose per-class moments already spread the pool ("Seventeenth sweep")."""
+    return 0 if stats else ENGINE_RENEW
 
 
 def plan_for(teacher, stats, input_range, recipe=None) -> Plan:
