@@ -78,6 +78,8 @@ def main():
     ap.add_argument("--renew", type=int, default=None,
                     help="rounds a generator lives before a freshly initialised one replaces it (0: never; default: "
                          "the engine's: renew_for, ENGINE_RENEW without a stats file, 0 with one)")
+    ap.add_argument("--rewarm", type=int, default=Schedule.rewarm,
+                    help="generator-only rounds a renewed generator takes before its batches join the pool")
     ap.add_argument("--gen-lr", type=float, default=Schedule.lr, help="the generator's learning rate (Adam)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="the recipe's total-variation weight on the generator's images (default: its own)")
@@ -125,7 +127,7 @@ def main():
                         momentum=a.momentum, lr=a.gen_lr,
                         adversarial=a.adversarial, diversity=a.diversity,
                         student_flip=a.student_flip, meta=a.meta == "on", recent=a.recent,
-                        student_noise=a.student_noise, gen_noise=a.gen_noise, renew=a.renew,
+                        student_noise=a.student_noise, gen_noise=a.gen_noise, renew=a.renew, rewarm=a.rewarm,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema),

@@ -80,6 +80,8 @@ class Schedule:
             gained 1.86 and 1.30 pp and doubled the pool's within-class diversity; 32 lost 4.8 and 5.7 pp, the teacher
             recognising fewer of the young generators' inputs; with a stats file 96 lost 0.52 and 0.38 pp
             (``benchmarks/RESULTS.md``, "Seventeenth sweep").
+        rewarm: generator-only rounds a renewed generator takes before its batches join the pool (its first batches
+            are the ones the teacher recognises least); their batches are discarded. 0: none.
         gen_noise: the same noise on the generator's images as the teacher sees them in the generator step (after
             the warm-up), so the generator is steered by what the teacher still sees under texture. 0: none (2 lost
             7.8 and 15.3 pp, same sweep).
@@ -101,6 +103,7 @@ class Schedule:
     student_noise: float = 0.0
     gen_noise: float = 0.0
     renew: int = 0
+    rewarm: int = 0
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
@@ -108,8 +111,9 @@ class Schedule:
                                    f"must be >= 1, its generator channels >= 2. Received: {self}")
         if self.student_flip not in FLIPS:
             raise TinyDistillError(f"the engine's student_flip must be {', '.join(FLIPS)}. Received: {self.student_flip!r}")
-        if self.renew < 0:
-            raise TinyDistillError(f"the engine's renew (rounds a generator lives) must be >= 0. Received: {self.renew!r}")
+        if self.renew < 0 or self.rewarm < 0:
+            raise TinyDistillError("the engine's renew (rounds a generator lives) and rewarm (its generator-only rounds) "
+                                   f"must be >= 0. Received: renew={self.renew!r}, rewarm={self.rewarm!r}")
         if not 0.0 <= self.recent <= 1.0:
             raise TinyDistillError(f"the engine's recent share must be in [0, 1]. Received: {self.recent!r}")
         if self.warmup >= self.rounds:
@@ -267,6 +271,8 @@ class _Engine:
                 w.assign(v)
             _clear(self.meta.opt)
         self.generators += 1
+        for _ in range(self.schedule.rewarm):
+            self.batch(pool=False)
 
     def _targets(self):
         size = self.schedule.batch_size
@@ -280,8 +286,9 @@ class _Engine:
         z = self.rng.normal(size=(len(y), LATENT)).astype(np.float32)
         return y, target, rows, z
 
-    def batch(self) -> np.ndarray:
-        """One generator batch, tuned for ``gen_steps`` steps, into the pool; returns its classes."""
+    def batch(self, pool: bool = True) -> np.ndarray:
+        """One generator batch, tuned for ``gen_steps`` steps, into the pool (``pool`` False: discarded); returns its
+        classes."""
         tf = self.tf
         y, target, rows, z = self._targets()
         if self.meta:
@@ -301,6 +308,8 @@ class _Engine:
             self.meta.end(total)
         self.memory = memory  # one batch moves the memory once, as in Fast-DFKD
         self.batches += 1
+        if not pool:
+            return y
         u = u.numpy()
         # never trained on: the self-check's held-out inputs (a copy: a view would keep the whole batch alive, 3 MiB a
         # round on CIFAR-10, 1.5 GiB over a run)
