@@ -327,6 +327,24 @@ def test_renewing_a_meta_generator_renews_its_shared_start(tiny_bn_model):
     assert all(not v.numpy().any() for v in eng.meta.opt.variables)
 
 
+def test_renewed_generator_warms_up_without_filling_the_pool(tiny_bn_model):
+    from tinydistill.synthesis.engine import _Engine
+
+    teacher = describe(tiny_bn_model)
+    eng = _Engine(teacher, design_student(teacher, width=0.5, seed=0), plan_for(teacher, None, (0.0, 1.0)),
+                  Schedule(rounds=4, warmup=1, renew=2, rewarm=3), 0)
+    eng.batch()
+    filled, added, held = eng.pool.filled, eng.pool.added, len(eng.held)
+    eng.renew()
+    # three generator-only batches of two steps each on the new generator; none of them kept
+    assert int(eng.gen_opt.iterations.numpy()) == 6
+    assert (eng.pool.filled, eng.pool.added, len(eng.held)) == (filled, added, held)
+    eng.batch()
+    assert eng.pool.added > added and len(eng.held) == held + 1
+    with pytest.raises(TinyDistillError, match="rewarm"):
+        Schedule(rounds=4, warmup=1, rewarm=-1).validate()
+
+
 def test_renewing_engine_is_seeded_and_refuses_a_negative_life(tiny_bn_model):
     teacher = describe(tiny_bn_model)
     with pytest.raises(TinyDistillError, match="renew"):
