@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from tinydistill import _compat  # noqa: E402
-from tinydistill.config import DistillConfig  # noqa: E402
+from tinydistill.config import ENGINE_REWARM, DistillConfig  # noqa: E402
 from tinydistill.student.design import design_student  # noqa: E402
 from tinydistill.student.distillation import recalibrate_batchnorm, recalibration_noise  # noqa: E402
 from tinydistill.synthesis.engine import Schedule, plan_for, renew_for, run_engine  # noqa: E402
@@ -78,8 +78,9 @@ def main():
     ap.add_argument("--renew", type=int, default=None,
                     help="rounds a generator lives before a freshly initialised one replaces it (0: never; default: "
                          "the engine's: renew_for, ENGINE_RENEW without a stats file, 0 with one)")
-    ap.add_argument("--rewarm", type=int, default=Schedule.rewarm,
-                    help="generator-only rounds a renewed generator takes before its batches join the pool")
+    ap.add_argument("--rewarm", type=int, default=ENGINE_REWARM,
+                    help="generator-only rounds a renewed generator takes before its batches join the pool (default: "
+                         "the engine's, ENGINE_REWARM)")
     ap.add_argument("--gen-lr", type=float, default=Schedule.lr, help="the generator's learning rate (Adam)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="the recipe's total-variation weight on the generator's images (default: its own)")

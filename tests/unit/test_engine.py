@@ -360,10 +360,11 @@ def test_renewing_engine_is_seeded_and_refuses_a_negative_life(tiny_bn_model):
 
 
 def test_schedule_renews_the_generator_only_without_a_stats_file():
-    from tinydistill.config import ENGINE_RENEW
+    from tinydistill.config import ENGINE_RENEW, ENGINE_REWARM
 
     synthesis, distill = resolve_counts("generator", SynthesisConfig(method="generator"), DistillConfig())
     assert schedule_for(synthesis, distill).renew == ENGINE_RENEW > 0
+    assert schedule_for(synthesis, distill).rewarm == ENGINE_REWARM > 0
     assert schedule_for(synthesis, distill, stats=True).renew == 0
 
 

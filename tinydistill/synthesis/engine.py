@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _compat
 from .._math import is_image
-from ..config import ENGINE_RENEW, FLIPS, resolve_distill
+from ..config import ENGINE_RENEW, ENGINE_REWARM, FLIPS, resolve_distill
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
 from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
@@ -81,7 +81,9 @@ class Schedule:
             recognising fewer of the young generators' inputs; with a stats file 96 lost 0.52 and 0.38 pp
             (``benchmarks/RESULTS.md``, "Seventeenth sweep").
         rewarm: generator-only rounds a renewed generator takes before its batches join the pool (its first batches
-            are the ones the teacher recognises least); their batches are discarded. 0: none.
+            are the ones the teacher recognises least; NAYER's warm-up loops); their batches are discarded. 0: none.
+            16 at a life of 96: +0.62 and +0.30 pp, the teacher recognising 98.7 % of the pool instead of 96.3 %;
+            at a life of 32: +4.7 and +3.1 pp, still 3.2 pp under 96 (``benchmarks/RESULTS.md``, "Eighteenth sweep").
         gen_noise: the same noise on the generator's images as the teacher sees them in the generator step (after
             the warm-up), so the generator is steered by what the teacher still sees under texture. 0: none (2 lost
             7.8 and 15.3 pp, same sweep).
@@ -436,12 +438,12 @@ def schedule_for(synthesis, distill, *, stats: bool = False) -> Schedule:
     """The engine's schedule from resolved configs (:func:`~tinydistill.config.resolve_counts`): ``inputs`` generated in
     batches of :data:`BATCH`, ``steps`` generator steps a batch, and as many student steps a round as make
     ``epochs`` passes over the final pool; a new generator every :func:`renew_for` rounds (``stats``: a stats file
-    steers it)."""
+    steers it), each first warmed up for :data:`~tinydistill.config.ENGINE_REWARM` generator-only rounds."""
     rounds = max(2, math.ceil(synthesis.inputs / BATCH))
     return Schedule(rounds=rounds, batch_size=BATCH, gen_steps=synthesis.steps,
                     student_steps=max(1, round(distill.epochs * BATCH / distill.batch_size)),
                     warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement,
-                    renew=renew_for(stats))
+                    renew=renew_for(stats), rewarm=ENGINE_REWARM)
 
 
 def renew_for(stats: bool) -> int:
