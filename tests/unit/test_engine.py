@@ -339,6 +339,7 @@ def test_renewed_generator_warms_up_without_filling_the_pool(tiny_bn_model):
     # three generator-only batches of two steps each on the new generator; none of them kept
     assert int(eng.gen_opt.iterations.numpy()) == 6
     assert (eng.pool.filled, eng.pool.added, len(eng.held)) == (filled, added, held)
+    assert eng.discarded == 3 * eng.schedule.batch_size  # made, counted in what the run generated, never used
     eng.batch()
     assert eng.pool.added > added and len(eng.held) == held + 1
     with pytest.raises(TinyDistillError, match="rewarm"):

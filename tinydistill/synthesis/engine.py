@@ -83,7 +83,7 @@ class Schedule:
         rewarm: generator-only rounds a renewed generator takes before its batches join the pool (its first batches
             are the ones the teacher recognises least; NAYER's warm-up loops); their batches are discarded. 0: none.
             16 at a life of 96: +0.62 and +0.30 pp, the teacher recognising 98.7 % of the pool instead of 96.3 %;
-            at a life of 32: +4.7 and +3.1 pp, still 3.2 pp under 96 (``benchmarks/RESULTS.md``, "Eighteenth sweep").
+            at a life of 32: +4.7 and +3.1 pp, still 3.4 pp under 96 (``benchmarks/RESULTS.md``, "Eighteenth sweep").
         gen_noise: the same noise on the generator's images as the teacher sees them in the generator step (after
             the warm-up), so the generator is steered by what the teacher still sees under texture. 0: none (2 lost
             7.8 and 15.3 pp, same sweep).
@@ -261,10 +261,12 @@ class _Engine:
         self.batches = 0
         self.held = []
         self.generators = 1
+        self.discarded = 0  # inputs of renewed generators' warm-up batches, made and never used
 
     def renew(self) -> None:
         """A new generator in place of the current one: weights drawn with another seed (the compiled step keeps
-        the same variables), the optimiser's moments and step count cleared."""
+        the same variables), the optimiser's moments and step count cleared; then ``rewarm`` generator-only batches,
+        discarded."""
         fresh = build_generator(self.shape, self.C, channels=self.schedule.channels, seed=self.seed + 7 * self.generators)
         self.gen.set_weights(fresh.get_weights())
         _clear(self.gen_opt)
@@ -311,6 +313,7 @@ class _Engine:
         self.memory = memory  # one batch moves the memory once, as in Fast-DFKD
         self.batches += 1
         if not pool:
+            self.discarded += len(y)
             return y
         u = u.numpy()
         # never trained on: the self-check's held-out inputs (a copy: a view would keep the whole batch alive, 3 MiB a
@@ -430,8 +433,8 @@ def _result(eng, notes) -> SyntheticSet:
     x = pool.inputs(keep, eng.plan.input_range)
     return SyntheticSet(x=x, y=pool.y[keep], logits=_batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
                         flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement,
-                        generated=pool.added + HELD_OUT * len(eng.held), notes=notes, mirrored=eng.student_flip,
-                        generators=eng.generators)
+                        generated=pool.added + HELD_OUT * len(eng.held) + eng.discarded, notes=notes,
+                        mirrored=eng.student_flip, generators=eng.generators)
 
 
 def schedule_for(synthesis, distill, *, stats: bool = False) -> Schedule:
