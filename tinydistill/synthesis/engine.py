@@ -261,7 +261,6 @@ class _Engine:
         self.batches = 0
         self.held = []
         self.generators = 1
-        self.discarded = 0  # inputs of renewed generators' warm-up batches, made and never used
 
     def renew(self) -> None:
         """A new generator in place of the current one: weights drawn with another seed (the compiled step keeps
@@ -313,7 +312,6 @@ class _Engine:
         self.memory = memory  # one batch moves the memory once, as in Fast-DFKD
         self.batches += 1
         if not pool:
-            self.discarded += len(y)
             return y
         u = u.numpy()
         # never trained on: the self-check's held-out inputs (a copy: a view would keep the whole batch alive, 3 MiB a
@@ -433,8 +431,8 @@ def _result(eng, notes) -> SyntheticSet:
     x = pool.inputs(keep, eng.plan.input_range)
     return SyntheticSet(x=x, y=pool.y[keep], logits=_batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
                         flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement,
-                        generated=pool.added + HELD_OUT * len(eng.held) + eng.discarded, notes=notes,
-                        mirrored=eng.student_flip, generators=eng.generators)
+                        generated=eng.batches * eng.schedule.batch_size, notes=notes, mirrored=eng.student_flip,
+                        generators=eng.generators)
 
 
 def schedule_for(synthesis, distill, *, stats: bool = False) -> Schedule:
