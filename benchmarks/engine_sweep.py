@@ -81,6 +81,8 @@ def main():
     ap.add_argument("--rewarm", type=int, default=ENGINE_REWARM,
                     help="generator-only rounds a renewed generator takes before its batches join the pool (default: "
                          "the engine's, ENGINE_REWARM)")
+    ap.add_argument("--novelty", type=float, default=0.0,
+                    help="weight of the feature-space novelty term (FeatureNovelty; default: off)")
     ap.add_argument("--gen-lr", type=float, default=Schedule.lr, help="the generator's learning rate (Adam)")
     ap.add_argument("--smoothness", type=float, default=None,
                     help="the recipe's total-variation weight on the generator's images (default: its own)")
@@ -129,6 +131,7 @@ def main():
                         adversarial=a.adversarial, diversity=a.diversity,
                         student_flip=a.student_flip, meta=a.meta == "on", recent=a.recent,
                         student_noise=a.student_noise, gen_noise=a.gen_noise, renew=a.renew, rewarm=a.rewarm,
+                        novelty=a.novelty,
                         **({"channels": a.channels} if a.channels else {}))
     distill = DistillConfig(**{k: v for k, v in (("features", a.features), ("loss", a.loss),
                                                  ("temperature", a.temperature), ("ema", a.ema),

@@ -384,3 +384,21 @@ def test_no_new_generator_within_half_a_life_of_the_end(tiny_bn_model, monkeypat
     run_engine(teacher, design_student(teacher, width=0.5, seed=0), plan_for(teacher, None, (0.0, 1.0)),
                Schedule(rounds=rounds, warmup=1, student_steps=1, renew=4), SHORT, seed=0)
     assert len(calls) == renewals
+
+
+def test_novelty_bank_gathers_each_batch_once_and_refuses_a_negative_weight(tiny_bn_model):
+    from tinydistill.synthesis.engine import _Engine
+
+    teacher = describe(tiny_bn_model)
+    eng = _Engine(teacher, design_student(teacher, width=0.5, seed=0), plan_for(teacher, None, (0.0, 1.0)),
+                  Schedule(rounds=4, warmup=1, novelty=1.0), 0)
+    bank, classes = (a.numpy() for a in eng.memory["novelty"])
+    assert bank.shape[0] == classes.shape[0] and not bank.any()  # empty at the start: the term adds nothing yet
+    ys = [eng.batch() for _ in range(3)]
+    bank, classes = (a.numpy() for a in eng.memory["novelty"])
+    filled = 3 * BATCH  # two generator steps a batch, the batch entered once, newest first
+    assert np.abs(np.linalg.norm(bank[:filled], axis=1) - 1.0).max() < 1e-4 and not bank[filled:].any()
+    assert np.array_equal(classes[:filled].argmax(1), np.concatenate(ys[::-1]))
+    assert classes[:filled].sum() == filled and not classes[filled:].any()
+    with pytest.raises(TinyDistillError, match="novelty"):
+        Schedule(rounds=4, warmup=1, novelty=-1.0).validate()

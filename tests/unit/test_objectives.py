@@ -197,6 +197,41 @@ def test_pair_diversity(tiny_teacher, xy):
     assert obj.group == "prior"
 
 
+def test_feature_novelty_against_a_numpy_reference(tiny_teacher, xy):
+    from tinydistill.synthesis.objectives import FeatureNovelty
+
+    tf = _compat.tf()
+    x, y = xy
+    obj = FeatureNovelty(tiny_teacher, 0.7, bank=8, temperature=0.1)
+    b, _, inputs_of = _batch(tiny_teacher, [obj], x, y)
+    assert obj.inputs_of == (tiny_teacher.logits_model.layers[-1].name,) and obj.group == "prior"
+    f = inputs_of[obj.layer].reshape(len(x), -1)
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    C = tiny_teacher.num_classes
+    # a bank holding the first input's own features as class 0 and another's as no class (an empty row)
+    bank = np.zeros((8, f.shape[1]), np.float32)
+    classes = np.zeros((8, C), np.float32)
+    bank[0], classes[0, y[0]] = f[0], 1.0
+    bank[1] = f[1]
+    b.memory = {"novelty": (tf.constant(bank), tf.constant(classes))}
+    got = _scalar(obj.terms(b))
+    rows, cls = np.concatenate([f, bank]), np.concatenate([np.eye(C)[y], classes])
+    nearest = []
+    for i in range(len(x)):
+        same = (cls[:, y[i]] > 0) & (np.arange(len(rows)) != i)
+        if same.any():
+            s = rows[same] @ f[i] / 0.1
+            nearest.append(0.1 * (s.max() + np.log(np.exp(s - s.max()).sum())))
+    assert got == pytest.approx(0.7 * np.mean(nearest), rel=1e-4)
+    # the bank is first in, first out: this batch's features first, then the oldest rows of the bank, cut to its size
+    new_bank, new_classes = (a.numpy() for a in b.updates["novelty"])
+    assert np.allclose(new_bank, f[:8], atol=1e-6) and np.array_equal(new_classes, np.eye(C)[y[:8]])
+    # alone in its class (nothing earlier, nothing else in the batch), an input adds nothing
+    b1, _, _ = _batch(tiny_teacher, [obj], x[:1], y[:1])
+    b1.memory = {"novelty": tuple(obj.memory()["novelty"])}
+    assert _scalar(obj.terms(b1)) == 0.0
+
+
 def test_total_variation(tiny_teacher, xy):
     x, y = xy
     obj = TotalVariation(0.3)

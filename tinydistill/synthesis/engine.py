@@ -23,7 +23,7 @@ from ..config import ENGINE_RENEW, ENGINE_REWARM, FLIPS, resolve_distill
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
 from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
-from .objectives import Disagreement, PairDiversity, total_loss
+from .objectives import Disagreement, FeatureNovelty, PairDiversity, total_loss
 from .quality import MIN_AGREEMENT
 
 # the pool is kept as 8-bit levels of the unit range: a quarter of float32's memory, the input precision of
@@ -84,6 +84,8 @@ class Schedule:
             are the ones the teacher recognises least; NAYER's warm-up loops); their batches are discarded. 0: none.
             16 at a life of 96: +0.62 and +0.30 pp, the teacher recognising 98.7 % of the pool instead of 96.3 %;
             at a life of 32: +4.7 and +3.1 pp, still 3.4 pp under 96 (``benchmarks/RESULTS.md``, "Eighteenth sweep").
+        novelty: weight of :class:`~.objectives.FeatureNovelty`: each generated input pushed away from its nearest
+            earlier one of its class in the teacher's feature space (CMI's contrast with the earlier batches). 0: off.
         gen_noise: the same noise on the generator's images as the teacher sees them in the generator step (after
             the warm-up), so the generator is steered by what the teacher still sees under texture. 0: none (2 lost
             7.8 and 15.3 pp, same sweep).
@@ -106,6 +108,7 @@ class Schedule:
     gen_noise: float = 0.0
     renew: int = 0
     rewarm: int = 0
+    novelty: float = 0.0
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
@@ -116,6 +119,8 @@ class Schedule:
         if self.renew < 0 or self.rewarm < 0:
             raise TinyDistillError("the engine's renew (rounds a generator lives) and rewarm (its generator-only rounds) "
                                    f"must be >= 0. Received: renew={self.renew!r}, rewarm={self.rewarm!r}")
+        if self.novelty < 0:
+            raise TinyDistillError(f"the engine's novelty weight must be >= 0. Received: {self.novelty!r}")
         if not 0.0 <= self.recent <= 1.0:
             raise TinyDistillError(f"the engine's recent share must be in [0, 1]. Received: {self.recent!r}")
         if self.warmup >= self.rounds:
@@ -247,6 +252,8 @@ class _Engine:
         objectives = list(plan.objectives) + [Disagreement(student, schedule.adversarial, masked=True)]
         if schedule.diversity:
             objectives.append(PairDiversity(schedule.diversity))
+        if schedule.novelty:
+            objectives.append(FeatureNovelty(teacher, schedule.novelty))
         self.jitter = jitter_pixels(self.shape, plan.recipe)
         opt = self.gen_opt = k.optimizers.Adam(schedule.lr, beta_1=0.5)
         self.gen_noise = tf.Variable(0.0, trainable=False) if schedule.gen_noise else None

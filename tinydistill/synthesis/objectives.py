@@ -392,6 +392,51 @@ class PairDiversity(Objective):
         return [-self.weight * tf.reduce_mean(tf.abs(b.u[:half] - b.u[half:2 * half]))]
 
 
+class FeatureNovelty(Objective):
+    """A generator's inputs kept away from the ones it made before, in the teacher's feature space (CMI's idea, Fang
+    et al. 2021, without its learnt projection head): each input's similarity to its nearest earlier input of the
+    same class is minimised with ``weight``.
+
+    The features are the input of the teacher's last layer (what its classifier reads), unit-normalised. The
+    earlier inputs are a first-in-first-out bank of the last ``bank`` inputs' features and classes, kept in the
+    engine's batch memory (:attr:`Batch.memory`); the other inputs of the batch count too. The nearest is a soft
+    maximum (at ``temperature``) over the same-class rows, so the gradient reaches the few nearest, not one."""
+
+    group = "prior"
+
+    def __init__(self, teacher, weight: float, bank: int = 2048, temperature: float = 0.1):
+        lm = teacher.logits_model
+        self.layer = lm.layers[-1].name
+        self.inputs_of = (self.layer,)
+        self.weight = weight
+        self.temperature = temperature
+        width = int(np.prod(lm.layers[-1].input.shape[1:]))
+        self.start = (np.zeros((bank, width), np.float32), np.zeros((bank, teacher.num_classes), np.float32))
+
+    def memory(self) -> dict:
+        from .. import _compat
+
+        tf = _compat.tf()
+        return {"novelty": tuple(tf.constant(a) for a in self.start)}
+
+    def terms(self, b: Batch) -> list:
+        tf = b.tf
+        feats, classes = b.memory["novelty"]
+        f = tf.math.l2_normalize(tf.reshape(b.inputs_of[self.layer], (tf.shape(b.x)[0], -1)), axis=-1)
+        onehot = tf.one_hot(tf.argmax(b.target, -1), classes.shape[-1])
+        n = tf.shape(f)[0]
+        rows = tf.concat([f, feats], 0)
+        same = tf.matmul(onehot, tf.concat([onehot, classes], 0), transpose_b=True)  # (B, B + bank)
+        same *= 1.0 - tf.pad(tf.eye(n), [[0, 0], [0, feats.shape[0]]])  # not itself
+        sim = tf.matmul(f, rows, transpose_b=True)
+        t = self.temperature
+        nearest = t * tf.reduce_logsumexp(tf.where(same > 0, sim / t, -1e9), axis=-1)
+        has = tf.cast(tf.reduce_any(same > 0, axis=-1), tf.float32)
+        b.updates["novelty"] = (tf.stop_gradient(tf.concat([f, feats], 0)[:feats.shape[0]]),
+                                tf.concat([onehot, classes], 0)[:feats.shape[0]])
+        return [self.weight * tf.reduce_sum(has * nearest) / tf.maximum(tf.reduce_sum(has), 1.0)]
+
+
 def reads(objectives) -> tuple[list[str], list[str]]:
     """The teacher layers whose outputs (sorted, without the input and logits) and inputs the objectives read."""
     outputs = sorted({nm for o in objectives for nm in o.outputs} - {INPUT, LOGITS})
