@@ -202,7 +202,7 @@ def test_feature_novelty_against_a_numpy_reference(tiny_teacher, xy):
 
     tf = _compat.tf()
     x, y = xy
-    obj = FeatureNovelty(tiny_teacher, 0.7, bank=8, temperature=0.1)
+    obj = FeatureNovelty(tf, tiny_teacher, 0.7, bank=8, temperature=0.1)
     b, _, inputs_of = _batch(tiny_teacher, [obj], x, y)
     assert obj.inputs_of == (tiny_teacher.logits_model.layers[-1].name,) and obj.group == "prior"
     f = inputs_of[obj.layer].reshape(len(x), -1)

@@ -253,7 +253,7 @@ class _Engine:
         if schedule.diversity:
             objectives.append(PairDiversity(schedule.diversity))
         if schedule.novelty:
-            objectives.append(FeatureNovelty(teacher, schedule.novelty))
+            objectives.append(FeatureNovelty(tf, teacher, schedule.novelty))
         self.jitter = jitter_pixels(self.shape, plan.recipe)
         opt = self.gen_opt = k.optimizers.Adam(schedule.lr, beta_1=0.5)
         self.gen_noise = tf.Variable(0.0, trainable=False) if schedule.gen_noise else None

@@ -12,6 +12,7 @@ name; a method (:mod:`.methods`) is a weighted list of them.
 | :class:`MatchedMoments` | a publisher's stats file | per-class moments of layers, of grid regions, of layer-pair spectra |
 | :class:`BatchNormStats` | the teacher's BatchNorm layers | each BN input's mean and std (and per-class std) vs. running stats |
 | :class:`Disagreement` | a partly trained student | the teacher-student Jensen-Shannon divergence (maximised) |
+| :class:`FeatureNovelty` | earlier generated inputs | similarity to the nearest of the same class, in the teacher's features |
 | :class:`TotalVariation` | image inputs | smoothness of neighbouring pixels |
 """
 
@@ -404,20 +405,17 @@ class FeatureNovelty(Objective):
 
     group = "prior"
 
-    def __init__(self, teacher, weight: float, bank: int = 2048, temperature: float = 0.1):
+    def __init__(self, tf, teacher, weight: float, bank: int = 2048, temperature: float = 0.1):
         lm = teacher.logits_model
         self.layer = lm.layers[-1].name
         self.inputs_of = (self.layer,)
         self.weight = weight
         self.temperature = temperature
         width = int(np.prod(lm.layers[-1].input.shape[1:]))
-        self.start = (np.zeros((bank, width), np.float32), np.zeros((bank, teacher.num_classes), np.float32))
+        self.start = (tf.zeros((bank, width)), tf.zeros((bank, teacher.num_classes)))  # empty: no class matches
 
     def memory(self) -> dict:
-        from .. import _compat
-
-        tf = _compat.tf()
-        return {"novelty": tuple(tf.constant(a) for a in self.start)}
+        return {"novelty": self.start}
 
     def terms(self, b: Batch) -> list:
         tf = b.tf
