@@ -48,7 +48,8 @@ ENGINE_EMA = 0.9994
 # without a stats file, the engine's generator is drawn afresh every ENGINE_RENEW rounds (NAYER's generator life):
 # +1.86 and +1.30 pp from BatchNorm statistics at 300 batches, within-class diversity 15 -> 29 % ("Seventeenth sweep");
 # with a stats file (diversity already 33 % from its per-class moments) one generator lives the whole run: renewing
-# it every 96 rounds there lost 0.52 and 0.38 pp and left the diversity as it was (same sweep)
+# it every 96 rounds there lost 0.52 and 0.38 pp and left the diversity as it was (same sweep); lives of 64 and 144
+# rounds lost to 96 on both seeds ("Nineteenth sweep")
 ENGINE_RENEW = 96
 # a renewed generator first takes ENGINE_REWARM generator-only rounds whose batches are discarded (NAYER's warm-up loops
 # of a new generator): the teacher recognised 98.7 % of the pool instead of 96.3 %, +0.62 and +0.30 pp at a life of 96;

@@ -79,13 +79,16 @@ class Schedule:
             would remain); 0: one generator for the whole run. From BatchNorm statistics on CIFAR-10 ResNet-8, 96
             gained 1.86 and 1.30 pp and doubled the pool's within-class diversity; 32 lost 4.8 and 5.7 pp, the teacher
             recognising fewer of the young generators' inputs; with a stats file 96 lost 0.52 and 0.38 pp
-            (``benchmarks/RESULTS.md``, "Seventeenth sweep").
+            (``benchmarks/RESULTS.md``, "Seventeenth sweep"). With the warm-up below, 64 and 144 lost to 96 on both
+            seeds ("Nineteenth sweep").
         rewarm: generator-only rounds a renewed generator takes before its batches join the pool (its first batches
             are the ones the teacher recognises least; NAYER's warm-up loops); their batches are discarded. 0: none.
             16 at a life of 96: +0.62 and +0.30 pp, the teacher recognising 98.7 % of the pool instead of 96.3 %;
             at a life of 32: +4.7 and +3.1 pp, still 3.4 pp under 96 (``benchmarks/RESULTS.md``, "Eighteenth sweep").
         novelty: weight of :class:`~.objectives.FeatureNovelty`: each generated input pushed away from its nearest
-            earlier one of its class in the teacher's feature space (CMI's contrast with the earlier batches). 0: off.
+            earlier one of its class in the teacher's feature space (CMI's contrast with the earlier batches). 0: off
+            (from BatchNorm statistics on CIFAR-10 ResNet-8, 1 lost 1.60 and 1.18 pp, 4 lost 1.44 and tied:
+            ``benchmarks/RESULTS.md``, "Nineteenth sweep").
         gen_noise: the same noise on the generator's images as the teacher sees them in the generator step (after
             the warm-up), so the generator is steered by what the teacher still sees under texture. 0: none (2 lost
             7.8 and 15.3 pp, same sweep).
