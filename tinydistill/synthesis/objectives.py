@@ -422,16 +422,16 @@ class FeatureNovelty(Objective):
         feats, classes = b.memory["novelty"]
         f = tf.math.l2_normalize(tf.reshape(b.inputs_of[self.layer], (tf.shape(b.x)[0], -1)), axis=-1)
         onehot = tf.one_hot(tf.argmax(b.target, -1), classes.shape[-1])
-        n = tf.shape(f)[0]
-        rows = tf.concat([f, feats], 0)
-        same = tf.matmul(onehot, tf.concat([onehot, classes], 0), transpose_b=True)  # (B, B + bank)
-        same *= 1.0 - tf.pad(tf.eye(n), [[0, 0], [0, feats.shape[0]]])  # not itself
+        size = feats.shape[0]
+        rows, row_classes = tf.concat([f, feats], 0), tf.concat([onehot, classes], 0)  # (B + bank, ...)
+        same = tf.matmul(onehot, row_classes, transpose_b=True)
+        same *= 1.0 - tf.pad(tf.eye(tf.shape(f)[0]), [[0, 0], [0, size]])  # not itself
+        same = same > 0
         sim = tf.matmul(f, rows, transpose_b=True)
         t = self.temperature
-        nearest = t * tf.reduce_logsumexp(tf.where(same > 0, sim / t, -1e9), axis=-1)
-        has = tf.cast(tf.reduce_any(same > 0, axis=-1), tf.float32)
-        b.updates["novelty"] = (tf.stop_gradient(tf.concat([f, feats], 0)[:feats.shape[0]]),
-                                tf.concat([onehot, classes], 0)[:feats.shape[0]])
+        nearest = t * tf.reduce_logsumexp(tf.where(same, sim / t, -1e9), axis=-1)
+        has = tf.cast(tf.reduce_any(same, axis=-1), tf.float32)
+        b.updates["novelty"] = (tf.stop_gradient(rows[:size]), row_classes[:size])  # first in, first out
         return [self.weight * tf.reduce_sum(has * nearest) / tf.maximum(tf.reduce_sum(has), 1.0)]
 
 
