@@ -46,3 +46,29 @@ def test_curve_draws_the_effort_rows_and_the_defaults_row(tmp_path, monkeypatch)
     assert accs == [58.97, 60.98, 66.08]
     assert minutes == pytest.approx([310 / 60, 605 / 60, 1214 / 60])
     assert bench.quality_vs_time(bench.table_rows(SECTION)[:2], str(tmp_path / "none.png")) is None
+
+
+def test_a_re_measured_row_replaces_its_old_line_and_a_new_row_is_added():
+    class Args:
+        rows, seeds, note = ["effort 0.5", "effort 4"], 1, ""
+
+    old = "## T\n\nCommand: x  \nTeacher: t.h5, 1 parameters.\n\n" + SECTION.split("\n\n", 2)[2]
+    new = ["| engine from BN, effort 0.5 | 61.00 % | 61.00 | 600 |", "| engine from BN, effort 4 | 70.00 % | 70.00 | 4,800 |"]
+    results = [("engine from BN, effort 0.5", [0.61], [600]), ("engine from BN, effort 4", [0.70], [4800])]
+    merged = "\n".join(bench._merge_rows(old, new, results, Args, "abc1234"))
+    rows = dict((n, a) for n, a, _ in bench.table_rows(merged))
+    assert rows["engine from BN, effort 0.5"] == 61.0 and rows["engine from BN, effort 4"] == 70.0
+    assert rows["engine from BN, effort 0.25"] == 58.97 and len(rows) == 5
+    assert "at commit abc1234" in merged and merged.count("effort 0.5 |") == 1
+
+
+def test_the_speed_suite_times_its_items_in_a_new_order_every_round():
+    items = list("abcde")
+    orders = [bench._round_order(items, r) for r in range(5)]
+    assert all(sorted(o) == items for o in orders)
+    firsts, lasts = [o[0] for o in orders], [o[-1] for o in orders]
+    assert max(map(firsts.count, items)) <= 2 and max(map(lasts.count, items)) <= 2
+    # each is timed at three or more places in the round, after more than one other item
+    assert all(len({o.index(i) for o in orders}) >= 3 for i in items)
+    assert all(len({o[o.index(i) - 1] for o in orders if o.index(i)}) >= 2 for i in items)
+    assert bench._round_order(["bare", "engine"], 0)[0] == "bare" and bench._round_order(["bare", "engine"], 1)[0] == "engine"
