@@ -24,6 +24,7 @@ import tempfile
 import time
 from dataclasses import replace
 from functools import partial
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -543,16 +544,21 @@ def _wakeword(width):
     return suite
 
 
+def _compress_row(teacher, width, test, seed, method):
+    """A row that runs ``compress`` as a user does (``--board cortex-m4``, ``method``, the rest at the defaults) and
+    returns the int8 accuracy on ``test``."""
+    x, y = test
+
+    def run():
+        res = td.compress(teacher, board="cortex-m4", data=(x, y), width=width, method=method, input_range=(0.0, 1.0),
+                          seed=seed)
+        return res.report["accuracy"]["student_int8"]
+    return run
+
+
 def wakeword_rows(teacher, width, test, seed):
     """(row name, callable returning the int8 accuracy on ``test``) of the wake-word table."""
     x, y = test
-
-    def compress(method):
-        def run():
-            res = td.compress(teacher, board="cortex-m4", data=(x, y), width=width, method=method,
-                              input_range=(0.0, 1.0), seed=seed)
-            return res.report["accuracy"]["student_int8"]
-        return run
 
     def noise():
         student, calib = dict(rows_for(teacher, None, width, None, (0.0, 1.0), seed, real_epochs=0,
@@ -560,23 +566,79 @@ def wakeword_rows(teacher, width, test, seed):
         return int8_accuracy(teacher, student, calib[:2000], x, y, seed)
 
     return [("Gaussian-noise KD", noise),
-            ("BatchNorm statistics, per-batch pixels (bn: auto's choice, defaults)", compress("auto")),
-            ("engine from BN statistics (generator, defaults)", compress("generator"))]
+            ("BatchNorm statistics, per-batch pixels (bn: auto's choice, defaults)",
+             _compress_row(teacher, width, test, seed, "auto")),
+            ("engine from BN statistics (generator, defaults)", _compress_row(teacher, width, test, seed, "generator"))]
 
 
-def run_wakeword(name, teacher, width, test, seeds):
+def run_rows(name, rows, seeds):
+    """Every row of ``rows(seed)`` (name, callable returning the int8 accuracy) that ``--rows`` selects, per seed."""
     results = []
-    for row_name, _ in wakeword_rows(teacher, width, test, 0):
+    for row_name, _ in rows(0):
         if not selected(row_name):
             continue
         accs, secs = [], []
         for seed in range(seeds):
             t0 = time.perf_counter()
-            accs.append(dict(wakeword_rows(teacher, width, test, seed))[row_name]())
+            accs.append(dict(rows(seed))[row_name]())
             secs.append(time.perf_counter() - t0)
             print(f"[{name}] {row_name} seed {seed}: int8 {accs[-1]:.2%} in {secs[-1]:.0f} s", flush=True)
         results.append((row_name, accs, secs))
     return results
+
+
+def run_wakeword(name, teacher, width, test, seeds):
+    return run_rows(name, partial(wakeword_rows, teacher, width, test), seeds)
+
+
+def _non_image_teachers(work):
+    """Two teachers with BatchNorm whose inputs are not images, trained here on MNIST (5 epochs, seed 0) and saved
+    as a user's .h5: an MLP on the 784 pixels as a vector, and 1-D convolutions over the 28 rows as time steps of 28
+    channels (a sensor-like sequence). (name, teacher, width under half its parameters, test data)."""
+    k = _compat.keras()
+    L = k.layers
+    specs = [("MLP 784-256-128 with BatchNorm, vector input", (784,), 0.5,
+              [L.Dense(256, use_bias=False), L.BatchNormalization(), L.ReLU(), L.Dense(128, use_bias=False),
+               L.BatchNormalization(), L.ReLU()]),
+             ("Conv1D 32-64-64 with BatchNorm, 28 steps x 28 channels", (28, 28), 0.7,
+              [layer for f, st in ((32, 1), (64, 2), (64, 2))
+               for layer in (L.Conv1D(f, 3, strides=st, padding="same", use_bias=False), L.BatchNormalization(), L.ReLU())]
+              + [L.GlobalAveragePooling1D()])]
+    out = []
+    for i, (name, shape, width, layers) in enumerate(specs):
+        x, y = fit_to_teacher(mnist("train"), shape, 10, (0.0, 1.0))
+        _compat.set_seed(0)
+        m = k.Sequential([k.Input(shape), *layers, L.Dense(10, activation="softmax")])
+        m.compile(optimizer=k.optimizers.Adam(2e-3 if len(shape) == 2 else 1e-3), loss="sparse_categorical_crossentropy")
+        m.fit(x, y, batch_size=128, epochs=5, verbose=0)
+        path = os.path.join(work, f"teacher{i}.h5")
+        m.save(path)
+        out.append((name, td.load_teacher(path), width, fit_to_teacher(mnist("test"), shape, 10, (0.0, 1.0))))
+    return out
+
+
+def _teacher_accuracy(teacher, test):
+    x, y = test
+    return float((np.argmax(teacher.model.predict(x, batch_size=1000, verbose=0), axis=-1) == y).mean())
+
+
+def suite_non_image_bn(seeds):
+    """Per-batch pixels (bn) against the engine (generator) on teachers with BatchNorm whose inputs are not images,
+    as ``compress`` runs them (``--board cortex-m4``, width under half the parameters, the rest at the defaults),
+    int8 on the 10,000 MNIST test images: what ``auto`` should choose for such a teacher (it chooses bn; the engine
+    won on the wake-word DS-CNN, see its tables)."""
+    work = tempfile.mkdtemp(prefix="td-nonimage-")
+    try:
+        teachers = _non_image_teachers(work)
+
+        def rows(seed):
+            return [(f"{name}: {label}", _compress_row(t, width, test, seed, method)) for name, t, width, test in teachers
+                    for label, method in (("bn (auto's choice)", "auto"), ("engine (generator)", "generator"))]
+        about = " and ".join(f"{name.split(' with ')[0]} ({t.params:,} parameters, float {_teacher_accuracy(t, test):.2%})"
+                             for name, t, _, test in teachers)
+        return SimpleNamespace(path=f"{about}, trained by the benchmark", params=None), run_rows("non-image-bn", rows, seeds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _cells(line: str) -> list:
@@ -656,7 +718,9 @@ SUITES = {"speed": ("Synthesis step time against a bare teacher forward+backward
           # 0.65: the widest student under half the teacher's parameters (22,943 of 47,707; 0.7 has 54 %)
           "wakeword-0.65": ("Wake-word: MLPerf Tiny DS-CNN -> width 0.65 (48 % of the parameters), its 45 samples",
                             _wakeword(0.65)),
-          "wakeword-0.5": ("Wake-word: MLPerf Tiny DS-CNN -> width 0.5, its 45 samples", _wakeword(0.5))}
+          "wakeword-0.5": ("Wake-word: MLPerf Tiny DS-CNN -> width 0.5, its 45 samples", _wakeword(0.5)),
+          "non-image-bn": ("Teachers with BatchNorm and non-image inputs (trained here on MNIST): bn against the engine",
+                           suite_non_image_bn)}
 
 
 def machine() -> str:
@@ -693,7 +757,8 @@ def main():
         lines = [f"## {title}", "",
                  f"Command: `python benchmarks/run.py --suite {key} --seeds {args.seeds}` (commit {commit or '?'})  ",
                  f"Machine: {machine()}  ", f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
-                 f"Teacher: {os.path.basename(teacher.path)}, {teacher.params:,} parameters. "
+                 f"Teacher: {os.path.basename(teacher.path)}" + (f", {teacher.params:,} parameters" if teacher.params else "")
+                 + ". "
                  f"Suite wall time {time.perf_counter() - t0:,.0f} s." + (f" {args.note}" if args.note else ""), "",
                  ]
         if key == "speed":
@@ -708,7 +773,7 @@ def main():
                 lines += [f"| {row} | {wall:,.0f} | {', '.join(f'{k} {v:,.0f}' for k, v in sec.items() if k != 'total')} "
                           f"| {100 * acc:.2f} % | {peak / 2**30:.2f} GiB |" for row, wall, sec, acc, peak in runs]
         else:
-            if key in ("cifar", "bn-ablations") or key.startswith(("natural", "wakeword")):
+            if key in ("cifar", "bn-ablations", "non-image-bn") or key.startswith(("natural", "wakeword")):
                 lines += [" ".join((fn.__doc__ or "").split()) +
                           (f" Synthesis: {CIFAR_INPUTS:,} inputs x {CIFAR_STEPS} steps." if key == "cifar" else ""), ""]
             lines += ["| method | accuracy (mean) | per seed | seconds per run (mean) |", "| --- | ---: | --- | ---: |"]
