@@ -136,7 +136,9 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
         if stats is not None:
             return "all-layers", "a statistics file was given (per-class, per-layer moments)"
         if teacher.has_batchnorm:
-            return "bn", f"the teacher has {len(teacher.bn_layers)} BatchNorm layers (running statistics)"
+            return "bn", (f"the teacher has {len(teacher.bn_layers)} BatchNorm layers (running statistics) and its input "
+                          "is not an image: per-batch pixels, which won on two of three such teachers measured; the "
+                          "engine (--method generator) won on the third (benchmarks/RESULTS.md): worth a try")
         return "prior", "the teacher has neither a statistics file nor BatchNorm layers"
     if method in _STATS_METHODS and stats is None:
         raise TinyDistillError(f"method {method!r} needs a statistics file: pass --stats FILE "
