@@ -315,8 +315,8 @@ def suite_speed(seeds):
         timed = [("bare", partial(_step_seconds, bare, 20))] + [(key, partial(_step_seconds, fn, 1))
                                                                  for key, fn in runs.items()]
         best = dict.fromkeys(dict(timed), float("inf"))
-        for r in range(rounds):
-            for key, time_it in _round_order(timed, r):
+        for i in range(rounds):  # not ``r``: that is the case's input range
+            for key, time_it in _round_order(timed, i):
                 best[key] = min(best[key], time_it())
         base = best.pop("bare")
         for method in methods:
@@ -405,8 +405,8 @@ def _generator_step(teacher, stats, input_range, rounds):
     eng.batch()  # trace
     timed = [("bare", partial(_step_seconds, bare, 10)), ("engine", lambda: _step_seconds(eng.batch, 1) / gen_steps)]
     best = dict.fromkeys(dict(timed), float("inf"))
-    for r in range(rounds):
-        for key, time_it in _round_order(timed, r):
+    for i in range(rounds):
+        for key, time_it in _round_order(timed, i):
             best[key] = min(best[key], time_it())
     base, per_step = best["bare"], best["engine"]
     name = os.path.basename(teacher.path) + (" + stats" if stats is not None else "")
