@@ -12,6 +12,16 @@ def test_auto_picks_strongest_signal(tiny_teacher, tiny_stats, tiny_bn_model):
     assert resolve_method("auto", tiny_teacher, None)[0] == "prior"
 
 
+def test_auto_keeps_per_batch_bn_for_a_non_image_teacher_and_names_the_engine():
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    m = k.Sequential([k.Input((12,)), k.layers.Dense(8), k.layers.BatchNormalization(), k.layers.ReLU(),
+                      k.layers.Dense(3)])
+    method, why = resolve_method("auto", describe(m), None)
+    assert method == "bn" and "not an image" in why and "--method generator" in why
+
+
 def test_methods_need_their_metadata(tiny_teacher):
     with pytest.raises(TinyDistillError, match="needs a statistics file"):
         resolve_method("all-layers", tiny_teacher, None)
