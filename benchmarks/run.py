@@ -172,22 +172,37 @@ def selected(row: str) -> bool:
     return not ROWS or any(r in row for r in ROWS)
 
 
-def run_suite(name, teacher, stats, width, train, test, rng, seeds, **kw):
-    x, y = test
+def run_rows(name, rows, seeds):
+    """Every row of ``rows(seed)`` (name, callable returning the int8 accuracy) that ``--rows`` selects, per seed:
+    (row name, accuracies, seconds)."""
     results = []
-    for row_name, _ in rows_for(teacher, stats, width, train, rng, 0, **kw):
+    for row_name, _ in rows(0):
         if not selected(row_name):
             continue
         accs, secs = [], []
         for seed in range(seeds):
-            fn = dict(rows_for(teacher, stats, width, train, rng, seed, **kw))[row_name]
+            fn = dict(rows(seed))[row_name]
             t0 = time.perf_counter()
-            student, calib = fn()
-            acc = int8_accuracy(teacher, student, calib, x, y, seed)
+            accs.append(fn())
             secs.append(time.perf_counter() - t0)
-            accs.append(acc)
-            print(f"[{name}] {row_name} seed {seed}: int8 {acc:.2%} in {secs[-1]:.0f} s", flush=True)
+            print(f"[{name}] {row_name} seed {seed}: int8 {accs[-1]:.2%} in {secs[-1]:.0f} s", flush=True)
         results.append((row_name, accs, secs))
+    return results
+
+
+def _int8_of(teacher, fn, test, seed, calib=None):
+    """The int8 accuracy on ``test`` of the student that ``fn`` returns with its calibration inputs (the first
+    ``calib`` of them; None: all)."""
+    student, x = fn()
+    return int8_accuracy(teacher, student, x[:calib], *test, seed)
+
+
+def run_suite(name, teacher, stats, width, train, test, rng, seeds, **kw):
+    def rows(seed):
+        return [(row, partial(_int8_of, teacher, fn, test, seed))
+                for row, fn in rows_for(teacher, stats, width, train, rng, seed, **kw)]
+
+    results = run_rows(name, rows, seeds)
     if ROWS and not results:
         sys.exit(f"error: no row of the {name} suite contains any of --rows {' '.join(ROWS)}: see the row names in "
                  "benchmarks/RESULTS.md")
@@ -540,7 +555,7 @@ def _wakeword(width):
         t = td.load_teacher(path)
         x, y = fit_to_teacher(load_data(os.path.join(DATA, "teachers", "wakeword_dscnn_samples.npz")), t.input_shape,
                               t.num_classes, (0.0, 1.0))
-        return t, run_wakeword(f"wakeword-{width:g}", t, width, (x, y), seeds)
+        return t, run_rows(f"wakeword-{width:g}", partial(wakeword_rows, t, width, (x, y)), seeds)
     return suite
 
 
@@ -558,37 +573,12 @@ def _compress_row(teacher, width, test, seed, method):
 
 def wakeword_rows(teacher, width, test, seed):
     """(row name, callable returning the int8 accuracy on ``test``) of the wake-word table."""
-    x, y = test
-
-    def noise():
-        student, calib = dict(rows_for(teacher, None, width, None, (0.0, 1.0), seed, real_epochs=0,
-                                       kd_epochs=DEFAULT_EPOCHS, suite="bn"))["Gaussian-noise KD"]()
-        return int8_accuracy(teacher, student, calib[:2000], x, y, seed)
-
-    return [("Gaussian-noise KD", noise),
+    noise = dict(rows_for(teacher, None, width, None, (0.0, 1.0), seed, real_epochs=0, kd_epochs=DEFAULT_EPOCHS,
+                          suite="bn"))["Gaussian-noise KD"]
+    return [("Gaussian-noise KD", partial(_int8_of, teacher, noise, test, seed, 2000)),
             ("BatchNorm statistics, per-batch pixels (bn: auto's choice, defaults)",
              _compress_row(teacher, width, test, seed, "auto")),
             ("engine from BN statistics (generator, defaults)", _compress_row(teacher, width, test, seed, "generator"))]
-
-
-def run_rows(name, rows, seeds):
-    """Every row of ``rows(seed)`` (name, callable returning the int8 accuracy) that ``--rows`` selects, per seed."""
-    results = []
-    for row_name, _ in rows(0):
-        if not selected(row_name):
-            continue
-        accs, secs = [], []
-        for seed in range(seeds):
-            t0 = time.perf_counter()
-            accs.append(dict(rows(seed))[row_name]())
-            secs.append(time.perf_counter() - t0)
-            print(f"[{name}] {row_name} seed {seed}: int8 {accs[-1]:.2%} in {secs[-1]:.0f} s", flush=True)
-        results.append((row_name, accs, secs))
-    return results
-
-
-def run_wakeword(name, teacher, width, test, seeds):
-    return run_rows(name, partial(wakeword_rows, teacher, width, test), seeds)
 
 
 def _non_image_teachers(work):
@@ -686,21 +676,11 @@ def quality_vs_time(rows, path):
 
 
 def run_natural(name, teacher, stats, width, train, test, rng, seeds):
-    x, y = test
-    results = []
-    for row_name, _ in natural_rows(teacher, stats, width, train, rng, 0):
-        if not selected(row_name):
-            continue
-        accs, secs = [], []
-        for seed in range(seeds):
-            fn = dict(natural_rows(teacher, stats, width, train, rng, seed))[row_name]
-            t0 = time.perf_counter()
-            student, calib = fn()
-            accs.append(int8_accuracy(teacher, student, calib[:2000], x, y, seed))
-            secs.append(time.perf_counter() - t0)
-            print(f"[{name}] {row_name} seed {seed}: int8 {accs[-1]:.2%} in {secs[-1]:.0f} s", flush=True)
-        results.append((row_name, accs, secs))
-    return results
+    def rows(seed):
+        return [(row, partial(_int8_of, teacher, fn, test, seed, 2000))
+                for row, fn in natural_rows(teacher, stats, width, train, rng, seed)]
+
+    return run_rows(name, rows, seeds)
 
 
 SUITES = {"speed": ("Synthesis step time against a bare teacher forward+backward", suite_speed),
