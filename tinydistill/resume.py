@@ -63,13 +63,16 @@ class RunState:
             return None
         with np.load(self._path("synthetic.npz"), allow_pickle=False) as z:
             agreement = float(z["flip_agreement"]) if "flip_agreement" in z.files else float("nan")
+            student = float(z["student_agreement"]) if "student_agreement" in z.files else float("nan")
             syn = SyntheticSet(x=z["x"], y=z["y"], logits=z["logits"], method=str(z["method"]),
                                flipped=bool(z["flipped"]) if "flipped" in z.files else False,
                                flip_agreement=None if np.isnan(agreement) else agreement,
                                generated=int(z["generated"]) if "generated" in z.files and int(z["generated"]) >= 0 else None,
                                mirrored=bool(z["mirrored"]) if "mirrored" in z.files else False,
                                generators=int(z["generators"]) if "generators" in z.files and int(z["generators"]) >= 0
-                               else None)
+                               else None,
+                               notes=[str(n) for n in z["notes"]] if "notes" in z.files else [],
+                               student_agreement=None if np.isnan(student) else student)
         self.notes.append(f"resumed: {len(syn):,} synthetic inputs reused")
         return syn
 
@@ -78,7 +81,9 @@ class RunState:
         np.savez(buf, x=syn.x, y=syn.y, logits=syn.logits, method=np.array(syn.method), flipped=np.array(syn.flipped),
                  flip_agreement=np.array(np.nan if syn.flip_agreement is None else syn.flip_agreement),
                  generated=np.array(-1 if syn.generated is None else syn.generated), mirrored=np.array(syn.mirrored),
-                 generators=np.array(-1 if syn.generators is None else syn.generators))
+                 generators=np.array(-1 if syn.generators is None else syn.generators),
+                 notes=np.array(list(syn.notes), dtype=str),
+                 student_agreement=np.array(np.nan if syn.student_agreement is None else syn.student_agreement))
         self._save("synthetic.npz", buf.getvalue())
         self._save("synthesis.json", json.dumps(key).encode())
 

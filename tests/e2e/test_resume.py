@@ -99,3 +99,23 @@ def test_generator_stage_resumed_whole(tiny_bn_model, tmp_path, monkeypatch):
     assert report["distillation"]["weight_average_momentum"] == ENGINE_EMA  # the engine's default
     assert report["synthesis"]["generators"] == 1  # 2 rounds: no renewal (kept across the resume)
     assert any("synthetic inputs reused" in n for n in report["resumed"])
+    assert report["synthesis"]["student_agreement_held_out"] is not None  # the self-check's figures are kept too
+
+
+def test_a_synthetic_set_keeps_its_self_check_across_a_resume(tmp_path):
+    """What a run adapted and measured is saved with its synthetic set, so a resumed run reports it too."""
+    import numpy as np
+
+    from tinydistill.resume import RunState
+    from tinydistill.synthesis import SyntheticSet
+
+    syn = SyntheticSet(x=np.zeros((4, 2), np.float32), y=np.arange(4), logits=np.eye(4, dtype=np.float32), method="bn",
+                       notes=["the teacher recognised 40% of the first batch: class weight 0.2 -> 0.4, batch made again"],
+                       student_agreement=0.75)
+    RunState(str(tmp_path / "s"), resume=False).save_synthetic({"k": 1}, syn)
+    back = RunState(str(tmp_path / "s"), resume=True).load_synthetic({"k": 1})
+    assert back.notes == syn.notes and back.student_agreement == 0.75 and back.teacher_agreement == 1.0
+    plain = SyntheticSet(x=syn.x, y=syn.y, logits=syn.logits, method="bn")
+    RunState(str(tmp_path / "p"), resume=False).save_synthetic({"k": 1}, plain)
+    back = RunState(str(tmp_path / "p"), resume=True).load_synthetic({"k": 1})
+    assert back.notes == [] and back.student_agreement is None

@@ -24,7 +24,7 @@ from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
 from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
 from .objectives import Disagreement, FeatureNovelty, PairDiversity, total_loss
-from .quality import MIN_AGREEMENT
+from .quality import ADAPTATIONS, MIN_AGREEMENT
 
 # the pool is kept as 8-bit levels of the unit range: a quarter of float32's memory, the input precision of
 # an int8 model
@@ -233,9 +233,6 @@ class _Pool:
     def inputs(self, idx, input_range) -> np.ndarray:
         lo, hi = input_range
         return (lo + (hi - lo) / _LEVELS * self.u[idx].astype(np.float32)).astype(np.float32)
-
-
-ADAPTATIONS = 3  # at most this many times the class weight is doubled when the teacher does not recognise a batch
 
 
 class _Engine:

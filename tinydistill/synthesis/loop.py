@@ -18,6 +18,7 @@ from ..errors import TinyDistillError
 from ..teacher.stats import INPUT, LOGITS
 from .kernels import smooth_noise
 from .objectives import Batch, reads, total_loss
+from .quality import ADAPTATIONS, MIN_AGREEMENT
 
 # a teacher that keeps its top-1 class on most flipped inputs treats left and right alike (measured on
 # synthetic inputs: CIFAR-10 ResNet-8 0.71, LeNet-5 on digits 0.36 with stats and 0.29 without)
@@ -222,6 +223,9 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
         raise TinyDistillError(f"`batch_size` ({batch_size}) must be a multiple of the {replicas} replicas")
     per_replica = batch_size // replicas
     parts = [slice(r * per_replica, (r + 1) * per_replica) for r in range(replicas)]
+    # the class weight is a variable, so the self-check can raise it without a new trace
+    class_weight = tf.Variable(float(plan.classes.weight), trainable=False)
+    plan.classes.weight = class_weight
     step = _compile(teacher, plan, strategy, image)
     final_logits = tf.function(lambda x_: teacher.logits_model(x_, training=False))
     jitter = jitter_pixels(shape, plan.recipe)
@@ -235,27 +239,43 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
         return strategy.experimental_distribute_values_from_function(
             lambda ctx: tf.constant(chunks[ctx.replica_id_in_sync_group]))
 
-    xs, ys, ls = [], [], []
+    def optimise(init, target, y, shifts):
+        """The batch after ``config.steps`` Adam steps from ``init``, in the teacher's range, and its logits."""
+        u_t, m_t, v_t = (distribute([a[sl] for sl in parts]) for a in (init, np.zeros_like(init), np.zeros_like(init)))
+        target_t = distribute([target[sl] for sl in parts])
+        w_t = distribute([_class_rows(y[sl], C, plan.recipe.per_class) for sl in parts])
+        for t in range(1, config.steps + 1):
+            u_t, m_t, v_t = step(u_t, m_t, v_t, target_t, w_t, tf.constant(float(t)), tf.constant(shifts[t - 1]))
+        u_final = np.concatenate([np.asarray(part) for part in strategy.experimental_local_results(u_t)])
+        x = lo + (hi - lo) * u_final
+        return x, final_logits(tf.constant(x)).numpy()
+
+    xs, ys, ls, notes = [], [], [], []
     n_batches = math.ceil(n / batch_size)
     done = 0
     for bi in range(n_batches):
         y = rng.permutation((np.arange(batch_size) + bi * batch_size) % C).astype(np.int32)
         target, y = plan.classes.targets(rng, y)
         init = start_inputs(rng, plan.recipe.start, y, plan.start_moments, shape)
-        u_t, m_t, v_t = (distribute([a[sl] for sl in parts]) for a in (init, np.zeros_like(init), np.zeros_like(init)))
-        target_t = distribute([target[sl] for sl in parts])
-        w_t = distribute([_class_rows(y[sl], C, plan.recipe.per_class) for sl in parts])
         shifts = _shifts(rng, config.steps, jitter, flipping)
-        for t in range(1, config.steps + 1):
-            u_t, m_t, v_t = step(u_t, m_t, v_t, target_t, w_t, tf.constant(float(t)), tf.constant(shifts[t - 1]))
-        u_final = np.concatenate([np.asarray(part) for part in strategy.experimental_local_results(u_t)])
+        x, logits = optimise(init, target, y, shifts)
+        # self-check on the first batch: while the teacher does not recognise it, the class term is too weak against
+        # the matched statistics; double its weight and make the batch again (at most ADAPTATIONS times)
+        for _ in range(ADAPTATIONS if bi == 0 and float(class_weight.numpy()) > 0 else 0):
+            recognised = float((logits.argmax(1) == y).mean())
+            if recognised >= MIN_AGREEMENT:
+                break
+            before = float(class_weight.numpy())
+            class_weight.assign(2.0 * before)
+            notes.append(f"the teacher recognised {recognised:.0%} of the first batch: class weight {before:g} -> "
+                         f"{2 * before:g}, batch made again")
+            x, logits = optimise(init, target, y, shifts)
         take = min(batch_size, n - done)
-        x = (lo + (hi - lo) * u_final)[:take]
-        xs.append(x)
+        xs.append(x[:take])
         ys.append(y[:take])
-        ls.append(final_logits(tf.constant(x)).numpy())
+        ls.append(logits[:take])
         if bi == 0 and image:
-            agreement = flip_agreement(lambda v: final_logits(tf.constant(v)), x, ls[0])
+            agreement = flip_agreement(lambda v: final_logits(tf.constant(v)), x[:take], ls[0])
             flipping = flips_images(plan.recipe.flip, agreement)
         done += take
         if on_progress:
@@ -263,4 +283,4 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
     return SyntheticSet(x=np.concatenate(xs).astype(np.float32), y=np.concatenate(ys).astype(np.int64),
                         logits=np.concatenate(ls).astype(np.float32), method=plan.method,
                         flipped=bool(flipping and (plan.recipe.flip == "on" or n_batches > 1)),
-                        flip_agreement=agreement)
+                        flip_agreement=agreement, notes=notes)

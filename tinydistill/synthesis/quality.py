@@ -13,6 +13,8 @@ import numpy as np
 # below these the synthetic set is flagged: most inputs should be recognised as the class they were made for,
 # and every class should be recognised on at least half of its inputs
 MIN_AGREEMENT = 0.9
+# at most this many times a run doubles its class weight when the teacher does not recognise a batch (self-check)
+ADAPTATIONS = 3
 MIN_CLASS_AGREEMENT = 0.5
 # inputs of one class that differ, pixel for pixel, by less than this fraction of the set's range are near copies
 # (two random CIFAR-10 training images of one class differ by about 0.25 of the range: RMS over pixels)
