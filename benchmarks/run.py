@@ -581,19 +581,35 @@ def wakeword_rows(teacher, width, test, seed):
             ("engine from BN statistics (generator, defaults)", _compress_row(teacher, width, test, seed, "generator"))]
 
 
-def _non_image_teachers(work):
-    """Two teachers with BatchNorm whose inputs are not images, trained here on MNIST (5 epochs, seed 0) and saved
-    as a user's .h5: an MLP on the 784 pixels as a vector, and 1-D convolutions over the 28 rows as time steps of 28
-    channels (a sensor-like sequence). (name, teacher, width under half its parameters, test data)."""
+def _non_image_specs():
+    """An MLP on the 784 pixels as a vector, and 1-D convolutions over the 28 rows as time steps of 28 channels (a
+    sensor-like sequence): (name, input shape, width under half its parameters, layers)."""
+    L = _compat.keras().layers
+    return [("MLP 784-256-128 with BatchNorm, vector input", (784,), 0.5,
+             [L.Dense(256, use_bias=False), L.BatchNormalization(), L.ReLU(), L.Dense(128, use_bias=False),
+              L.BatchNormalization(), L.ReLU()]),
+            ("Conv1D 32-64-64 with BatchNorm, 28 steps x 28 channels", (28, 28), 0.7,
+             [layer for f, st in ((32, 1), (64, 2), (64, 2))
+              for layer in (L.Conv1D(f, 3, strides=st, padding="same", use_bias=False), L.BatchNormalization(), L.ReLU())]
+             + [L.GlobalAveragePooling1D()])]
+
+
+def _image_bn_specs():
+    """A plain 2-D CNN with BatchNorm on the 28 x 28 digits, the kind of small image model a user trains (no stats
+    file, no model of ours): (name, input shape, width under half its parameters, layers)."""
+    L = _compat.keras().layers
+    return [("CNN 16-32-64 with BatchNorm, 28 x 28 x 1 images", (28, 28, 1), 0.7,
+             [layer for f in (16, 32, 64)
+              for layer in (L.Conv2D(f, 3, padding="same", use_bias=False), L.BatchNormalization(), L.ReLU(),
+                            L.MaxPooling2D())] + [L.Flatten(), L.Dense(64, use_bias=False), L.BatchNormalization(),
+                                                  L.ReLU()])]
+
+
+def _mnist_teachers(work, specs):
+    """Teachers with BatchNorm trained here on MNIST (5 epochs, seed 0) and saved as a user's .h5:
+    (name, teacher, width, test data) for every (name, input shape, width, layers) of ``specs``."""
     k = _compat.keras()
     L = k.layers
-    specs = [("MLP 784-256-128 with BatchNorm, vector input", (784,), 0.5,
-              [L.Dense(256, use_bias=False), L.BatchNormalization(), L.ReLU(), L.Dense(128, use_bias=False),
-               L.BatchNormalization(), L.ReLU()]),
-             ("Conv1D 32-64-64 with BatchNorm, 28 steps x 28 channels", (28, 28), 0.7,
-              [layer for f, st in ((32, 1), (64, 2), (64, 2))
-               for layer in (L.Conv1D(f, 3, strides=st, padding="same", use_bias=False), L.BatchNormalization(), L.ReLU())]
-              + [L.GlobalAveragePooling1D()])]
     out = []
     for i, (name, shape, width, layers) in enumerate(specs):
         x, y = fit_to_teacher(mnist("train"), shape, 10, (0.0, 1.0))
@@ -612,23 +628,39 @@ def _teacher_accuracy(teacher, test):
     return float((np.argmax(teacher.model.predict(x, batch_size=1000, verbose=0), axis=-1) == y).mean())
 
 
+def _bn_teachers_suite(key, specs, methods, seeds):
+    """Rows that run ``compress`` as a user does with each of ``methods`` ((label, method)) on each teacher of
+    ``specs``, trained by the suite; int8 on the 10,000 MNIST test images."""
+    work = tempfile.mkdtemp(prefix=f"td-{key}-")
+    try:
+        teachers = _mnist_teachers(work, specs())
+
+        def rows(seed):
+            return [(f"{name}: {label}", _compress_row(t, width, test, seed, method)) for name, t, width, test in teachers
+                    for label, method in methods]
+        about = " and ".join(f"{name.split(' with ')[0]} ({t.params:,} parameters, float {_teacher_accuracy(t, test):.2%})"
+                             for name, t, _, test in teachers)
+        return SimpleNamespace(path=f"{about}, trained by the benchmark", params=None), run_rows(key, rows, seeds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def suite_non_image_bn(seeds):
     """Per-batch pixels (bn) against the engine (generator) on teachers with BatchNorm whose inputs are not images,
     as ``compress`` runs them (``--board cortex-m4``, width under half the parameters, the rest at the defaults),
     int8 on the 10,000 MNIST test images: what ``auto`` should choose for such a teacher (it chooses bn; the engine
     won on the wake-word DS-CNN, see its tables)."""
-    work = tempfile.mkdtemp(prefix="td-nonimage-")
-    try:
-        teachers = _non_image_teachers(work)
+    return _bn_teachers_suite("non-image-bn", _non_image_specs, (("bn (auto's choice)", "auto"),
+                                                                 ("engine (generator)", "generator")))
 
-        def rows(seed):
-            return [(f"{name}: {label}", _compress_row(t, width, test, seed, method)) for name, t, width, test in teachers
-                    for label, method in (("bn (auto's choice)", "auto"), ("engine (generator)", "generator"))]
-        about = " and ".join(f"{name.split(' with ')[0]} ({t.params:,} parameters, float {_teacher_accuracy(t, test):.2%})"
-                             for name, t, _, test in teachers)
-        return SimpleNamespace(path=f"{about}, trained by the benchmark", params=None), run_rows("non-image-bn", rows, seeds)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+def suite_image_bn(seeds):
+    """The engine (auto's choice for an image teacher with BatchNorm, chosen on CIFAR-10) against per-batch pixels
+    from the BatchNorm statistics (bn) and the no-metadata prior, on a small CNN with BatchNorm trained here on
+    MNIST digits, as ``compress`` runs them (``--board cortex-m4``, width 0.7, the rest at the defaults), int8 on
+    the 10,000 MNIST test images: whether auto's choice holds on an image teacher that is not CIFAR-10's."""
+    return _bn_teachers_suite("image-bn", _image_bn_specs, (("engine (generator: auto's choice)", "auto"),
+                                                            ("bn, per-batch pixels", "bn"), ("prior", "prior")), seeds)
 
 
 def _cells(line: str) -> list:
@@ -700,7 +732,9 @@ SUITES = {"speed": ("Synthesis step time against a bare teacher forward+backward
                             _wakeword(0.65)),
           "wakeword-0.5": ("Wake-word: MLPerf Tiny DS-CNN -> width 0.5, its 45 samples", _wakeword(0.5)),
           "non-image-bn": ("Teachers with BatchNorm and non-image inputs (trained here on MNIST): bn against the engine",
-                           suite_non_image_bn)}
+                           suite_non_image_bn),
+          "image-bn": ("An image teacher with BatchNorm that is not CIFAR-10's (a CNN trained here on MNIST): the engine "
+                       "against bn and prior", suite_image_bn)}
 
 
 def machine() -> str:
@@ -753,7 +787,7 @@ def main():
                 lines += [f"| {row} | {wall:,.0f} | {', '.join(f'{k} {v:,.0f}' for k, v in sec.items() if k != 'total')} "
                           f"| {100 * acc:.2f} % | {peak / 2**30:.2f} GiB |" for row, wall, sec, acc, peak in runs]
         else:
-            if key in ("cifar", "bn-ablations", "non-image-bn") or key.startswith(("natural", "wakeword")):
+            if key in ("cifar", "bn-ablations", "non-image-bn", "image-bn") or key.startswith(("natural", "wakeword")):
                 lines += [" ".join((fn.__doc__ or "").split()) +
                           (f" Synthesis: {CIFAR_INPUTS:,} inputs x {CIFAR_STEPS} steps." if key == "cifar" else ""), ""]
             lines += ["| method | accuracy (mean) | per seed | seconds per run (mean) |", "| --- | ---: | --- | ---: |"]
