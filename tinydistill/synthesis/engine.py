@@ -24,7 +24,7 @@ from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
 from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
 from .objectives import Disagreement, FeatureNovelty, PairDiversity, total_loss
-from .quality import ADAPTATIONS, MIN_AGREEMENT
+from .quality import ADAPTATIONS, raise_class_weight
 
 # the pool is kept as 8-bit levels of the unit range: a quarter of float32's memory, the input precision of
 # an int8 model
@@ -341,13 +341,11 @@ class _Engine:
             for _ in range(self.schedule.warmup):
                 self.batch()
             x, y, logits = self.last_batch()
-            recognised = float((logits.argmax(1) == y).mean())
-            if recognised >= MIN_AGREEMENT or attempt == ADAPTATIONS:
+            note = None if attempt == ADAPTATIONS else raise_class_weight(self.class_weight, logits, y,
+                                                                           "a warm-up batch", "warm-up repeated")
+            if note is None:
                 break
-            before = float(self.class_weight.numpy())
-            self.class_weight.assign(2.0 * before)
-            notes.append(f"the teacher recognised {recognised:.0%} of a warm-up batch: class weight {before:g} -> "
-                         f"{2 * before:g}, warm-up repeated")
+            notes.append(note)
         self.flip_agreement = flip_agreement(self.logits, x, logits) if is_image(self.shape) else None
         self.flipping = flips_images(self.plan.recipe.flip, self.flip_agreement)
         return notes

@@ -18,7 +18,7 @@ from ..errors import TinyDistillError
 from ..teacher.stats import INPUT, LOGITS
 from .kernels import smooth_noise
 from .objectives import Batch, reads, total_loss
-from .quality import ADAPTATIONS, MIN_AGREEMENT
+from .quality import ADAPTATIONS, raise_class_weight
 
 # a teacher that keeps its top-1 class on most flipped inputs treats left and right alike (measured on
 # synthetic inputs: CIFAR-10 ResNet-8 0.71, LeNet-5 on digits 0.36 with stats and 0.29 without)
@@ -259,16 +259,13 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
         init = start_inputs(rng, plan.recipe.start, y, plan.start_moments, shape)
         shifts = _shifts(rng, config.steps, jitter, flipping)
         x, logits = optimise(init, target, y, shifts)
-        # self-check on the first batch: while the teacher does not recognise it, the class term is too weak against
-        # the matched statistics; double its weight and make the batch again (at most ADAPTATIONS times)
+        # self-check on the first batch: while the teacher does not recognise it, make it again with a doubled class
+        # weight (at most ADAPTATIONS times)
         for _ in range(ADAPTATIONS if bi == 0 and float(class_weight.numpy()) > 0 else 0):
-            recognised = float((logits.argmax(1) == y).mean())
-            if recognised >= MIN_AGREEMENT:
+            note = raise_class_weight(class_weight, logits, y, "the first batch", "batch made again")
+            if note is None:
                 break
-            before = float(class_weight.numpy())
-            class_weight.assign(2.0 * before)
-            notes.append(f"the teacher recognised {recognised:.0%} of the first batch: class weight {before:g} -> "
-                         f"{2 * before:g}, batch made again")
+            notes.append(note)
             x, logits = optimise(init, target, y, shifts)
         take = min(batch_size, n - done)
         xs.append(x[:take])

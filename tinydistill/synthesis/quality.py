@@ -24,6 +24,19 @@ MIN_DIVERSITY = 0.05
 MIN_STUDENT_AGREEMENT = 0.75
 
 
+def raise_class_weight(weight, logits: np.ndarray, y: np.ndarray, batch: str, then: str) -> str | None:
+    """Self-check of a synthesis run: if the teacher puts fewer than :data:`MIN_AGREEMENT` of a batch (``logits``)
+    in its target classes ``y``, the class term is too weak against the matched statistics: double ``weight`` (a
+    ``tf.Variable``, so the compiled step needs no new trace) and return what was done (``batch``: which batch,
+    ``then``: what the run does next); None when the batch is recognised."""
+    recognised = float((logits.argmax(1) == y).mean())
+    if recognised >= MIN_AGREEMENT:
+        return None
+    before = float(weight.numpy())
+    weight.assign(2.0 * before)
+    return f"the teacher recognised {recognised:.0%} of {batch}: class weight {before:g} -> {2 * before:g}, {then}"
+
+
 def diversity(x: np.ndarray, y: np.ndarray, pairs: int = 512) -> float:
     """RMS difference of random pairs of inputs of the same class, as a fraction of the set's value range (seeded)."""
     rng = np.random.default_rng(0)
