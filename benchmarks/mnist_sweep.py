@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from tinydistill.config import DEFAULT_INPUTS, DEFAULT_STEPS, CompressConfig, DistillConfig, SynthesisConfig  # noqa: E402
+from tinydistill.config import DEFAULT_INPUTS, DEFAULT_STEPS, METHOD_STEPS, CompressConfig, DistillConfig, SynthesisConfig  # noqa: E402
 from tinydistill.data import load_data  # noqa: E402
 from tinydistill.pipeline import compress  # noqa: E402
 from tinydistill.resume import RunState  # noqa: E402
@@ -90,7 +90,8 @@ def main():
     config = CompressConfig(width=0.5, input_range="0,1", seed=args.seed, synthesis=synthesis,
                             distill=DistillConfig(**dist))
     # the per-batch defaults are in the key, so a set made under other defaults is not reused
-    key = [args.stats, args.seed, sorted(syn.items()), DEFAULT_INPUTS, DEFAULT_STEPS] + ([sorted(rec.items())] if rec else [])
+    key = [args.stats, args.seed, sorted(syn.items()), DEFAULT_INPUTS, DEFAULT_STEPS,
+           sorted(METHOD_STEPS.items())] + ([sorted(rec.items())] if rec else [])
     tag = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
     cache = os.path.join(CACHE, tag)
     scratch = tempfile.mkdtemp(prefix="mnist-sweep-")

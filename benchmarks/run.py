@@ -39,7 +39,7 @@ from tinydistill.data import fit_to_teacher, load_data  # noqa: E402
 from tinydistill.fitting.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student.design import with_output_activation  # noqa: E402
 from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
-from tinydistill.synthesis import DEFAULT_INPUTS, DEFAULT_STEPS, RECIPES, Recipe, SyntheticSet  # noqa: E402
+from tinydistill.synthesis import DEFAULT_INPUTS, RECIPES, Recipe, SyntheticSet  # noqa: E402
 from tinydistill.teacher.model import describe  # noqa: E402
 
 DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -69,7 +69,7 @@ def _as_set(x, teacher, method):
                         method=method)
 
 
-def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs, n=DEFAULT_INPUTS, steps=DEFAULT_STEPS,
+def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs, n=DEFAULT_INPUTS, steps=None,
              suite="main"):
     """(row name, callable returning (student, calibration inputs)) for one suite.
 

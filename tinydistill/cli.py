@@ -25,6 +25,7 @@ from .config import (
     ENGINE_INPUTS,
     ENGINE_STEPS,
     FEATURE_WEIGHT,
+    METHOD_STEPS,
     METHODS,
     STRATEGIES,
 )
@@ -219,7 +220,8 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
               help=f"Synthetic inputs [per-batch methods {DEFAULT_INPUTS:,}, generator {ENGINE_INPUTS:,} generated, "
                    "times --effort].")
 @click.option("--steps", type=click.IntRange(1),
-              help=f"Optimisation steps per batch [per-batch methods {DEFAULT_STEPS}, generator {ENGINE_STEPS}].")
+              help=f"Optimisation steps per batch [per-batch methods {DEFAULT_STEPS} (all-layers "
+                   f"{METHOD_STEPS['all-layers']}), generator {ENGINE_STEPS}].")
 @click.option("--epochs", type=click.IntRange(1),
               help=f"Distillation passes over the synthetic set [per-batch methods {DEFAULT_EPOCHS}, generator "
                    f"{ENGINE_EPOCHS} over its pool].")

@@ -104,6 +104,9 @@ def test_counts_follow_the_method_and_effort():
     syn, dist = resolve_counts("bn", SynthesisConfig(), DistillConfig())
     # per-batch defaults: 64 steps a batch, distillation batches of 256 at 4e-3; the engine's student 128 at 2e-3
     assert (syn.inputs, syn.steps, dist.epochs, dist.batch_size, dist.lr) == (24000, 64, 60, 256, 4e-3)
+    # all-layers (a stats file's method) converges in fewer steps; a user's count is kept whatever the method
+    assert resolve_counts("all-layers", SynthesisConfig(), DistillConfig())[0].steps == 48
+    assert resolve_counts("all-layers", SynthesisConfig(steps=80), DistillConfig())[0].steps == 80
     engine_dist = resolve_counts("generator", SynthesisConfig(), DistillConfig())[1]
     assert (engine_dist.batch_size, engine_dist.lr) == (128, 2e-3)
     assert resolve_counts("bn", SynthesisConfig(), DistillConfig(batch_size=64, lr=1e-3))[1].batch_size == 64
