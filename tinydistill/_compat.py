@@ -184,7 +184,7 @@ def keras3_config_to_tf_keras(config: dict) -> dict:
 
 
 def keras3_to_tf_keras(path: str, *, safe_mode: bool = True):
-    """Load a Keras 3 ``.keras`` file and rebuild it as an equivalent tf_keras model.
+    """Load a Keras 3 ``.keras`` or ``.h5`` file and rebuild it as an equivalent tf_keras model.
 
     Only built-in layers can be rebuilt; the caller has already refused
     custom and Lambda layers unless the user trusts the model.

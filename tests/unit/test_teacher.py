@@ -43,7 +43,8 @@ def test_batchnorm_detected(tiny_bn_model):
     assert "relu1" in t.probe_layers
 
 
-def test_keras3_file_loads_with_same_predictions(tmp_path):
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])  # Keras 3 (TensorFlow's default) writes both
+def test_keras3_file_loads_with_same_predictions(tmp_path, suffix):
     keras3 = pytest.importorskip("keras")
     if not keras3.__version__.startswith("3"):
         pytest.skip("Keras 3 not installed")
@@ -57,7 +58,7 @@ def test_keras3_file_loads_with_same_predictions(tmp_path):
     bn = m.layers[2]
     bn.moving_mean.assign(np.linspace(-1, 1, 4).astype("float32"))
     bn.moving_variance.assign(np.linspace(0.5, 2, 4).astype("float32"))
-    path = tmp_path / "k3.keras"
+    path = tmp_path / f"k3{suffix}"
     m.save(path)
     t = load_teacher(str(path))
     x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype("float32")
@@ -137,6 +138,18 @@ def test_lambda_refused_unless_trusted(tmp_path):
     with pytest.raises(UnsafeModelError, match="Lambda.*--trust-model"):
         load_teacher(p)
     assert load_teacher(p, trust_model=True).num_classes == 3
+
+
+def test_lambda_in_a_keras3_h5_refused_before_loading(tmp_path):
+    keras3 = pytest.importorskip("keras")
+    if not keras3.__version__.startswith("3"):
+        pytest.skip("Keras 3 not installed")
+    i = keras3.Input((4,))
+    o = keras3.layers.Dense(3, activation="softmax")(keras3.layers.Lambda(lambda t: t * 2.0)(i))
+    p = tmp_path / "lambda3.h5"
+    keras3.Model(i, o).save(p)
+    with pytest.raises(UnsafeModelError, match="Lambda.*--trust-model"):
+        load_teacher(str(p))
 
 
 def test_custom_layer_refused(tmp_path, tiny_h5):

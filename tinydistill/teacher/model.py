@@ -114,6 +114,7 @@ def _read_config(path: str) -> tuple[str, dict]:
         try:
             with h5py.File(path, "r") as h5:
                 raw = h5.attrs.get("model_config")
+                version = h5.attrs.get("keras_version", b"")
         except (OSError, KeyError, ValueError, RuntimeError) as exc:  # h5py's errors on damaged object headers
             raise ModelLoadError(
                 f"{path} is a damaged or truncated HDF5 file ({str(exc).strip(chr(39) + ' ').split('(')[0].strip()}): "
@@ -129,7 +130,9 @@ def _read_config(path: str) -> tuple[str, dict]:
                                  "again, or save the model again with model.save()") from None
         if not isinstance(config, dict):
             raise ModelLoadError(f"{path} has no valid model configuration: save the model again with model.save()")
-        return "h5", config
+        version = version.decode("utf-8", "replace") if isinstance(version, bytes) else str(version)
+        # Keras 3 (TensorFlow 2.16+'s default) writes .h5 files too, with layer configs tf.keras cannot read
+        return ("h5-keras3" if version.startswith("3") else "h5"), config
     if head[:2] == b"PK":
         try:
             with zipfile.ZipFile(path) as z:
@@ -220,7 +223,7 @@ def describe(model, *, path: str = "<memory>") -> Teacher:
 
 
 def load_teacher(path: str, *, trust_model: bool = False) -> Teacher:
-    """Load a classifier from ``.h5`` (Keras 2), ``.keras`` (Keras 2 or 3) or a SavedModel folder.
+    """Load a classifier from ``.h5`` or ``.keras`` (Keras 2 or 3) or a SavedModel folder.
 
     Loading is safe by default: Lambda layers and custom classes are refused
     before anything is deserialised unless ``trust_model`` is true.
@@ -242,7 +245,7 @@ def load_teacher(path: str, *, trust_model: bool = False) -> Teacher:
     _check_safe(config, path, trust_model)
     k = _compat.keras()
     try:
-        if fmt == "keras3":
+        if fmt in ("keras3", "h5-keras3"):
             model = _compat.keras3_to_tf_keras(path, safe_mode=not trust_model)
         elif fmt == "keras2":
             model = k.models.load_model(path, compile=False, safe_mode=not trust_model)
