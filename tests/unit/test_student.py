@@ -109,6 +109,34 @@ def test_full_width_teacher_init_is_the_teacher(build, tiny_teacher, tiny_bn_mod
     np.testing.assert_allclose(s.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
+def _mobilenet_head():
+    """A MobileNet's head: the classes come from a 1 x 1 convolution, then Reshape and softmax (Keras' MobileNet)."""
+    k = _compat.keras()
+    _compat.set_seed(0)
+    i = k.Input((8, 8, 3))
+    h = k.layers.Conv2D(8, 3, padding="same", name="stem")(i)
+    h = k.layers.ReLU(6.0)(k.layers.BatchNormalization()(h))
+    h = k.layers.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    h = k.layers.Conv2D(12, 1, name="pw", activation="relu")(h)
+    h = k.layers.GlobalAveragePooling2D(keepdims=True)(h)
+    h = k.layers.Conv2D(3, 1, name="preds")(k.layers.Dropout(0.1)(h))
+    h = k.layers.Reshape((3,))(h)
+    return k.Model(i, k.layers.Activation("softmax")(h))
+
+
+def test_a_classifier_that_ends_in_a_convolution_keeps_one_output_per_class():
+    """The layer that makes the classes is found through Reshape and softmax, not taken to be the last layer (it used
+    to be scaled too: 3 classes -> 2 filters, and the student failed to build)."""
+    t = describe(_mobilenet_head())
+    s = design_student(t, width=0.5)
+    assert s.get_layer("preds").filters == 3 and s.output_shape == (None, 3)
+    assert s.get_layer("pw").filters == 6
+    assert s.init_note == "teacher"  # the Reshape keeps the channels, so the teacher's channels map through it
+    full = design_student(t, width=1.0)
+    x = np.random.default_rng(1).uniform(0, 1, (5, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(full.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
 def test_merged_branches_keep_the_same_channels():
     t = describe(_branchy())
     s = design_student(t, width=0.5)

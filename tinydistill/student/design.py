@@ -16,13 +16,12 @@ from ..teacher.graph import (
     PASS_THROUGH,
     PER_CHANNEL,
     SEPARABLE,
+    WIDTH_KEYS,
     UnsupportedGraph,
     layer_graph,
+    output_heads,
     output_shape,
 )
-
-# Config keys that set a layer's width.
-_WIDTH_KEYS = ("filters", "units")
 
 INITS = ("teacher", "random")
 # scaled channel counts of at least this many are rounded to a multiple of it. Even counts: CMSIS-NN's int8
@@ -77,12 +76,15 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
     _compat.set_seed(seed)
     config = json.loads(json.dumps(teacher.logits_model.get_config()))
     layers = config["layers"]
-    last = teacher.logits_model.layers[-1].name
+    try:
+        heads = output_heads(layer_graph(teacher.logits_model))
+    except UnsupportedGraph:  # shared layers: the last layer is the classifier
+        heads = {teacher.logits_model.layers[-1].name}
     for layer in layers:
         cfg = layer["config"]
-        if cfg.get("name") == last:
+        if cfg.get("name") in heads:
             continue
-        for key in _WIDTH_KEYS:
+        for key in WIDTH_KEYS:
             if isinstance(cfg.get(key), int):
                 cfg[key] = scaled_channels(cfg[key], width, multiple)
     config["name"] = "student"
@@ -200,7 +202,7 @@ def _check_supported(node, rank: int) -> None:
         raise UnsupportedGraph(f"layer {name} normalises another axis than the channels")
 
 
-def _describe(node, ins, shape, last, spaces, space_of):
+def _describe(node, ins, shape, heads, spaces, space_of):
     """What a layer's output channels are: ("full", C) | ("space", id) | ("concat", [(desc, C)]) | ("flat", P, C, desc)."""
     name, cls, cfg = node.name, node.kind, node.config
     rank = len(shape[name])  # without the batch axis; Keras counts it in `axis`
@@ -208,11 +210,13 @@ def _describe(node, ins, shape, last, spaces, space_of):
     if cls == "InputLayer":
         return ("full", shape[name][-1])
     if cls in DENSE_LIKE or cls in SEPARABLE:
-        if name == last:
+        if name in heads:
             return ("full", shape[name][-1])
         space_of[name] = spaces.new()
         return ("space", space_of[name])
     if cls in DEPTHWISE or cls in PASS_THROUGH or cls in PER_CHANNEL:
+        return ins[0]
+    if cls == "Reshape" and shape[node.inputs[0]][-1] == shape[name][-1]:  # e.g. (1, 1, C) -> (C,): channels kept
         return ins[0]
     if cls == "Flatten":
         src = node.inputs[0]
@@ -312,11 +316,11 @@ def _sliced(node, weights, cin, cout) -> list[np.ndarray]:
 def _inherit(student, teacher_model, *, assign: bool = True) -> dict[str, np.ndarray]:
     """Map (and, with ``assign``, copy) the teacher's most important channels into the student, layer by layer."""
     graph = layer_graph(teacher_model)
-    last = graph[-1].name
+    heads = output_heads(graph)
     shape = {node.name: output_shape(teacher_model, node.name) for node in graph}
     spaces, space_of, desc = _Spaces(), {}, {}
     for node in graph:  # 1. what each output's channels are
-        desc[node.name] = _describe(node, [desc[src] for src in node.inputs], shape, last, spaces, space_of)
+        desc[node.name] = _describe(node, [desc[src] for src in node.inputs], shape, heads, spaces, space_of)
     keep = _keep(graph, student, teacher_model, desc, spaces, space_of)  # 2. the channels kept
     # 3. slice every weighted layer; assign only once all fit, so a failure leaves the student as it was
     staged = []

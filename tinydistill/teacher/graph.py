@@ -71,6 +71,28 @@ def layer_graph(model) -> list[Node]:
     return nodes
 
 
+WIDTH_KEYS = ("filters", "units")  # config keys that set a layer's number of output channels
+
+
+def output_heads(nodes: list[Node]) -> set[str]:
+    """The layers that set the model's output channels: those with a width (``filters`` / ``units``) reached from the
+    output through layers without one (a classifier's last Dense, or the 1 x 1 convolution a MobileNet reshapes and
+    a softmax follows). A student keeps their widths: one output per class."""
+    by_name = {node.name: node for node in nodes}
+    heads, seen, todo = set(), set(), [nodes[-1].name]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        node = by_name[name]
+        if any(isinstance(node.config.get(key), int) for key in WIDTH_KEYS):
+            heads.add(name)
+        else:
+            todo.extend(node.inputs)
+    return heads
+
+
 def output_shape(model, name: str) -> tuple:
     """A layer's output shape without the batch axis (``__input__``: the model input)."""
     layer = next((ly for ly in model.layers if ly.name == name), None)
