@@ -113,12 +113,13 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     if not isinstance(board, Board):
         board = load_board(board)
     method_used, reason = resolve_method(config.synthesis.method, teacher, stats)
-    syn_cfg, dist_cfg = resolve_counts(method_used, config.synthesis, config.distill, config.effort)
-    config = replace(config, synthesis=syn_cfg, distill=dist_cfg)
     budget = Budget.for_board(board, **asdict(config.limits))
     # sizing first: an impossible budget fails in seconds, before anything else is asked of the user
     sizing = _size(teacher, board, budget, config.width, clock.progress("size"))
-    config = replace(config, width=sizing.width, input_range=resolve_input_range(config.input_range, stats))
+    engine_notes, effort = _engine_scale(teacher, method_used, config, sizing.width)
+    syn_cfg, dist_cfg = resolve_counts(method_used, config.synthesis, config.distill, effort)
+    config = replace(config, synthesis=syn_cfg, distill=dist_cfg, width=sizing.width,
+                     input_range=resolve_input_range(config.input_range, stats))
     test = None if data is None else as_source(data)
     if test is not None and test.kind != "batches":  # data that can be read twice is checked now, not after training
         next(teacher_batches(test, teacher.input_shape, teacher.num_classes, config.input_range, 8,
@@ -130,7 +131,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     keys = _resume_keys(config, teacher, stats, method_used, dist.num_replicas_in_sync)
     _compat.set_seed(config.seed)
     if method_used == "generator":
-        syn, student, matched, init_note = _interleave(teacher, stats, config, dist, state, keys, clock)
+        syn, student, matched, init_note = _interleave(teacher, stats, config, dist, state, keys, clock, engine_notes)
     else:
         syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
         student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
@@ -254,7 +255,24 @@ def _plain(teacher, student, config, dist):
     return plain
 
 
-def _interleave(teacher, stats, config, dist, state, keys, clock):
+def _engine_scale(teacher, method, config, width) -> tuple[list[str], float]:
+    """The effort a run uses and a note of why: method ``generator`` generates fewer inputs for a teacher whose inputs
+    cost more than the default run's budget (:func:`~tinydistill.synthesis.engine.input_scale`), unless the user set
+    ``--inputs``."""
+    if method != "generator" or config.synthesis.inputs is not None:
+        return [], config.effort
+    from .synthesis.engine import INPUT_BUDGET, input_cost, input_scale
+
+    scale = input_scale(teacher, width)
+    if scale >= 1.0:
+        return [], config.effort
+    note = (f"inputs scaled to {scale:.0%} of the default: a generated input costs {input_cost(teacher, width) / 1e6:,.0f} "
+            f"M multiply-accumulates here against a budget of {INPUT_BUDGET / 1e6:,.0f} M, so the run keeps to about "
+            "the default's time (--effort or --inputs for more)")
+    return [note], config.effort * scale
+
+
+def _interleave(teacher, stats, config, dist, state, keys, clock, notes=()):
     """Method ``generator``: generator and student trained together (one stage); a completed run is resumed whole."""
     student = _new_student(teacher, config, dist)
     init_note = student.init_note
@@ -264,7 +282,7 @@ def _interleave(teacher, stats, config, dist, state, keys, clock):
         student.set_weights(done[1])
     else:
         syn = interleave(teacher, student, stats, config.synthesis, config.distill, input_range=config.input_range,
-                         seed=config.seed, strategy=dist, on_progress=clock.progress("interleave"))
+                         seed=config.seed, strategy=dist, on_progress=clock.progress("interleave"), notes=notes)
         if state is not None:
             state.save_synthetic(keys[0], syn)
             state.save_student(keys[1], config.distill.epochs, student.get_weights(), [])

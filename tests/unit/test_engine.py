@@ -405,3 +405,45 @@ def test_novelty_bank_gathers_each_batch_once_and_refuses_a_negative_weight(tiny
     assert classes[:filled].sum() == filled and not classes[filled:].any()
     with pytest.raises(TinyDistillError, match="novelty"):
         Schedule(rounds=4, warmup=1, novelty=-1.0).validate()
+
+
+def test_larger_inputs_get_smaller_generator_batches_with_the_same_inputs_per_count():
+    """A generator batch holds about as many values as CIFAR-10's 256 (its memory grows with them); the counts set in
+    rounds of 256 (warm-up, a generator's life and warm-up, held-out inputs) keep their number of inputs."""
+    from tinydistill.config import ENGINE_RENEW, ENGINE_REWARM
+    from tinydistill.synthesis.engine import MIN_BATCH, WARMUP, engine_batch
+
+    assert [engine_batch(s) for s in [(28, 28, 1), (32, 32, 3), (49, 10, 1), (64, 64, 3), (96, 96, 3), (224, 224, 3)]] \
+        == [BATCH, BATCH, BATCH, 64, MIN_BATCH, MIN_BATCH]
+    synthesis, distill = resolve_counts("generator", SynthesisConfig(method="generator"), DistillConfig())
+    small, big = schedule_for(synthesis, distill, shape=(32, 32, 3)), schedule_for(synthesis, distill, shape=(96, 96, 3))
+    assert small == schedule_for(synthesis, distill)  # CIFAR-10's schedule is what it was
+    assert big.batch_size == 32 and big.rounds == synthesis.inputs // 32
+    assert (big.warmup, big.renew, big.rewarm, big.held_out) == (8 * WARMUP, 8 * ENGINE_RENEW, 8 * ENGINE_REWARM, 1)
+    assert big.student_steps == 1 and big.validate() is big
+    with pytest.raises(TinyDistillError, match="held-out"):
+        Schedule(rounds=4, warmup=1, batch_size=8, held_out=8).validate()
+
+
+def test_a_teacher_with_dearer_inputs_generates_fewer_of_them():
+    """Inputs whose generator, teacher and student cost more than the budget are generated in proportion fewer, unless
+    the user set --inputs; the note says so. CIFAR-10's and MNIST's sizes keep the full count."""
+    from tinydistill.pipeline import _engine_scale
+    from tinydistill.synthesis.engine import INPUT_BUDGET, input_cost, input_scale
+
+    k = _compat.keras()
+
+    def teacher(shape):
+        i = k.Input(shape)
+        h = k.layers.BatchNormalization()(k.layers.Conv2D(4, 3, strides=2, activation="relu")(i))
+        return describe(k.Model(i, k.layers.Dense(3)(k.layers.GlobalAveragePooling2D()(h))))
+
+    for shape in [(28, 28, 1), (32, 32, 3)]:
+        assert input_scale(teacher(shape), 0.5) == 1.0
+    big = teacher((96, 96, 3))
+    scale = input_scale(big, 0.5)
+    assert 0.2 < scale < 0.3 and scale == pytest.approx(INPUT_BUDGET / input_cost(big, 0.5))  # the generator's 9x area
+    notes, effort = _engine_scale(big, "generator", CompressConfig(effort=2.0), 0.5)
+    assert effort == pytest.approx(2.0 * scale) and "inputs scaled to" in notes[0] and "--effort" in notes[0]
+    assert _engine_scale(big, "generator", CompressConfig(synthesis=SynthesisConfig(inputs=500)), 0.5) == ([], 1.0)
+    assert _engine_scale(big, "bn", CompressConfig(), 0.5) == ([], 1.0)

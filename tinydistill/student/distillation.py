@@ -286,6 +286,17 @@ RECALIBRATION_KEEP = 0.95
 _NOISE_GRID = tuple(2.0 ** -k for k in range(9, 3, -1))  # 1/512 .. 1/16 of the inputs' span
 
 
+def _noisy(xs: np.ndarray, rng, sigma: float, lo: float, hi: float, chunk: int = 256) -> np.ndarray:
+    """``xs`` plus Gaussian noise of std ``sigma``, clipped to [lo, hi], in float32: drawn ``chunk`` rows at a time
+    (the same numbers as one draw of the whole shape), so no float64 copy of the whole batch is made (2048 inputs of
+    96 x 96 x 3 would take 450 MB twice)."""
+    out = np.empty(xs.shape, np.float32)
+    for i in range(0, len(xs), chunk):
+        part = xs[i:i + chunk]
+        out[i:i + chunk] = np.clip(part + rng.normal(0.0, sigma, part.shape), lo, hi)
+    return out
+
+
 def recalibration_noise(teacher, x: np.ndarray, *, samples: int = 2048, seed: int = 0) -> float:
     """Std of the Gaussian noise added to generated images when a student's BatchNorm statistics are re-estimated.
 
@@ -312,7 +323,7 @@ def recalibration_noise(teacher, x: np.ndarray, *, samples: int = 2048, seed: in
     clean, chosen = top1(xs), 0.0
     for frac in _NOISE_GRID:
         sigma = frac * (hi - lo)
-        noisy = np.clip(xs + rng.normal(0.0, sigma, xs.shape), lo, hi).astype(np.float32)
+        noisy = _noisy(xs, rng, sigma, lo, hi)
         if (top1(noisy) == clean).mean() < RECALIBRATION_KEEP:
             break
         chosen = sigma
@@ -345,7 +356,7 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     if mirror:
         xs[idx >= len(x)] = xs[idx >= len(x), :, ::-1]
     if noise:
-        xs = np.clip(xs + rng.normal(0.0, noise, xs.shape), float(x.min()), float(x.max())).astype(np.float32)
+        xs = _noisy(xs, rng, noise, float(x.min()), float(x.max()))
     for bn in bns:
         probe = k.Model(model.inputs, bn.input)
         acts = np.concatenate([probe(xs[i:i + batch_size], training=False).numpy()

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _compat
 from .._math import is_image
-from ..config import ENGINE_RENEW, ENGINE_REWARM, FLIPS, resolve_distill
+from ..config import ENGINE_EPOCHS, ENGINE_RENEW, ENGINE_REWARM, ENGINE_STEPS, FLIPS, resolve_distill
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
 from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
@@ -29,8 +29,16 @@ from .quality import ADAPTATIONS, raise_class_weight
 # the pool is kept as 8-bit levels of the unit range: a quarter of float32's memory, the input precision of
 # an int8 model
 _LEVELS = 255.0
-KEEP = 10_000  # inputs of the pool returned as the synthetic set (calibration, self-check)
-BATCH = 256  # inputs per generator batch (Fast-DFKD's)
+KEEP = 10_000  # inputs of the pool returned as the synthetic set (calibration, self-check), for inputs up to:
+REFERENCE_VALUES = 32 * 32 * 3  # CIFAR-10's input; larger inputs keep fewer (about as many values) and batch fewer
+BATCH = 256  # inputs per generator batch (Fast-DFKD's) up to REFERENCE_VALUES values an input
+# the least inputs a generator batch of a larger input holds (its BatchNorm moments are still taken over 32 x H x W
+# positions). The generator step's memory grows with the values of a batch: 256 inputs of 96 x 96 x 3 took 4 GiB
+MIN_BATCH = 32
+# what a default run may spend a generated input on, in multiply-accumulates (:func:`input_cost`): CIFAR-10 ResNet-8
+# at any width costs 588 M (a student as wide as the teacher), so it and every teacher as cheap run the full count;
+# dearer ones generate fewer inputs, so the run keeps to about the same time (a 96 x 96 x 3 MobileNet: 0.26)
+INPUT_BUDGET = 600_000_000
 # the pool's rows are bounded to this many bytes (CIFAR-10 at the defaults: 400 MiB, under it; a 96 x 96 x 3 input
 # would need 3.5 GiB at full length): past it, new inputs replace random earlier ones (_Pool)
 POOL_BYTES = 512 * 2 ** 20
@@ -112,6 +120,7 @@ class Schedule:
     renew: int = 0
     rewarm: int = 0
     novelty: float = 0.0
+    held_out: int = HELD_OUT
 
     def validate(self) -> Schedule:
         if min(self.rounds, self.batch_size, self.gen_steps, self.student_steps, self.warmup) < 1 or self.channels < 2:
@@ -122,6 +131,9 @@ class Schedule:
         if self.renew < 0 or self.rewarm < 0:
             raise TinyDistillError("the engine's renew (rounds a generator lives) and rewarm (its generator-only rounds) "
                                    f"must be >= 0. Received: renew={self.renew!r}, rewarm={self.rewarm!r}")
+        if not 1 <= self.held_out < self.batch_size:
+            raise TinyDistillError(f"the engine's held-out inputs a batch must be in [1, {self.batch_size}). Received: "
+                                   f"{self.held_out!r}")
         if self.novelty < 0:
             raise TinyDistillError(f"the engine's novelty weight must be >= 0. Received: {self.novelty!r}")
         if not 0.0 <= self.recent <= 1.0:
@@ -260,7 +272,7 @@ class _Engine:
         self.step = _gen_step(teacher, self.gen, objectives, opt, plan.input_range, self.jitter, self.gen_noise)
         self.meta = _Meta(self.gen, opt, schedule.lr * schedule.gen_steps) if schedule.meta else None
         self.memory = {key: value for o in objectives for key, value in o.memory().items()}
-        rows = (schedule.rounds + ADAPTATIONS * schedule.warmup) * (schedule.batch_size - HELD_OUT)
+        rows = (schedule.rounds + ADAPTATIONS * schedule.warmup) * (schedule.batch_size - schedule.held_out)
         self.pool = _Pool(max(schedule.batch_size, min(rows, POOL_BYTES // max(1, math.prod(self.shape)))), self.shape,
                           self.rng)
         self.logits = tf.function(lambda x_: teacher.logits_model(x_, training=False))
@@ -323,8 +335,9 @@ class _Engine:
         u = u.numpy()
         # never trained on: the self-check's held-out inputs (a copy: a view would keep the whole batch alive, 3 MiB a
         # round on CIFAR-10, 1.5 GiB over a run)
-        self.held.append(u[-HELD_OUT:].copy())
-        self.pool.add(u[:-HELD_OUT], y[:-HELD_OUT])
+        held = self.schedule.held_out
+        self.held.append(u[-held:].copy())
+        self.pool.add(u[:-held], y[:-held])
         return y
 
     def last_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -361,7 +374,7 @@ class _Engine:
 
 
 def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, seed: int = 0, strategy=None,
-               on_progress=None):
+               on_progress=None, notes=()):
     """Train ``student`` (in place) on a pool a generator keeps filling, put the moving average of its weights in
     place (``distill_config.ema``; None: :data:`~tinydistill.config.ENGINE_EMA`), then re-estimate its BatchNorm
     statistics (``distill_config.recalibrate``); returns the pool as a :class:`SyntheticSet` (up to :data:`KEEP` of its
@@ -379,7 +392,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     distill_config = resolve_distill(distill_config, engine=True)
     strategy = strategy or tf.distribute.get_strategy()
     eng = _Engine(teacher, student, plan, schedule, seed)
-    notes = eng.warm_up()
+    notes = list(notes) + eng.warm_up()
     if on_progress:
         on_progress(schedule.warmup, schedule.rounds)
     student_rounds = schedule.rounds - schedule.warmup
@@ -432,7 +445,8 @@ def _batched(fn, x: np.ndarray, size: int = 512) -> np.ndarray:
 def _result(eng, notes) -> SyntheticSet:
     """Up to :data:`KEEP` pool inputs spread over the run, labelled by the teacher, with the self-check's figures."""
     pool = eng.pool
-    keep = np.unique(np.linspace(0, pool.filled - 1, min(KEEP, pool.filled)).round().astype(np.int64))
+    size = max(eng.schedule.batch_size, min(KEEP, KEEP * REFERENCE_VALUES // max(1, math.prod(eng.shape))))
+    keep = np.unique(np.linspace(0, pool.filled - 1, min(size, pool.filled)).round().astype(np.int64))
     x = pool.inputs(keep, eng.plan.input_range)
     return SyntheticSet(x=x, y=pool.y[keep], logits=_batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
                         flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement,
@@ -440,16 +454,48 @@ def _result(eng, notes) -> SyntheticSet:
                         generators=eng.generators)
 
 
-def schedule_for(synthesis, distill, *, stats: bool = False) -> Schedule:
+def engine_batch(shape) -> int:
+    """Inputs per generator batch: :data:`BATCH` for inputs of up to :data:`REFERENCE_VALUES` values, else about as
+    many values a batch (a multiple of 8), at least :data:`MIN_BATCH`."""
+    per = max(1, math.prod(shape))
+    return max(MIN_BATCH, min(BATCH, 8 * (BATCH * REFERENCE_VALUES // per // 8)))
+
+
+def input_cost(teacher, width: float, *, channels: int = Schedule.channels, gen_steps: int = ENGINE_STEPS,
+               epochs: int = ENGINE_EPOCHS) -> int:
+    """Multiply-accumulates a default run spends on one generated input: ``gen_steps`` generator steps (the
+    generator's forward and backward pass, 3 G; the teacher's and the student's forward pass and input gradient,
+    2 T + 2 S) and ``epochs`` student passes over it (the teacher's forward pass, the student's forward and backward,
+    T + 3 S). The student's S is taken as T x width^2 (its layers are ``width`` times as wide on both sides)."""
+    from ..teacher.profile import total_macs
+
+    g = total_macs(build_generator(tuple(teacher.input_shape), teacher.num_classes, channels=channels))
+    t = total_macs(teacher.model)
+    s = t * width ** 2
+    return int(gen_steps * (3 * g + 2 * t + 2 * s) + epochs * (t + 3 * s))
+
+
+def input_scale(teacher, width: float) -> float:
+    """The share of :data:`~tinydistill.config.ENGINE_INPUTS` a default run generates for ``teacher``: 1 where an
+    input costs at most :data:`INPUT_BUDGET`, else the budget over the cost (a run of about the same compute)."""
+    return min(1.0, INPUT_BUDGET / max(1, input_cost(teacher, width)))
+
+
+def schedule_for(synthesis, distill, *, stats: bool = False, shape=None) -> Schedule:
     """The engine's schedule from resolved configs (:func:`~tinydistill.config.resolve_counts`): ``inputs`` generated in
-    batches of :data:`BATCH`, ``steps`` generator steps a batch, and as many student steps a round as make
-    ``epochs`` passes over the final pool; a new generator every :func:`renew_for` rounds (``stats``: a stats file
-    steers it), each first warmed up for :data:`~tinydistill.config.ENGINE_REWARM` generator-only rounds."""
-    rounds = max(2, math.ceil(synthesis.inputs / BATCH))
-    return Schedule(rounds=rounds, batch_size=BATCH, gen_steps=synthesis.steps,
-                    student_steps=max(1, round(distill.epochs * BATCH / distill.batch_size)),
-                    warmup=max(1, min(WARMUP, rounds // 10)), adversarial=synthesis.disagreement,
-                    renew=renew_for(stats), rewarm=ENGINE_REWARM)
+    batches of :func:`engine_batch` for an input of ``shape`` (None: :data:`BATCH`), ``steps`` generator steps a batch,
+    and as many student steps a round as make ``epochs`` passes over the final pool; a new generator every
+    :func:`renew_for` rounds of :data:`BATCH` (``stats``: a stats file steers it), each first warmed up for
+    :data:`~tinydistill.config.ENGINE_REWARM` generator-only rounds. With smaller batches the counts measured in
+    rounds (warm-up, a generator's life and warm-up, held-out inputs a batch) keep the same number of inputs."""
+    batch = BATCH if shape is None else engine_batch(shape)
+    ratio = BATCH / batch
+    rounds = max(2, math.ceil(synthesis.inputs / batch))
+    return Schedule(rounds=rounds, batch_size=batch, gen_steps=synthesis.steps,
+                    student_steps=max(1, round(distill.epochs * batch / distill.batch_size)),
+                    warmup=max(1, min(round(WARMUP * ratio), rounds // 10)), adversarial=synthesis.disagreement,
+                    renew=round(renew_for(stats) * ratio), rewarm=round(ENGINE_REWARM * ratio),
+                    held_out=max(1, round(HELD_OUT / ratio)))
 
 
 def renew_for(stats: bool) -> int:
@@ -469,12 +515,13 @@ def plan_for(teacher, stats, input_range, recipe=None) -> Plan:
 
 
 def interleave(teacher, student, stats, synthesis, distill, *, input_range, seed: int = 0, strategy=None,
-               on_progress=None):
+               on_progress=None, notes=()):
     """Run method ``generator``: train ``student`` (in place) while a generator steered by the teacher's metadata
     fills its pool. ``synthesis`` and ``distill`` are resolved configs; returns the :class:`SyntheticSet`."""
     from .methods import RECIPES
 
     plan = plan_for(teacher, stats, input_range, replace(RECIPES["generator"], flip=synthesis.flip))
     distill = resolve_distill(distill, engine=True)
-    return run_engine(teacher, student, plan, schedule_for(synthesis, distill, stats=stats is not None), distill,
-                      seed=seed, strategy=strategy, on_progress=on_progress)
+    schedule = schedule_for(synthesis, distill, stats=stats is not None, shape=tuple(teacher.input_shape))
+    return run_engine(teacher, student, plan, schedule, distill, seed=seed, strategy=strategy, on_progress=on_progress,
+                      notes=notes)
