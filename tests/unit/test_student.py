@@ -137,6 +137,18 @@ def test_a_classifier_that_ends_in_a_convolution_keeps_one_output_per_class():
     np.testing.assert_allclose(full.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
+def test_a_rescaling_layer_keeps_the_teacher_initialisation():
+    """Keras image models often start with Rescaling(1/255): one scale for every channel, so the channels map."""
+    k = _compat.keras()
+    i = k.Input((8, 8, 3))
+    h = k.layers.Conv2D(8, 3, activation="relu", name="c")(k.layers.Rescaling(1 / 255.0)(i))
+    t = describe(k.Model(i, k.layers.Dense(3)(k.layers.GlobalAveragePooling2D()(h))))
+    assert design_student(t, width=0.5).init_note == "teacher"
+    x = np.random.default_rng(1).uniform(0, 255, (4, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(design_student(t, width=1.0).predict(x, verbose=0), t.logits_model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_merged_branches_keep_the_same_channels():
     t = describe(_branchy())
     s = design_student(t, width=0.5)

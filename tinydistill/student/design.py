@@ -218,6 +218,8 @@ def _describe(node, ins, shape, heads, spaces, space_of):
         return ins[0]
     if cls == "Reshape" and shape[node.inputs[0]][-1] == shape[name][-1]:  # e.g. (1, 1, C) -> (C,): channels kept
         return ins[0]
+    if cls == "Rescaling" and all(isinstance(cfg.get(key, 0.0), (int, float)) for key in ("scale", "offset")):
+        return ins[0]  # one scale and offset for every channel (e.g. 1/255 on the input)
     if cls == "Flatten":
         src = node.inputs[0]
         return ("flat", int(np.prod(shape[src][:-1])), shape[src][-1], ins[0])
