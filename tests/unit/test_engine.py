@@ -264,6 +264,19 @@ def test_held_out_inputs_do_not_keep_their_batches_alive(tiny_bn_model):
     assert all(h.base is None and len(h) == HELD_OUT for h in eng.held)
 
 
+def test_batches_smaller_than_the_class_count_take_every_class_in_turn(tiny_bn_model):
+    from tinydistill.synthesis.engine import _Engine
+
+    teacher = describe(tiny_bn_model)  # 3 classes
+    eng = _Engine(teacher, design_student(teacher, width=0.5, seed=0), plan_for(teacher, None, (0.0, 1.0)),
+                  Schedule(rounds=4, warmup=1, batch_size=2, held_out=1), 0)
+    seen = []
+    for b in range(3):
+        eng.batches = b
+        seen.append(sorted(eng._targets()[0].tolist()))
+    assert seen == [[0, 1], [0, 2], [1, 2]]  # classes 0-1, 2-0, 1-2: none left out
+
+
 def test_meta_generator_starts_every_batch_from_its_shared_weights(tiny_bn_model):
     from tinydistill.synthesis.engine import _Engine
 

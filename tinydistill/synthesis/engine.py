@@ -298,11 +298,13 @@ class _Engine:
 
     def _targets(self):
         size = self.schedule.batch_size
+        # with more classes than a batch holds, each batch takes the next ones in turn (else the first ``size`` only)
+        offset = self.batches * size if self.C > size else 0
         if self.schedule.diversity:  # both halves made for the same classes: PairDiversity compares them pair by pair
-            half = self.rng.permutation(np.arange(size // 2) % self.C)
+            half = self.rng.permutation((np.arange(size // 2) + offset) % self.C)
             y = np.concatenate([half, half, half[:size % 2]]).astype(np.int32)
         else:
-            y = self.rng.permutation(np.arange(size) % self.C).astype(np.int32)
+            y = self.rng.permutation((np.arange(size) + offset) % self.C).astype(np.int32)
         target, y = self.plan.classes.targets(self.rng, y)
         rows = _class_rows(y, self.C, self.plan.recipe.per_class)
         z = self.rng.normal(size=(len(y), LATENT)).astype(np.float32)
