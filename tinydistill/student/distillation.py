@@ -169,6 +169,9 @@ def optimizer_for(config, strategy, student, total_steps, input_shape, seed, opt
     return opt, shift
 
 
+FEATURE_SAMPLE = 2048  # the first inputs whose stage outputs set the feature term's spreads
+
+
 def _feature_probes(teacher, student, x_all, features):
     """Teacher and student probes that also return the matched stage outputs, and per matched layer a
     (teacher channels, student channels) matrix selecting the teacher channels it holds, each divided by its
@@ -181,7 +184,7 @@ def _feature_probes(teacher, student, x_all, features):
     names = list(matched)
     t_probe = k.Model(tm.inputs, [tm.get_layer(nm).output for nm in names] + [tm.output])
     s_probe = k.Model(student.inputs, [student.get_layer(nm).output for nm in names] + [student.output])
-    sample = x_all[:2048]
+    sample = x_all[:FEATURE_SAMPLE]
     acts = [t_probe(sample[i:i + 256], training=False) for i in range(0, len(sample), 256)]
     spread = []
     for j, nm in enumerate(names):
