@@ -37,7 +37,7 @@ BATCH = 256  # inputs per generator batch (Fast-DFKD's) up to REFERENCE_VALUES v
 MIN_BATCH = 32
 # what a default run may spend a generated input on, in multiply-accumulates (:func:`input_cost`): CIFAR-10 ResNet-8
 # at any width costs 588 M (a student as wide as the teacher), so it and every teacher as cheap run the full count;
-# dearer ones generate fewer inputs, so the run keeps to about the same time (a 96 x 96 x 3 MobileNet: 0.26)
+# dearer ones generate fewer inputs, so the run keeps to about the same time (a 96 x 96 x 3 MobileNet: 0.27)
 INPUT_BUDGET = 600_000_000
 # the pool's rows are bounded to this many bytes (CIFAR-10 at the defaults: 400 MiB, under it; a 96 x 96 x 3 input
 # would need 3.5 GiB at full length): past it, new inputs replace random earlier ones (_Pool)
