@@ -25,16 +25,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from tinydistill.pipeline import compress  # noqa: E402
 from tinydistill.student import distillation as D  # noqa: E402
 from tinydistill.synthesis import engine as E  # noqa: E402
+from tinydistill.units import peak_memory_bytes  # noqa: E402
 
 
-def status() -> dict:
-    out = {}
+def resident() -> int:
+    """The process's resident memory now (VmRSS), in bytes; its high-water mark is :func:`peak_memory_bytes`."""
     with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS", "VmHWM")):
-                key, value = line.split(":")
-                out[key] = int(value.split()[0]) * 1024
-    return out
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def reset_peak() -> None:
@@ -56,11 +53,10 @@ def timed(owner, name, label=None, calls=None):
         if calls is not None and count[0] not in calls:
             return fn(*args, **kwargs)
         reset_peak()
-        before, start = status(), time.perf_counter()
+        before, start = resident(), time.perf_counter()
         result = fn(*args, **kwargs)
-        after = status()
-        ROWS.append((f"{label or name}" + (f" #{count[0]}" if calls else ""), before["VmRSS"], after["VmRSS"],
-                     after["VmHWM"], time.perf_counter() - start))
+        ROWS.append((f"{label or name}" + (f" #{count[0]}" if calls else ""), before, resident(),
+                     peak_memory_bytes(), time.perf_counter() - start))
         return result
 
     setattr(owner, name, wrapper)

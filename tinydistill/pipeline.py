@@ -263,10 +263,11 @@ def _engine_scale(teacher, method, config, width) -> tuple[list[str], float]:
         return [], config.effort
     from .synthesis.engine import INPUT_BUDGET, input_cost, input_scale
 
-    scale = input_scale(teacher, width)
+    cost = input_cost(teacher, width)  # builds a generator to count its MACs: once
+    scale = input_scale(cost)
     if scale >= 1.0:
         return [], config.effort
-    note = (f"inputs scaled to {scale:.0%} of the default: a generated input costs {input_cost(teacher, width) / 1e6:,.0f} "
+    note = (f"inputs scaled to {scale:.0%} of the default: a generated input costs {cost / 1e6:,.0f} "
             f"M multiply-accumulates here against a budget of {INPUT_BUDGET / 1e6:,.0f} M, so the run keeps to about "
             "the default's time (--effort or --inputs for more)")
     return [note], config.effort * scale

@@ -452,9 +452,9 @@ def test_a_teacher_with_dearer_inputs_generates_fewer_of_them():
         return describe(k.Model(i, k.layers.Dense(3)(k.layers.GlobalAveragePooling2D()(h))))
 
     for shape in [(28, 28, 1), (32, 32, 3)]:
-        assert input_scale(teacher(shape), 0.5) == 1.0
+        assert input_scale(input_cost(teacher(shape), 0.5)) == 1.0
     big = teacher((96, 96, 3))
-    scale = input_scale(big, 0.5)
+    scale = input_scale(input_cost(big, 0.5))
     assert 0.2 < scale < 0.3 and scale == pytest.approx(INPUT_BUDGET / input_cost(big, 0.5))  # the generator's 9x area
     notes, effort = _engine_scale(big, "generator", CompressConfig(effort=2.0), 0.5)
     assert effort == pytest.approx(2.0 * scale) and "inputs scaled to" in notes[0] and "--effort" in notes[0]

@@ -480,10 +480,10 @@ def input_cost(teacher, width: float, *, channels: int = Schedule.channels, gen_
     return int(gen_steps * (3 * g + 2 * t + 2 * s) + epochs * (t + 3 * s))
 
 
-def input_scale(teacher, width: float) -> float:
-    """The share of :data:`~tinydistill.config.ENGINE_INPUTS` a default run generates for ``teacher``: 1 where an
-    input costs at most :data:`INPUT_BUDGET`, else the budget over the cost (a run of about the same compute)."""
-    return min(1.0, INPUT_BUDGET / max(1, input_cost(teacher, width)))
+def input_scale(cost: int) -> float:
+    """The share of :data:`~tinydistill.config.ENGINE_INPUTS` a default run generates where an input costs ``cost``
+    (:func:`input_cost`): 1 up to :data:`INPUT_BUDGET`, else the budget over the cost (a run of about the same compute)."""
+    return min(1.0, INPUT_BUDGET / max(1, cost))
 
 
 def schedule_for(synthesis, distill, *, stats: bool = False, shape=None) -> Schedule:
