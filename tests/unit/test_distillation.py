@@ -96,6 +96,17 @@ def test_batchnorm_recalibrated_to_clean_inputs(tiny_bn_model):
         np.testing.assert_array_equal(a, b)
 
 
+def test_channel_moments_one_batch_at_a_time_equal_numpys():
+    from tinydistill.student.distillation import _channel_moments
+
+    rng = np.random.default_rng(0)
+    acts = (1e3 + rng.normal(size=(301, 4, 4, 3)) * [1e-3, 1.0, 10.0]).astype(np.float32)  # far from 0: no cancellation
+    mean, var = _channel_moments(acts[i:i + 64] for i in range(0, len(acts), 64))
+    flat = acts.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(var, flat.var(0), rtol=1e-9)
+
+
 def test_augmentation_can_be_switched_off(tiny_teacher, tiny_stats):
     syn = synthesize(tiny_teacher, tiny_stats, n=40, steps=2, batch_size=40)
     w = {}
