@@ -289,11 +289,12 @@ RECALIBRATION_KEEP = 0.95
 _NOISE_GRID = tuple(2.0 ** -k for k in range(9, 3, -1))  # 1/512 .. 1/16 of the inputs' span
 
 
-def _noisy(xs: np.ndarray, rng, sigma: float, lo: float, hi: float, chunk: int = 256) -> np.ndarray:
+def _noisy(xs: np.ndarray, rng, sigma: float, lo: float, hi: float, chunk: int = 256,
+           out: np.ndarray | None = None) -> np.ndarray:
     """``xs`` plus Gaussian noise of std ``sigma``, clipped to [lo, hi], in float32: drawn ``chunk`` rows at a time
     (the same numbers as one draw of the whole shape), so no float64 copy of the whole batch is made (2048 inputs of
-    96 x 96 x 3 would take 450 MB twice)."""
-    out = np.empty(xs.shape, np.float32)
+    96 x 96 x 3 would take 450 MB twice). ``out``: where to write (may be ``xs`` itself, float32)."""
+    out = np.empty(xs.shape, np.float32) if out is None else out
     for i in range(0, len(xs), chunk):
         part = xs[i:i + chunk]
         out[i:i + chunk] = np.clip(part + rng.normal(0.0, sigma, part.shape), lo, hi)
@@ -355,11 +356,11 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     rng = np.random.default_rng(seed)
     n = len(x) * (2 if mirror else 1)
     idx = np.sort(rng.choice(n, size=min(samples, n), replace=False))
-    xs = x[idx % len(x)]
+    xs = np.asarray(x[idx % len(x)], np.float32)  # a copy: mirrored and noised in place
     if mirror:
         xs[idx >= len(x)] = xs[idx >= len(x), :, ::-1]
     if noise:
-        xs = _noisy(xs, rng, noise, float(x.min()), float(x.max()))
+        _noisy(xs, rng, noise, float(x.min()), float(x.max()), out=xs)
     for bn in bns:
         probe = k.Model(model.inputs, bn.input)
         mean, var = _channel_moments(probe(xs[i:i + batch_size], training=False).numpy()
