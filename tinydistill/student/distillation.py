@@ -320,15 +320,15 @@ def recalibration_noise(teacher, x: np.ndarray, *, samples: int = 2048, seed: in
     xs = np.asarray(x[np.sort(rng.choice(len(x), size=min(samples, len(x)), replace=False))], np.float32)
     lo, hi = float(xs.min()), float(xs.max())
 
-    def top1(v):
-        return np.concatenate([teacher.logits_model(v[i:i + 256], training=False).numpy().argmax(-1)
-                               for i in range(0, len(v), 256)])
+    def top1(sigma):  # noise drawn a chunk at a time, as _noisy draws it: the same numbers, no noisy copy of xs
+        return np.concatenate([teacher.logits_model(_noisy(xs[i:i + 256], rng, sigma, lo, hi) if sigma else
+                                                    xs[i:i + 256], training=False).numpy().argmax(-1)
+                               for i in range(0, len(xs), 256)])
 
-    clean, chosen = top1(xs), 0.0
+    clean, chosen = top1(0.0), 0.0
     for frac in _NOISE_GRID:
         sigma = frac * (hi - lo)
-        noisy = _noisy(xs, rng, sigma, lo, hi)
-        if (top1(noisy) == clean).mean() < RECALIBRATION_KEEP:
+        if (top1(sigma) == clean).mean() < RECALIBRATION_KEEP:
             break
         chosen = sigma
     return float(chosen)
