@@ -320,3 +320,31 @@ def test_compress_measures_accuracy_on_a_csv_with_named_labels(tiny_h5, folder_a
             "-o", tmp_path / "out2", "--quiet")
     assert r.exit_code == 1 and "no column 'label'" in r.output and "--label-column" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def test_a_binary_classifier_with_one_sigmoid_output(tmp_path):
+    """One sigmoid unit (yes/no models): compressed as two classes; the student outputs [1 - p, p] and says so."""
+    from tinydistill import _compat
+    from tinydistill.fitting.runtime import litert_interpreter
+
+    k = _compat.keras()
+    _compat.set_seed(0)
+    x, y = toy_data(600, seed=1)
+    i = k.Input((8, 8, 1))
+    h = k.layers.Dense(16, activation="relu")(k.layers.Flatten()(k.layers.Conv2D(8, 3, activation="relu")(i)))
+    m = k.Model(i, k.layers.Dense(1, activation="sigmoid")(h))
+    m.compile(optimizer=k.optimizers.Adam(0.01), loss="binary_crossentropy")
+    m.fit(x, (y == 0).astype(np.float32), epochs=6, batch_size=32, verbose=0, shuffle=False)
+    m.save(tmp_path / "yes_no.h5")
+    xt, yt = toy_data(300, seed=2)
+    np.savez(tmp_path / "test.npz", x=xt, y=(yt == 0).astype(np.int64))
+    r = run("compress", tmp_path / "yes_no.h5", "--input-range", "0,1", "--data", tmp_path / "test.npz", *FAST,
+            "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert "output 1 is the teacher's output p" in " ".join(r.output.split())
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert (rep["teacher"]["output"], rep["teacher"]["num_classes"]) == ("sigmoid", 2)
+    assert rep["accuracy"]["teacher_float"] > 0.9 and rep["accuracy"]["student_int8"] > 0.8
+    assert "**Note:** the teacher's one sigmoid output" in (tmp_path / "out" / "report.md").read_text()
+    it = litert_interpreter((tmp_path / "out" / "student.tflite").read_bytes())
+    assert tuple(it.get_output_details()[0]["shape"]) == (1, 2)

@@ -91,3 +91,14 @@ def test_resolver_header_counts_ops():
     h = resolver_header(["CONV_2D", "SOFTMAX"])
     assert "constexpr int kModelOpCount = 2;" in h
     assert h.count("!= kTfLiteOk) return kTfLiteError;") == 2
+
+
+def test_a_network_the_converter_cannot_take_is_one_clear_error():
+    """A converter failure names the failing op and what to do, instead of an internal error."""
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    i = k.Input((12, 4))
+    m = k.Model(i, k.layers.Dense(3, activation="softmax")(k.layers.LSTM(4)(i)))  # a dynamic batch: TensorList ops
+    with pytest.raises(TinyDistillError, match=r"the TFLite converter cannot make an int8 model .*: replace the layer"):
+        export_int8(m, np.random.default_rng(0).random((8, 12, 4), dtype=np.float32))

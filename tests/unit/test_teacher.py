@@ -168,8 +168,41 @@ def test_custom_layer_refused(tmp_path, tiny_h5):
 def test_regression_model_refused():
     k = _compat.keras()
     i = k.Input((4,))
-    with pytest.raises(NotAClassifierError, match="not \\(batch, classes\\)"):
+    with pytest.raises(NotAClassifierError, match="only when it is a sigmoid on a Dense layer of one unit.*regression"):
         describe(k.Model(i, k.layers.Dense(1)(i)))
+    with pytest.raises(NotAClassifierError, match="not \\(batch, classes\\)"):
+        describe(k.Model(i, k.layers.Reshape((2, 2))(i)))
+
+
+@pytest.mark.parametrize("head", ["dense", "activation", "sequential"])
+def test_one_sigmoid_output_is_read_as_two_classes(head):
+    """A binary classifier with one sigmoid unit becomes the equivalent two-class softmax: [1 - p, p]."""
+    from tinydistill.teacher.model import _fingerprint
+
+    k = _compat.keras()
+    if head == "sequential":
+        m = k.Sequential([k.Input((6,)), k.layers.Dense(5, activation="relu"), k.layers.Dense(1),
+                          k.layers.Activation("sigmoid")])
+    else:
+        i = k.Input((6,))
+        h = k.layers.Dense(5, activation="relu")(i)
+        o = (k.layers.Dense(1, activation="sigmoid")(h) if head == "dense"
+             else k.layers.Activation("sigmoid")(k.layers.Dense(1)(h)))
+        m = k.Model(i, o)
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32) * 3
+    p = m(x).numpy()[:, 0]
+    t = describe(m)
+    assert (t.output_kind, t.num_classes, tuple(t.logits_model.output.shape)) == ("sigmoid", 2, (None, 2))
+    q = t.model(x).numpy()
+    np.testing.assert_allclose(q[:, 1], p, atol=1e-6)
+    np.testing.assert_allclose(q[:, 0], 1 - p, atol=1e-6)
+    assert t.fingerprint == _fingerprint(m)  # the file's weights: a stats file recorded on it matches
+    # a sigmoid on anything but a one-unit Dense layer stays refused
+    i = k.Input((4, 4, 1))
+    conv = k.layers.Flatten()(k.layers.Conv2D(1, 4, activation="sigmoid")(i))
+    for head in (conv, k.layers.Activation("sigmoid")(k.layers.Flatten()(k.layers.Conv2D(1, 4)(i)))):
+        with pytest.raises(NotAClassifierError, match="Dense layer of one unit"):
+            describe(k.Model(i, head))
 
 
 def test_sigmoid_output_refused():
@@ -211,3 +244,12 @@ def test_savedmodel_folder_loads(tmp_path, tiny_model):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(ModelLoadError, match="without saved_model.pb"):
         load_teacher(str(tmp_path / "empty_dir"))
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "GRU", "Bidirectional"])
+def test_recurrent_layers_refused_in_one_line(layer):
+    k = _compat.keras()
+    i = k.Input((10, 3))
+    rnn = k.layers.Bidirectional(k.layers.LSTM(4)) if layer == "Bidirectional" else getattr(k.layers, layer)(4)
+    with pytest.raises(NotAClassifierError, match="recurrent layer .*replace recurrent layers with Conv1D"):
+        describe(k.Model(i, k.layers.Dense(3, activation="softmax")(rnn(i))))

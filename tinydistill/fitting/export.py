@@ -44,7 +44,14 @@ def export_int8(model, calibration_x: np.ndarray, *, samples: int = 500, seed: i
     converter.inference_output_type = tf.int8
     with warnings.catch_warnings(), capture_c_output():
         warnings.simplefilter("ignore")
-        return bytes(converter.convert())
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:  # ConverterError and friends: the first line says which op failed
+            lines = [ln.strip() for ln in str(exc).splitlines() if "error:" in ln] or str(exc).strip().splitlines() or [
+                type(exc).__name__]
+            raise TinyDistillError(f"the TFLite converter cannot make an int8 model of this network "
+                                   f"({lines[0].split('error:', 1)[-1].strip()[:200]}): replace the layer that "
+                                   "produces it, or convert the model without tinydistill") from None
 
 
 def c_source(tflite: bytes, *, name: str = "g_model", header: str = "model_data.h",

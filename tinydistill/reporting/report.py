@@ -231,6 +231,10 @@ def _row(label, *sizes) -> str:
     return f"| {label} | " + " | ".join(format_bytes(v) for v in sizes) + " |"
 
 
+SIGMOID_NOTE = ("the teacher's one sigmoid output was read as two classes; the student outputs two probabilities, "
+                "[1 - p, p], so its output 1 is the teacher's output p and its argmax is the teacher's 'p > 0.5'")
+
+
 def report_markdown(report: dict) -> str:
     """The report for a person."""
     t, s, b, f = report["teacher"], report["student"], report["board"], report["fit"]
@@ -238,6 +242,8 @@ def report_markdown(report: dict) -> str:
     lines = [f"# tinydistill report: {b['name']}", "", f"**{verdict}** {b['title']} "
              f"({b['core']}, {b['clock_mhz']:g} MHz), {int(b['headroom'] * 100)} % headroom for the application.", ""]
     lines += [f"**Warning:** {w}." for w in report.get("warnings", [])] + ([""] if report.get("warnings") else [])
+    if t.get("output") == "sigmoid":
+        lines += [f"**Note:** {SIGMOID_NOTE}.", ""]
     fw = report.get("firmware")
     lines += ["| | used | budget | board | margin |", "| --- | ---: | ---: | ---: | ---: |"]
     if fw and fw.get("board") == b["name"]:
@@ -401,6 +407,8 @@ def print_console(report: dict, output: str, console) -> None:
     if names:
         more = f" and {len(names) - 12} more" if len(names) > 12 else ""
         console.print(f"classes: {', '.join(names[:12])}{more}", soft_wrap=True)
+    if t.get("output") == "sigmoid":
+        console.print(f"[bold]note:[/] {SIGMOID_NOTE}", soft_wrap=True)
     console.print(f"estimated latency on {b['name']}: {s['latency_ms_estimate']:,.1f} ms per inference")
     console.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
     for w in report.get("warnings", []):

@@ -103,7 +103,7 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
 def with_output_activation(student, teacher):
     """The student with the teacher's output interface (softmax appended if the teacher has one)."""
     k = _compat.keras()
-    if teacher.output_kind != "softmax":
+    if teacher.output_kind not in ("softmax", "sigmoid"):  # a sigmoid teacher: its two-class softmax view
         return student
     out = k.layers.Softmax(name="probabilities")(student.output)
     return k.Model(student.inputs, out, name="student")

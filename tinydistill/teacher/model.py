@@ -31,7 +31,8 @@ class Teacher:
         fingerprint: sha256 of all weights; ties statistics files to this model.
         input_shape: shape of one input, without the batch axis.
         num_classes: number of output classes.
-        output_kind: ``"softmax"`` or ``"logits"``.
+        output_kind: ``"softmax"``, ``"logits"`` or ``"sigmoid"`` (one sigmoid unit, read as two classes:
+            ``model`` is then the equivalent two-class softmax model, class 1 the teacher's ``p > 0.5``).
         probe_layers: names of the layers whose activations the statistics record.
         bn_layers: names of the BatchNormalization layers (running statistics).
         params: number of parameters.
@@ -178,6 +179,70 @@ def _logits_model(model):
         "classifiers whose output is a softmax or logits over the classes")
 
 
+_RECURRENT = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
+              "CuDNNLSTM", "CuDNNGRU"}
+
+
+def _all_layers(model) -> list:
+    """Every layer, those of nested models and of wrappers (TimeDistributed, Bidirectional) included."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out += _all_layers(layer)
+        inner = getattr(layer, "layer", None)
+        if inner is not None:
+            out.append(inner)
+    return out
+
+
+def _act_name(layer) -> str | None:
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", None) if act is not None else None
+
+
+def _two_class_view(model):
+    """A binary classifier whose output is one sigmoid unit, as the equivalent two-class softmax model, or None.
+
+    A Dense layer with one unit, kernel ``w`` and bias ``b`` followed by a sigmoid gives p = sigmoid(w.x + b); with
+    two units ``[-w/2, w/2]``, ``[-b/2, b/2]`` and a softmax it gives the probabilities [1 - p, p], the same to
+    rounding. So everything downstream (synthesis, distillation, accuracy by argmax) sees a two-class classifier,
+    and class 1 is the teacher's 'p > 0.5'. None when the sigmoid does not come straight from such a Dense layer.
+    """
+    last = model.layers[-1]
+    if last.__class__.__name__ == "Dense" and _act_name(last) == "sigmoid":
+        dense, act_layer = last, None
+    elif last.__class__.__name__ == "Activation" and _act_name(last) == "sigmoid":
+        history = getattr(last.input, "_keras_history", None)
+        dense = getattr(history, "layer", None)
+        if dense is None or _act_name(dense) not in (None, "linear"):
+            return None
+        act_layer = last
+    else:
+        return None
+    if dense.__class__.__name__ != "Dense" or dense.units != 1:
+        return None
+    config = json.loads(json.dumps(model.get_config(), default=str))
+    for entry in config["layers"]:
+        cfg = entry["config"]
+        if cfg.get("name") == dense.name:
+            cfg["units"], cfg["activation"] = 2, ("linear" if act_layer is not None else "softmax")
+        elif act_layer is not None and cfg.get("name") == act_layer.name:
+            cfg["activation"] = "softmax"
+    try:
+        two = model.__class__.from_config(config)
+        for src, dst in zip(model.layers, two.layers):
+            if src is dense:
+                w = src.get_weights()
+                halves = [np.concatenate([-v / 2, v / 2], axis=-1) for v in w]
+                dst.set_weights(halves)
+            else:
+                dst.set_weights(src.get_weights())
+    except Exception:  # a layer that cannot be rebuilt from its config: leave the model as it is
+        return None
+    return two
+
+
 def _probe_layers(model) -> list[str]:
     """Post-non-linearity feature maps, the layers Lopes et al. record statistics of."""
     names = []
@@ -203,19 +268,35 @@ def describe(model, *, path: str = "<memory>") -> Teacher:
         raise NotAClassifierError(
             f"the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs: tinydistill "
             "compresses single-input, single-output classifiers; export that sub-model first")
+    recurrent = [ly for ly in _all_layers(model) if ly.__class__.__name__ in _RECURRENT]
+    if recurrent:
+        raise NotAClassifierError(
+            f"the model has a recurrent layer ({recurrent[0].name}, {recurrent[0].__class__.__name__}): tinydistill "
+            "compresses feed-forward classifiers (dense, convolution, pooling, normalisation layers); replace "
+            "recurrent layers with Conv1D layers over time, or convert this model without tinydistill")
     out_shape = tuple(model.outputs[0].shape)
+    fingerprint, binary = _fingerprint(model), None
+    if len(out_shape) == 2 and out_shape[1] == 1:
+        binary = _two_class_view(model)
+        if binary is None:
+            raise NotAClassifierError(
+                f"the model's output has shape {out_shape}: one output is read as a binary classifier only when it is "
+                "a sigmoid on a Dense layer of one unit; tinydistill compresses classifiers, not regression or "
+                "detection models")
+        model, out_shape = binary, (out_shape[0], 2)
     if len(out_shape) != 2 or out_shape[1] is None or out_shape[1] < 2:
         raise NotAClassifierError(
             f"the model's output has shape {out_shape}, not (batch, classes) with >= 2 classes: "
             "tinydistill compresses classifiers, not regression or detection models")
     logits_model, kind = _logits_model(model)
+    kind = "sigmoid" if binary is not None else kind
     in_shape = tuple(int(d) for d in model.inputs[0].shape[1:] if d is not None)
     if len(in_shape) != len(model.inputs[0].shape) - 1:
         raise NotAClassifierError(
             f"the model's input shape {tuple(model.inputs[0].shape)} has unknown dimensions: "
             "save the teacher with a fixed input shape")
     return Teacher(
-        model=model, logits_model=logits_model, path=path, fingerprint=_fingerprint(model),
+        model=model, logits_model=logits_model, path=path, fingerprint=fingerprint,
         input_shape=in_shape, num_classes=int(out_shape[1]), output_kind=kind,
         probe_layers=_probe_layers(model),
         bn_layers=[ly.name for ly in model.layers if ly.__class__.__name__ == "BatchNormalization"],
