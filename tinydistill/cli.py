@@ -170,14 +170,14 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
     from .teacher.model import load_teacher
     from .teacher.stats import record_stats, save_stats
 
-    if input_range is None:
-        raise TinyDistillError("pass --input-range LO,HI: the input range the teacher was trained on "
-                               "(e.g. 0,1 or 0,255); it is recorded in the stats file for compress")
-    rng = parse_range(input_range)
     output = output or os.path.splitext(teacher)[0] + ".stats.npz"
     if os.path.isdir(output):
         raise OutputError(f"output {output} is a folder: pass a file name such as teacher.stats.npz")
     t = load_teacher(teacher, trust_model=trust_model)
+    if input_range is None and t.input_range_hint is None:
+        raise TinyDistillError("pass --input-range LO,HI: the input range the teacher was trained on "
+                               "(e.g. 0,1 or 0,255); it is recorded in the stats file for compress")
+    rng = parse_range(input_range) if input_range is not None else t.input_range_hint
     src = open_data(data_path, split="train", label_column=label_column, class_names=_names(class_names))
     with _Progress(quiet) as progress:
         st = record_stats(t, src, input_range=rng, batch_size=batch_size,

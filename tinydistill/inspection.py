@@ -24,7 +24,7 @@ def inspect(teacher, *, board=None, stats=None, input_range=None, measure: bool 
     method, why = resolve_method("auto", teacher, stats)
     rows = profile(teacher.model)
     probes = set(teacher.probe_layers)
-    input_range = resolve_input_range(input_range, stats, required=False)
+    input_range = resolve_input_range(input_range, stats, required=False, teacher=teacher)
     info = {
         "path": teacher.path, "fingerprint": teacher.fingerprint,
         "input_shape": list(teacher.input_shape), "input_range": list(input_range) if input_range else None,

@@ -119,7 +119,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     engine_notes, effort = _engine_scale(teacher, method_used, config, sizing.width)
     syn_cfg, dist_cfg = resolve_counts(method_used, config.synthesis, config.distill, effort)
     config = replace(config, synthesis=syn_cfg, distill=dist_cfg, width=sizing.width,
-                     input_range=resolve_input_range(config.input_range, stats))
+                     input_range=resolve_input_range(config.input_range, stats, teacher=teacher))
     test = None if data is None else as_source(data)
     if test is not None and test.kind != "batches":  # data that can be read twice is checked now, not after training
         next(teacher_batches(test, teacher.input_shape, teacher.num_classes, config.input_range, 8,

@@ -348,3 +348,28 @@ def test_a_binary_classifier_with_one_sigmoid_output(tmp_path):
     assert "**Note:** the teacher's one sigmoid output" in (tmp_path / "out" / "report.md").read_text()
     it = litert_interpreter((tmp_path / "out" / "student.tflite").read_bytes())
     assert tuple(it.get_output_details()[0]["shape"]) == (1, 2)
+
+
+def test_a_teacher_that_rescales_its_own_inputs_needs_no_input_range(tmp_path):
+    """Keras image models often start with Rescaling(1/255): that layer states the range 0..255."""
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    _compat.set_seed(0)
+    x, y = toy_data(600, seed=1)
+    i = k.Input((8, 8, 1))
+    h = k.layers.Conv2D(8, 3, activation="relu")(k.layers.Rescaling(1 / 255.0)(i))
+    m = k.Model(i, k.layers.Dense(3, activation="softmax")(k.layers.Flatten()(h)))
+    m.compile(optimizer=k.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    m.fit(x * 255, y, epochs=6, batch_size=32, verbose=0, shuffle=False)
+    m.save(tmp_path / "raw_pixels.h5")
+    np.savez(tmp_path / "train.npz", x=(x * 255).round().astype(np.uint8), y=y)
+    r = run("stats", tmp_path / "raw_pixels.h5", "--data", tmp_path / "train.npz", "-o", tmp_path / "t.stats.npz",
+            "--quiet")
+    assert r.exit_code == 0, r.output
+    r = run("compress", tmp_path / "raw_pixels.h5", "--method", "prior", "--data", tmp_path / "train.npz",
+            "--inputs", "300", "--steps", "20", "--epochs", "10", "--width", "0.5", "-o", tmp_path / "out", "--quiet")
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["teacher"]["input_range"] == [0.0, 255.0]
+    assert rep["accuracy"]["teacher_float"] > 0.9

@@ -253,3 +253,23 @@ def test_recurrent_layers_refused_in_one_line(layer):
     rnn = k.layers.Bidirectional(k.layers.LSTM(4)) if layer == "Bidirectional" else getattr(k.layers, layer)(4)
     with pytest.raises(NotAClassifierError, match="recurrent layer .*replace recurrent layers with Conv1D"):
         describe(k.Model(i, k.layers.Dense(3, activation="softmax")(rnn(i))))
+
+
+@pytest.mark.parametrize("scale,offset,hint", [(1 / 255.0, 0.0, (0.0, 255.0)), (1 / 127.5, -1.0, (0.0, 255.0)),
+                                               (0.5, 0.0, (0.0, 2.0)), (1 / 255.0, 0.5, None), (-1.0, 0.0, None)])
+def test_a_rescaling_first_layer_states_the_input_range(scale, offset, hint):
+    from tinydistill.data import resolve_input_range
+
+    k = _compat.keras()
+    i = k.Input((4, 4, 1))
+    h = k.layers.Flatten()(k.layers.Rescaling(scale, offset)(i))
+    t = describe(k.Model(i, k.layers.Dense(3, activation="softmax")(h)))
+    assert t.input_range_hint == hint
+    if hint:
+        assert resolve_input_range(None, None, teacher=t) == hint
+        assert resolve_input_range("0,1", None, teacher=t) == (0.0, 1.0)  # the user's word comes first
+    else:
+        with pytest.raises(Exception, match="input range is unknown"):
+            resolve_input_range(None, None, teacher=t)
+    plain = describe(k.Model(i, k.layers.Dense(3, activation="softmax")(k.layers.Flatten()(i))))
+    assert plain.input_range_hint is None

@@ -170,8 +170,9 @@ def reshape_to(x: np.ndarray, input_shape, source: str, what: str = "teacher") -
                     "pass data made for this model")
 
 
-def resolve_input_range(input_range, stats, *, required: bool = True) -> tuple[float, float] | None:
-    """The teacher's input range: stated by the user, or recorded in the stats; never guessed.
+def resolve_input_range(input_range, stats, *, required: bool = True, teacher=None) -> tuple[float, float] | None:
+    """The teacher's input range: stated by the user, recorded in the stats, or stated by the teacher's own first
+    layer (``teacher.input_range_hint``: a Rescaling such as Keras' 1/255 says 0..255); never guessed.
 
     Raises:
         DataError: a malformed range, one that contradicts the stats file, or none known while ``required``.
@@ -185,6 +186,9 @@ def resolve_input_range(input_range, stats, *, required: bool = True) -> tuple[f
         return rng
     if stats is not None:
         return tuple(float(v) for v in stats.input_range)
+    hint = getattr(teacher, "input_range_hint", None)
+    if hint is not None:
+        return tuple(float(v) for v in hint)
     if not required:
         return None
     raise DataError("the teacher's input range is unknown: pass --input-range LO,HI (e.g. 0,1 for "

@@ -58,7 +58,7 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
                                "compress (or tinydistill.synthesis.engine.interleave), or pick a per-batch method")
     config, _ = resolve_counts(method, config, DistillConfig())
     recipe = recipe or replace(RECIPES[method], flip=config.flip)
-    rng = resolve_input_range(input_range, stats)
+    rng = resolve_input_range(input_range, stats, teacher=teacher)
     validate_recipe(recipe)
     tf = _compat.tf()
     classes, objectives = objectives_for(tf, method, teacher, stats, recipe)

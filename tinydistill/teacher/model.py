@@ -36,6 +36,10 @@ class Teacher:
         probe_layers: names of the layers whose activations the statistics record.
         bn_layers: names of the BatchNormalization layers (running statistics).
         params: number of parameters.
+        input_range_hint: the input range the teacher's own first layer states, or None: a ``Rescaling`` with one
+            scale ``s`` and offset 0 maps [0, 1/s] onto [0, 1] (Keras' 1/255 layer: 0..255), offset -1 maps
+            [0, 2/s] onto [-1, 1]. :func:`~tinydistill.data.resolve_input_range` uses it when neither the user nor a
+            stats file gives the range.
     """
 
     model: object
@@ -48,6 +52,7 @@ class Teacher:
     probe_layers: list = field(default_factory=list)
     bn_layers: list = field(default_factory=list)
     params: int = 0
+    input_range_hint: tuple | None = None
 
     @property
     def has_batchnorm(self) -> bool:
@@ -243,6 +248,20 @@ def _two_class_view(model):
     return two
 
 
+def _input_range_hint(model) -> tuple[float, float] | None:
+    """The input range a ``Rescaling`` first layer (after the input) states: offset 0 -> [0, 1/scale], offset -1 ->
+    [0, 2/scale]; None for any other first layer or a per-channel scale (see :class:`Teacher`)."""
+    layers = [ly for ly in model.layers if ly.__class__.__name__ != "InputLayer"]
+    if not layers or layers[0].__class__.__name__ != "Rescaling":
+        return None
+    cfg = layers[0].get_config()
+    scale, offset = cfg.get("scale"), cfg.get("offset", 0.0)
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (scale, offset)) or scale <= 0:
+        return None
+    span = {0.0: 1.0, -1.0: 2.0}.get(float(offset))
+    return None if span is None else (0.0, float(np.float32(span / scale).round(4)))
+
+
 def _probe_layers(model) -> list[str]:
     """Post-non-linearity feature maps, the layers Lopes et al. record statistics of."""
     names = []
@@ -300,7 +319,7 @@ def describe(model, *, path: str = "<memory>") -> Teacher:
         input_shape=in_shape, num_classes=int(out_shape[1]), output_kind=kind,
         probe_layers=_probe_layers(model),
         bn_layers=[ly.name for ly in model.layers if ly.__class__.__name__ == "BatchNormalization"],
-        params=int(model.count_params()))
+        params=int(model.count_params()), input_range_hint=_input_range_hint(model))
 
 
 def load_teacher(path: str, *, trust_model: bool = False) -> Teacher:
