@@ -1,6 +1,6 @@
 """Where the engine's time and host memory go on an input larger than CIFAR-10's.
 
-    python benchmarks/engine_memory.py [--effort 0.05] [--teacher FILE] [--input-range 0,1]
+    python benchmarks/engine_memory.py [--effort 0.05] [--teacher FILE] [--input-range 0,1] [--board B] [--width W]
 
 Without ``--teacher`` it builds an MLPerf Tiny visual-wake-words-shaped teacher: Keras' MobileNet (alpha 0.25) at
 96 x 96 x 3, 2 classes, random weights with BatchNorm statistics from one pass over noise. Its accuracy means nothing;
@@ -62,6 +62,15 @@ def timed(owner, name, label=None, calls=None):
     setattr(owner, name, wrapper)
 
 
+def timed_call(fn, label, args, kwargs):
+    """``fn(*args, **kwargs)`` as one row."""
+    reset_peak()
+    before, start = resident(), time.perf_counter()
+    result = fn(*args, **kwargs)
+    ROWS.append((label, before, resident(), peak_memory_bytes(), time.perf_counter() - start))
+    return result
+
+
 def vww_teacher(path: str) -> None:
     import keras  # Keras 3: the teacher is saved as a user of TensorFlow 2.16+ would save it
     import numpy as np
@@ -79,18 +88,28 @@ def main() -> None:
     ap.add_argument("--input-range", default="0,1")
     ap.add_argument("--effort", type=float, default=0.05)
     ap.add_argument("--width", type=float, default=0.5)
+    ap.add_argument("--board", default="cortex-m4")
     args = ap.parse_args()
     teacher = args.teacher
     if teacher is None:
         teacher = os.path.join(tempfile.mkdtemp(prefix="engine-memory-"), "vww_mobilenet.h5")
         vww_teacher(teacher)
-    for name in ("recalibrate_batchnorm", "recalibration_noise", "train_step_for"):
+    for name in ("recalibrate_batchnorm", "recalibration_noise"):
         timed(D, name)
+    build = D.train_step_for
+
+    @functools.wraps(build)
+    def train_step_for(*args, **kwargs):  # the build, then the student's first two steps, each a row
+        holder = type("Step", (), {"step": staticmethod(timed_call(build, "train_step_for", args, kwargs))})
+        timed(holder, "step", "student step", calls={1, 2})
+        return holder.step
+
+    D.train_step_for = train_step_for
     timed(E, "_result")
     timed(E._Engine, "warm_up")
     timed(E._Engine, "batch", "generator batch", calls={1, 2, 20})
     start = time.perf_counter()
-    result = compress(teacher, board="cortex-m4", width=args.width, input_range=args.input_range, effort=args.effort,
+    result = compress(teacher, board=args.board, width=args.width, input_range=args.input_range, effort=args.effort,
                       seed=0, method="generator")
     report = result.report
     print("| part | RSS before | RSS after | peak within | seconds |\n| --- | ---: | ---: | ---: | ---: |")

@@ -29,11 +29,24 @@ def _run(teacher, stats=None, seed=0):
     return syn, student
 
 
-@pytest.mark.parametrize("shape", [(8, 8, 1), (49, 10, 1), (30,)])
+@pytest.mark.parametrize("shape", [(8, 8, 1), (49, 10, 1), (30,), (97, 90, 3)])
 def test_generator_shapes(shape):
     gen = build_generator(shape, 4, channels=8)
     out = gen([np.zeros((2, LATENT), np.float32), np.eye(4, dtype=np.float32)[:2]], training=False).numpy()
     assert out.shape == (2,) + shape and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_a_larger_image_is_generated_from_a_small_grid_in_more_stages():
+    """Up to 64 x 64 two stages (MNIST, CIFAR-10 unchanged); 224 x 224 from 14 x 14 in four, not from 56 x 56 in two."""
+    from tinydistill.synthesis.generator import stage_widths
+    from tinydistill.teacher.profile import total_macs
+
+    assert stage_widths((32, 32, 3), 64) == stage_widths((64, 64, 3), 64) == (64, 32)
+    assert stage_widths((96, 96, 3), 64) == (64, 32, 16) and stage_widths((224, 224, 3), 64) == (64, 32, 16, 8)
+    gen = build_generator((224, 224, 3), 10)
+    grid = [ly for ly in gen.layers if ly.__class__.__name__ == "Reshape"][0].output.shape
+    assert tuple(grid[1:3]) == (14, 14)
+    assert gen.count_params() < 4_000_000 and total_macs(gen) < 400_000_000  # two stages: 51 M weights, 1.9 G MACs
 
 
 def test_engine_trains_the_student_on_its_pool(tiny_bn_model):

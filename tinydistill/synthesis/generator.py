@@ -3,8 +3,8 @@
 Fast-DFKD's generator (Linear -> BN -> upsample -> conv -> upsample -> conv -> sigmoid), cut to a
 size that trains beside a student on two CPU cores, and conditioned on the target class
 (NAYER's class embedding), so one generator covers every class without one start per class.
-Images (H, W, C) are drawn at a quarter of their size and upsampled twice; other inputs come
-from a two-layer MLP.
+Images (H, W, C) are drawn at a quarter of their size and upsampled twice (larger images: from a grid of at most
+16 x 16, upsampled as often as it takes: :func:`stage_widths`); other inputs come from a two-layer MLP.
 """
 
 from __future__ import annotations
@@ -17,6 +17,22 @@ from .._math import is_image
 LATENT = 64
 
 
+START = 16  # the largest side of the grid an image generator starts from (CIFAR-10: 8 x 8, Fast-DFKD's)
+MIN_CHANNELS = 8
+
+
+def stage_widths(shape: tuple, channels: int) -> tuple[int, ...]:
+    """Filters of an image generator's upsampling stages: two stages (``channels``, ``channels / 2``) where a
+    quarter of the input's largest side is at most :data:`START` (MNIST, CIFAR-10, 49 x 10 spectrograms), else as
+    many as bring the start grid to :data:`START` or less, each doubling the resolution and halving the filters (at
+    least :data:`MIN_CHANNELS`), so every stage costs about the same. Two stages for 224 x 224 inputs would start
+    from a 56 x 56 grid: a dense layer of 51 M weights and 1.9 G multiply-accumulates an image, 30 times a
+    MobileNetV2 (alpha 0.35) teacher."""
+    side = max(shape[0], shape[1])
+    stages = max(2, math.ceil(math.log2(side / START)))
+    return tuple(max(MIN_CHANNELS, channels >> i) for i in range(stages))
+
+
 def build_generator(shape: tuple, num_classes: int, *, channels: int = 64, seed: int = 0):
     """A Keras model ``[noise (B, LATENT), one-hot class (B, C)] -> (B, *shape)`` in [0, 1]."""
     k = _compat.keras()
@@ -26,18 +42,21 @@ def build_generator(shape: tuple, num_classes: int, *, channels: int = 64, seed:
     h = k.layers.Concatenate()([noise, k.layers.Dense(LATENT, kernel_initializer=init(seed))(label)])
     if is_image(shape):
         rows, cols, depth = shape
-        r0, c0 = math.ceil(rows / 4), math.ceil(cols / 4)
+        widths = stage_widths(shape, channels)
+        scale = 2 ** len(widths)
+        r0, c0 = math.ceil(rows / scale), math.ceil(cols / scale)
         h = k.layers.Dense(channels * 2 * r0 * c0, kernel_initializer=init(seed + 1))(h)
         h = k.layers.BatchNormalization()(h)
         h = k.layers.Reshape((r0, c0, channels * 2))(h)
-        for i, width in enumerate((channels, channels // 2)):
+        for i, width in enumerate(widths):
             h = k.layers.UpSampling2D(interpolation="nearest")(h)
-            h = k.layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_initializer=init(seed + 2 + i))(h)
+            h = k.layers.Conv2D(width, 3, padding="same", use_bias=False,
+                                kernel_initializer=init(seed + 2 + i if i < 2 else seed + 3 + i))(h)
             h = k.layers.BatchNormalization()(h)
             h = k.layers.LeakyReLU(0.2)(h)
         h = k.layers.Conv2D(depth, 3, padding="same", kernel_initializer=init(seed + 4))(h)
-        if (4 * r0, 4 * c0) != (rows, cols):
-            h = k.layers.Cropping2D(((0, 4 * r0 - rows), (0, 4 * c0 - cols)))(h)
+        if (scale * r0, scale * c0) != (rows, cols):
+            h = k.layers.Cropping2D(((0, scale * r0 - rows), (0, scale * c0 - cols)))(h)
     else:
         size = int(math.prod(shape))
         h = k.layers.Dense(4 * channels, kernel_initializer=init(seed + 1))(h)
