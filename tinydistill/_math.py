@@ -1,4 +1,5 @@
-"""Small formulas several stages share: a floored spread to divide by, pooled class moments, "is this an image"."""
+"""Small formulas several stages share: a floored spread to divide by, pooled class moments, "is this an image", how
+many inputs of a shape a sample or a chunk holds."""
 
 from __future__ import annotations
 
@@ -21,3 +22,17 @@ def pooled_moments(mean: np.ndarray, std: np.ndarray, counts: np.ndarray) -> tup
 def is_image(shape) -> bool:
     """An input shape (H, W, C) large enough for spatial priors (jitter, flips, total variation, shifts)."""
     return len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
+
+
+REFERENCE_VALUES = 32 * 32 * 3  # CIFAR-10's input: samples and chunks of larger inputs hold about as many values
+
+
+def by_values(shape, n: int, least: int) -> int:
+    """``n`` inputs of ``shape`` where one holds at most :data:`REFERENCE_VALUES` values, else about as many values
+    as ``n`` such inputs (a multiple of 8 from 8 up), at least ``least``: e.g. a BatchNorm re-estimation's 2,048
+    samples and chunks of 256 are 256 and 8 inputs of 224 x 224 x 3 (150,528 values each), whose 2,048 would hold
+    1.2 GB in float32 and a MobileNet's activations on 256 of them several GB."""
+    values = max(1, int(np.prod(shape)))
+    if values <= REFERENCE_VALUES:
+        return n
+    return max(least, min(n, 8 * (n * REFERENCE_VALUES // values // 8)))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .. import _compat
-from .._math import floor_spread, is_image
+from .._math import by_values, floor_spread, is_image
 from ..config import DEFAULT_EPOCHS, FEATURE_WEIGHT, LOSSES, DistillConfig, override, resolve_distill, validate_feature_weight
 from ..errors import TinyDistillError
 
@@ -169,7 +169,14 @@ def optimizer_for(config, strategy, student, total_steps, input_shape, seed, opt
     return opt, shift
 
 
-FEATURE_SAMPLE = 2048  # the first inputs whose stage outputs set the feature term's spreads
+FEATURE_SAMPLE = 2048  # the first inputs whose stage outputs set the feature term's spreads (for larger inputs than
+# CIFAR-10's, about as many values: feature_sample)
+
+
+def feature_sample(shape) -> int:
+    """How many of the first inputs set the feature term's spreads: :data:`FEATURE_SAMPLE`, fewer for inputs larger
+    than CIFAR-10's (:func:`~tinydistill._math.by_values`, at least 256)."""
+    return by_values(shape, FEATURE_SAMPLE, 256)
 
 
 def _feature_probes(teacher, student, x_all, features):
@@ -184,8 +191,9 @@ def _feature_probes(teacher, student, x_all, features):
     names = list(matched)
     t_probe = k.Model(tm.inputs, [tm.get_layer(nm).output for nm in names] + [tm.output])
     s_probe = k.Model(student.inputs, [student.get_layer(nm).output for nm in names] + [student.output])
-    sample = x_all[:FEATURE_SAMPLE]
-    acts = [t_probe(sample[i:i + 256], training=False) for i in range(0, len(sample), 256)]
+    sample = x_all[:feature_sample(x_all.shape[1:])]
+    chunk = by_values(x_all.shape[1:], 256, 8)
+    acts = [t_probe(sample[i:i + chunk], training=False) for i in range(0, len(sample), chunk)]
     spread = []
     for j, nm in enumerate(names):
         sd = floor_spread(np.concatenate([a[j].numpy() for a in acts]).reshape(-1, acts[0][j].shape[-1]).std(0))
@@ -309,7 +317,8 @@ def recalibration_noise(teacher, x: np.ndarray, *, samples: int = 2048, seed: in
     wrongly (CIFAR-10 ResNet-8 -> width 0.7: 4-5 pp lost against statistics measured on real images;
     ``benchmarks/RESULTS.md``, "BatchNorm statistics of the student"). Noise stands in for that texture,
     as much as the teacher tolerates: the largest std on a doubling grid (1/512 to 1/16 of the inputs'
-    span) at which the teacher keeps its top-1 class on :data:`RECALIBRATION_KEEP` of the inputs.
+    span) at which the teacher keeps its top-1 class on :data:`RECALIBRATION_KEEP` of the inputs (``samples`` of
+    them; for inputs larger than CIFAR-10's about as many values: :func:`~tinydistill._math.by_values`).
     0 when the teacher tolerates none, or has no BatchNorm to calibrate. Per-batch pixels are optimised at
     full resolution and keep clean recalibration: on the wake-word DS-CNN's spectrograms the teacher
     tolerated the grid's largest noise and the student lost accuracy with it.
@@ -317,13 +326,14 @@ def recalibration_noise(teacher, x: np.ndarray, *, samples: int = 2048, seed: in
     if not teacher.has_batchnorm or len(x) == 0:
         return 0.0
     rng = np.random.default_rng(seed + 1)
+    samples, chunk = by_values(x.shape[1:], samples, 256), by_values(x.shape[1:], 256, 8)
     xs = np.asarray(x[np.sort(rng.choice(len(x), size=min(samples, len(x)), replace=False))], np.float32)
     lo, hi = float(xs.min()), float(xs.max())
 
     def top1(sigma):  # noise drawn a chunk at a time, as _noisy draws it: the same numbers, no noisy copy of xs
-        return np.concatenate([teacher.logits_model(_noisy(xs[i:i + 256], rng, sigma, lo, hi) if sigma else
-                                                    xs[i:i + 256], training=False).numpy().argmax(-1)
-                               for i in range(0, len(xs), 256)])
+        return np.concatenate([teacher.logits_model(_noisy(xs[i:i + chunk], rng, sigma, lo, hi) if sigma else
+                                                    xs[i:i + chunk], training=False).numpy().argmax(-1)
+                               for i in range(0, len(xs), chunk)])
 
     clean, chosen = top1(0.0), 0.0
     for frac in _NOISE_GRID:
@@ -344,7 +354,8 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     and they were gathered on augmented, mixed batches; a layer whose inputs
     are tiny (e.g. spectrogram features) is then normalised by a variance
     many times too large at inference. Layers are set in order, each seeing
-    the already-corrected layers before it. ``model.recalibration_noise`` records ``noise``.
+    the already-corrected layers before it. ``model.recalibration_noise`` records ``noise``. ``samples`` and
+    ``batch_size`` hold fewer inputs larger than CIFAR-10's (:func:`~tinydistill._math.by_values`).
     """
     k = _compat.keras()
     bns = [ly for ly in model.layers if ly.__class__.__name__ == "BatchNormalization"]
@@ -354,6 +365,7 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     if mirror and np.ndim(x) != 4:
         raise ValueError(f"mirror images need a batch of images (N, H, W, C); received shape {np.shape(x)}")
     rng = np.random.default_rng(seed)
+    samples, batch_size = by_values(np.shape(x)[1:], samples, 256), by_values(np.shape(x)[1:], batch_size, 8)
     n = len(x) * (2 if mirror else 1)
     idx = np.sort(rng.choice(n, size=min(samples, n), replace=False))
     xs = np.asarray(x[idx % len(x)], np.float32)  # a copy: mirrored and noised in place

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import _compat
-from .._math import is_image
+from .._math import REFERENCE_VALUES, by_values, is_image
 from ..config import ENGINE_EPOCHS, ENGINE_RENEW, ENGINE_REWARM, ENGINE_STEPS, FLIPS, resolve_distill
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
@@ -30,11 +30,16 @@ from .quality import ADAPTATIONS, raise_class_weight
 # an int8 model
 _LEVELS = 255.0
 KEEP = 10_000  # inputs of the pool returned as the synthetic set (calibration, self-check), for inputs up to:
-REFERENCE_VALUES = 32 * 32 * 3  # CIFAR-10's input; larger inputs keep fewer (about as many values) and batch fewer
+# REFERENCE_VALUES (CIFAR-10's input, from _math): larger inputs keep fewer (about as many values) and batch fewer
 BATCH = 256  # inputs per generator batch (Fast-DFKD's) up to REFERENCE_VALUES values an input
 # the least inputs a generator batch of a larger input holds (its BatchNorm moments are still taken over 32 x H x W
 # positions). The generator step's memory grows with the values of a batch: 256 inputs of 96 x 96 x 3 took 4 GiB
 MIN_BATCH = 32
+# the teacher's activation values a batch through it may hold (a generator step and a student step keep them for
+# the backward pass): CIFAR-10 ResNet-8's 256 inputs hold 68 M, a 96 x 96 x 3 MobileNet's 32 hold 26 M; 32 inputs
+# of 224 x 224 x 3 through a MobileNetV2 (alpha 0.35) would hold 303 M, 3.2 GiB more at the first generator step.
+# Past it batches hold fewer inputs (activation_batch), down to 8
+BATCH_ACTIVATIONS = 80_000_000
 # what a default run may spend a generated input on, in multiply-accumulates (:func:`input_cost`): CIFAR-10 ResNet-8
 # at any width costs 588 M (a student as wide as the teacher), so it and every teacher as cheap run the full count;
 # dearer ones generate fewer inputs, so the run keeps to about the same time (a 96 x 96 x 3 MobileNet: 0.27)
@@ -382,8 +387,8 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     statistics (``distill_config.recalibrate``); returns the pool as a :class:`SyntheticSet` (up to :data:`KEEP` of its
     inputs, spread over the whole run, with the self-check's notes and held-out agreement)."""
     from ..student.distillation import (
-        FEATURE_SAMPLE,
         distribute_batch,
+        feature_sample,
         optimizer_for,
         recalibrate_batchnorm,
         recalibration_noise,
@@ -411,7 +416,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
         if schedule.student_noise:
             noise = (schedule.student_noise * tolerated, *plan.input_range)
     # only the inputs that set the feature term's spreads, not the whole pool in float32 (1.1 GB at 96 x 96 x 3)
-    first = eng.pool.inputs(np.arange(min(eng.pool.filled, FEATURE_SAMPLE)), plan.input_range)
+    first = eng.pool.inputs(np.arange(min(eng.pool.filled, feature_sample(eng.shape))), plan.input_range)
     train = train_step_for(teacher, student, first,
                            distill_config, strategy, opt, shift, flip=eng.student_flip, noise=noise)
     for r in range(student_rounds):
@@ -444,6 +449,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
 
 
 def _batched(fn, x: np.ndarray, size: int = 512) -> np.ndarray:
+    size = by_values(x.shape[1:], size, 8)
     return np.concatenate([fn(x[i:i + size]).numpy() for i in range(0, len(x), size)])
 
 
@@ -459,11 +465,26 @@ def _result(eng, notes) -> SyntheticSet:
                         generators=eng.generators)
 
 
-def engine_batch(shape) -> int:
+def engine_batch(shape, activations: int | None = None) -> int:
     """Inputs per generator batch: :data:`BATCH` for inputs of up to :data:`REFERENCE_VALUES` values, else about as
-    many values a batch (a multiple of 8), at least :data:`MIN_BATCH`."""
+    many values a batch (a multiple of 8), at least :data:`MIN_BATCH`; at most :func:`activation_batch` of a teacher
+    with ``activations`` values an input."""
     per = max(1, math.prod(shape))
-    return max(MIN_BATCH, min(BATCH, 8 * (BATCH * REFERENCE_VALUES // per // 8)))
+    batch = max(MIN_BATCH, min(BATCH, 8 * (BATCH * REFERENCE_VALUES // per // 8)))
+    return batch if activations is None else min(batch, activation_batch(activations))
+
+
+def activation_values(model) -> int:
+    """The values of every layer's output for one input (:func:`~tinydistill.teacher.profile.profile`)."""
+    from ..teacher.profile import profile
+
+    return int(sum(math.prod(row.output_shape) for row in profile(model)))
+
+
+def activation_batch(activations: int) -> int:
+    """The most inputs a batch through a model with ``activations`` values an input may hold: as many as keep it
+    under :data:`BATCH_ACTIVATIONS` (a multiple of 8), at least 8."""
+    return max(8, 8 * (BATCH_ACTIVATIONS // max(1, activations) // 8))
 
 
 def input_cost(teacher, width: float, *, channels: int = Schedule.channels, gen_steps: int = ENGINE_STEPS,
@@ -486,14 +507,14 @@ def input_scale(cost: int) -> float:
     return min(1.0, INPUT_BUDGET / max(1, cost))
 
 
-def schedule_for(synthesis, distill, *, stats: bool = False, shape=None) -> Schedule:
+def schedule_for(synthesis, distill, *, stats: bool = False, shape=None, activations: int | None = None) -> Schedule:
     """The engine's schedule from resolved configs (:func:`~tinydistill.config.resolve_counts`): ``inputs`` generated in
     batches of :func:`engine_batch` for an input of ``shape`` (None: :data:`BATCH`), ``steps`` generator steps a batch,
     and as many student steps a round as make ``epochs`` passes over the final pool; a new generator every
     :func:`renew_for` rounds of :data:`BATCH` (``stats``: a stats file steers it), each first warmed up for
     :data:`~tinydistill.config.ENGINE_REWARM` generator-only rounds. With smaller batches the counts measured in
     rounds (warm-up, a generator's life and warm-up, held-out inputs a batch) keep the same number of inputs."""
-    batch = BATCH if shape is None else engine_batch(shape)
+    batch = BATCH if shape is None else engine_batch(shape, activations)
     ratio = BATCH / batch
     rounds = max(2, math.ceil(synthesis.inputs / batch))
     return Schedule(rounds=rounds, batch_size=batch, gen_steps=synthesis.steps,
@@ -527,6 +548,14 @@ def interleave(teacher, student, stats, synthesis, distill, *, input_range, seed
 
     plan = plan_for(teacher, stats, input_range, replace(RECIPES["generator"], flip=synthesis.flip))
     distill = resolve_distill(distill, engine=True)
-    schedule = schedule_for(synthesis, distill, stats=stats is not None, shape=tuple(teacher.input_shape))
+    activations = activation_values(teacher.logits_model)
+    cap = activation_batch(activations)
+    if distill.batch_size > cap:  # the student's batches too: its step keeps the teacher's and its own activations
+        notes = [*notes, f"student batches of {cap} instead of {distill.batch_size}: one input holds "
+                         f"{activations / 1e6:,.1f} M activation values in the teacher, and a batch at most "
+                         f"{BATCH_ACTIVATIONS / 1e6:,.0f} M"]
+        distill = replace(distill, batch_size=cap)
+    schedule = schedule_for(synthesis, distill, stats=stats is not None, shape=tuple(teacher.input_shape),
+                            activations=activations)
     return run_engine(teacher, student, plan, schedule, distill, seed=seed, strategy=strategy, on_progress=on_progress,
                       notes=notes)
