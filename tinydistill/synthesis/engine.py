@@ -40,10 +40,16 @@ MIN_BATCH = 32
 # of 224 x 224 x 3 through a MobileNetV2 (alpha 0.35) would hold 303 M, 3.2 GiB more at the first generator step.
 # Past it batches hold fewer inputs (activation_batch), down to 8
 BATCH_ACTIVATIONS = 80_000_000
-# what a default run may spend a generated input on, in multiply-accumulates (:func:`input_cost`): CIFAR-10 ResNet-8
-# at any width costs 588 M (a student as wide as the teacher), so it and every teacher as cheap run the full count;
-# dearer ones generate fewer inputs, so the run keeps to about the same time (a 96 x 96 x 3 MobileNet: 0.27)
-INPUT_BUDGET = 600_000_000
+# what a default run may spend a generated input on, in multiply-accumulates and activation values weighted as their
+# time (:func:`input_cost`): CIFAR-10 ResNet-8 at any width costs 993 M (a student as wide as the teacher), so it and
+# every teacher as cheap run the full count; dearer ones generate fewer inputs, so the run keeps to about the same
+# time (a 96 x 96 x 3 MobileNet -> width 0.5: 0.52; a 224 x 224 x 3 MobileNetV2 at full width: 0.063)
+INPUT_BUDGET = 1_000_000_000
+# what an activation value costs on a CPU, in multiply-accumulates of the same time: a forward + backward pass per
+# input on 2 cores took 0.020 ms per million MACs plus 0.90 ms per million activation values (least squares over
+# CIFAR-10 ResNet-8, a 96 x 96 MobileNet, a 224 x 224 MobileNetV2 and the wake-word DS-CNN: 0.45, 0.95, 9.5 and 0.05
+# ms an input, each within 12 %; benchmarks/RESULTS.md). MobileNets move far more values per MAC than ResNets
+ACTIVATION_MACS = 45
 # the pool's rows are bounded to this many bytes (CIFAR-10 at the defaults: 400 MiB, under it; a 96 x 96 x 3 input
 # would need 3.5 GiB at full length): past it, new inputs replace random earlier ones (_Pool)
 POOL_BYTES = 512 * 2 ** 20
@@ -489,15 +495,18 @@ def activation_batch(activations: int) -> int:
 
 def input_cost(teacher, width: float, *, channels: int = Schedule.channels, gen_steps: int = ENGINE_STEPS,
                epochs: int = ENGINE_EPOCHS) -> int:
-    """Multiply-accumulates a default run spends on one generated input: ``gen_steps`` generator steps (the
+    """What a default run spends on one generated input, in multiply-accumulates: ``gen_steps`` generator steps (the
     generator's forward and backward pass, 3 G; the teacher's and the student's forward pass and input gradient,
     2 T + 2 S) and ``epochs`` student passes over it (the teacher's forward pass, the student's forward and backward,
-    T + 3 S). The student's S is taken as T x width^2 (its layers are ``width`` times as wide on both sides)."""
+    T + 3 S). A model's pass costs its MACs plus :data:`ACTIVATION_MACS` per activation value. The student's MACs are
+    taken as the teacher's x width^2 (its layers are ``width`` times as wide on both sides), its activations x width."""
     from ..teacher.profile import total_macs
 
-    g = total_macs(build_generator(tuple(teacher.input_shape), teacher.num_classes, channels=channels))
-    t = total_macs(teacher.model)
-    s = t * width ** 2
+    gen = build_generator(tuple(teacher.input_shape), teacher.num_classes, channels=channels)
+    g = total_macs(gen) + ACTIVATION_MACS * activation_values(gen)
+    macs, acts = total_macs(teacher.model), activation_values(teacher.logits_model)
+    t = macs + ACTIVATION_MACS * acts
+    s = macs * width ** 2 + ACTIVATION_MACS * acts * width
     return int(gen_steps * (3 * g + 2 * t + 2 * s) + epochs * (t + 3 * s))
 
 
