@@ -30,8 +30,9 @@ REFERENCE_VALUES = 32 * 32 * 3  # CIFAR-10's input: samples and chunks of larger
 def by_values(shape, n: int, least: int) -> int:
     """``n`` inputs of ``shape`` where one holds at most :data:`REFERENCE_VALUES` values, else about as many values
     as ``n`` such inputs (a multiple of 8 from 8 up), at least ``least``: e.g. a BatchNorm re-estimation's 2,048
-    samples and chunks of 256 are 256 and 8 inputs of 224 x 224 x 3 (150,528 values each), whose 2,048 would hold
-    1.2 GB in float32 and a MobileNet's activations on 256 of them several GB."""
+    samples and chunks of 256 are 256 and 32 inputs of 224 x 224 x 3 (150,528 values each; inference chunks keep 32:
+    smaller ones made the re-estimation of a MobileNetV2's 52 BatchNorm layers slow), whose 2,048 would hold 1.2 GB in
+    float32 and a MobileNet's activations on 256 of them several GB."""
     values = max(1, int(np.prod(shape)))
     if values <= REFERENCE_VALUES:
         return n

@@ -192,7 +192,7 @@ def _feature_probes(teacher, student, x_all, features):
     t_probe = k.Model(tm.inputs, [tm.get_layer(nm).output for nm in names] + [tm.output])
     s_probe = k.Model(student.inputs, [student.get_layer(nm).output for nm in names] + [student.output])
     sample = x_all[:feature_sample(x_all.shape[1:])]
-    chunk = by_values(x_all.shape[1:], 256, 8)
+    chunk = by_values(x_all.shape[1:], 256, 32)
     acts = [t_probe(sample[i:i + chunk], training=False) for i in range(0, len(sample), chunk)]
     spread = []
     for j, nm in enumerate(names):
@@ -326,7 +326,7 @@ def recalibration_noise(teacher, x: np.ndarray, *, samples: int = 2048, seed: in
     if not teacher.has_batchnorm or len(x) == 0:
         return 0.0
     rng = np.random.default_rng(seed + 1)
-    samples, chunk = by_values(x.shape[1:], samples, 256), by_values(x.shape[1:], 256, 8)
+    samples, chunk = by_values(x.shape[1:], samples, 256), by_values(x.shape[1:], 256, 32)
     xs = np.asarray(x[np.sort(rng.choice(len(x), size=min(samples, len(x)), replace=False))], np.float32)
     lo, hi = float(xs.min()), float(xs.max())
 
@@ -365,7 +365,7 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     if mirror and np.ndim(x) != 4:
         raise ValueError(f"mirror images need a batch of images (N, H, W, C); received shape {np.shape(x)}")
     rng = np.random.default_rng(seed)
-    samples, batch_size = by_values(np.shape(x)[1:], samples, 256), by_values(np.shape(x)[1:], batch_size, 8)
+    samples, batch_size = by_values(np.shape(x)[1:], samples, 256), by_values(np.shape(x)[1:], batch_size, 32)
     n = len(x) * (2 if mirror else 1)
     idx = np.sort(rng.choice(n, size=min(samples, n), replace=False))
     xs = np.asarray(x[idx % len(x)], np.float32)  # a copy: mirrored and noised in place

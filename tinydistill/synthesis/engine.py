@@ -455,7 +455,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
 
 
 def _batched(fn, x: np.ndarray, size: int = 512) -> np.ndarray:
-    size = by_values(x.shape[1:], size, 8)
+    size = by_values(x.shape[1:], size, 32)
     return np.concatenate([fn(x[i:i + size]).numpy() for i in range(0, len(x), size)])
 
 
