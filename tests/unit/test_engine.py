@@ -518,3 +518,22 @@ def test_the_shipped_teachers_keep_the_full_count_of_inputs(shared_data):
         cost = input_cost(load_teacher(os.path.join(shared_data, "teachers", name)), width)
         assert input_scale(cost) == 1.0, (name, cost)
     assert input_cost(load_teacher(os.path.join(shared_data, "teachers", "cifar10_resnet8.h5")), 1.0) > 0.9 * INPUT_BUDGET
+
+
+def test_per_batch_methods_bound_their_batches_by_the_teachers_activations(shared_data, tiny_model, monkeypatch):
+    """Synthesis batches of 500 and distillation batches of 256 stay for MNIST's and CIFAR-10's teachers; a teacher
+    whose inputs hold many activation values gets fewer a batch, and a note says so."""
+    from tinydistill.pipeline import _bounded_batches
+    from tinydistill.synthesis import engine as E
+    from tinydistill.teacher.model import load_teacher
+
+    for name in ("cifar10_resnet8.h5", "mnist_lenet5.h5", "wakeword_dscnn.h5"):
+        t = load_teacher(os.path.join(shared_data, "teachers", name))
+        syn, dist = resolve_counts("bn", SynthesisConfig(method="bn"), DistillConfig())
+        assert _bounded_batches(t, "bn", syn, dist) == (syn, dist, [])
+    teacher = describe(tiny_model)
+    monkeypatch.setattr(E, "BATCH_ACTIVATIONS", 8 * E.activation_values(teacher.logits_model))  # per-batch: 16 inputs
+    syn, dist = resolve_counts("prior", SynthesisConfig(method="prior"), DistillConfig())
+    s2, d2, notes = _bounded_batches(teacher, "prior", syn, dist)
+    assert (s2.batch_size, d2.batch_size) == (16, 16) and len(notes) == 2 and "synthesis batches of 16" in notes[0]
+    assert _bounded_batches(teacher, "generator", syn, dist) == (syn, dist, [])  # the engine bounds its own

@@ -487,10 +487,10 @@ def activation_values(model) -> int:
     return int(sum(math.prod(row.output_shape) for row in profile(model)))
 
 
-def activation_batch(activations: int) -> int:
+def activation_batch(activations: int, budget: int | None = None) -> int:
     """The most inputs a batch through a model with ``activations`` values an input may hold: as many as keep it
-    under :data:`BATCH_ACTIVATIONS` (a multiple of 8), at least 8."""
-    return max(8, 8 * (BATCH_ACTIVATIONS // max(1, activations) // 8))
+    under ``budget`` (default :data:`BATCH_ACTIVATIONS`; a multiple of 8), at least 8."""
+    return max(8, 8 * ((budget or BATCH_ACTIVATIONS) // max(1, activations) // 8))
 
 
 def input_cost(teacher, width: float, *, channels: int = Schedule.channels, gen_steps: int = ENGINE_STEPS,
