@@ -165,7 +165,7 @@ def main():
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def stats(teacher, data_path, input_range, label_column, class_names, output, batch_size, trust_model, quiet):
     """Record the teacher's per-class, per-layer activation statistics (publisher side)."""
-    from .data import parse_range
+    from .data import resolve_input_range
     from .data.sources import open_data
     from .teacher.model import load_teacher
     from .teacher.stats import record_stats, save_stats
@@ -174,10 +174,10 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
     if os.path.isdir(output):
         raise OutputError(f"output {output} is a folder: pass a file name such as teacher.stats.npz")
     t = load_teacher(teacher, trust_model=trust_model)
-    if input_range is None and t.input_range_hint is None:
+    rng = resolve_input_range(input_range, None, required=False, teacher=t)
+    if rng is None:
         raise TinyDistillError("pass --input-range LO,HI: the input range the teacher was trained on "
                                "(e.g. 0,1 or 0,255); it is recorded in the stats file for compress")
-    rng = parse_range(input_range) if input_range is not None else t.input_range_hint
     src = open_data(data_path, split="train", label_column=label_column, class_names=_names(class_names))
     with _Progress(quiet) as progress:
         st = record_stats(t, src, input_range=rng, batch_size=batch_size,

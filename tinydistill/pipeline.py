@@ -264,16 +264,12 @@ def _bounded_batches(teacher, method, syn_cfg, dist_cfg):
     and a note for each that shrank: 500 inputs of 224 x 224 x 3 through a MobileNetV2 hold 4.7 G values, 19 GB."""
     if method == "generator":
         return syn_cfg, dist_cfg, []
-    from .synthesis.engine import BATCH_ACTIVATIONS, activation_batch, activation_values
+    from .synthesis.engine import BATCH_ACTIVATIONS, activation_values, bounded_batch
 
     acts = activation_values(teacher.logits_model)
-    cap, notes = activation_batch(acts, 2 * BATCH_ACTIVATIONS), []
-    for what, cfg in (("synthesis", syn_cfg), ("distillation", dist_cfg)):
-        if cfg.batch_size > cap:
-            notes.append(f"{what} batches of {cap} instead of {cfg.batch_size}: one input holds {acts / 1e6:,.1f} M "
-                         "activation values in the teacher")
-    return (replace(syn_cfg, batch_size=min(syn_cfg.batch_size, cap)),
-            replace(dist_cfg, batch_size=min(dist_cfg.batch_size, cap)), notes)
+    syn_batch, syn_note = bounded_batch("synthesis", syn_cfg.batch_size, acts, 2 * BATCH_ACTIVATIONS)
+    dist_batch, dist_note = bounded_batch("distillation", dist_cfg.batch_size, acts, 2 * BATCH_ACTIVATIONS)
+    return replace(syn_cfg, batch_size=syn_batch), replace(dist_cfg, batch_size=dist_batch), syn_note + dist_note
 
 
 def _engine_scale(teacher, method, config, width) -> tuple[list[str], float]:

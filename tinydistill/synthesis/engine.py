@@ -475,8 +475,7 @@ def engine_batch(shape, activations: int | None = None) -> int:
     """Inputs per generator batch: :data:`BATCH` for inputs of up to :data:`REFERENCE_VALUES` values, else about as
     many values a batch (a multiple of 8), at least :data:`MIN_BATCH`; at most :func:`activation_batch` of a teacher
     with ``activations`` values an input."""
-    per = max(1, math.prod(shape))
-    batch = max(MIN_BATCH, min(BATCH, 8 * (BATCH * REFERENCE_VALUES // per // 8)))
+    batch = by_values(shape, BATCH, MIN_BATCH)
     return batch if activations is None else min(batch, activation_batch(activations))
 
 
@@ -491,6 +490,15 @@ def activation_batch(activations: int, budget: int | None = None) -> int:
     """The most inputs a batch through a model with ``activations`` values an input may hold: as many as keep it
     under ``budget`` (default :data:`BATCH_ACTIVATIONS`; a multiple of 8), at least 8."""
     return max(8, 8 * ((budget or BATCH_ACTIVATIONS) // max(1, activations) // 8))
+
+
+def bounded_batch(what: str, batch_size: int, activations: int, budget: int | None = None) -> tuple[int, list[str]]:
+    """``batch_size`` cut to :func:`activation_batch`, and a note (in a list, empty when it fits) that says so."""
+    cap, budget = activation_batch(activations, budget), budget or BATCH_ACTIVATIONS
+    if batch_size <= cap:
+        return batch_size, []
+    return cap, [f"{what} batches of {cap} instead of {batch_size}: one input holds {activations / 1e6:,.1f} M "
+                 f"activation values in the teacher, and a batch at most {budget / 1e6:,.0f} M"]
 
 
 def input_cost(teacher, width: float, *, channels: int = Schedule.channels, gen_steps: int = ENGINE_STEPS,
@@ -558,12 +566,9 @@ def interleave(teacher, student, stats, synthesis, distill, *, input_range, seed
     plan = plan_for(teacher, stats, input_range, replace(RECIPES["generator"], flip=synthesis.flip))
     distill = resolve_distill(distill, engine=True)
     activations = activation_values(teacher.logits_model)
-    cap = activation_batch(activations)
-    if distill.batch_size > cap:  # the student's batches too: its step keeps the teacher's and its own activations
-        notes = [*notes, f"student batches of {cap} instead of {distill.batch_size}: one input holds "
-                         f"{activations / 1e6:,.1f} M activation values in the teacher, and a batch at most "
-                         f"{BATCH_ACTIVATIONS / 1e6:,.0f} M"]
-        distill = replace(distill, batch_size=cap)
+    # the student's batches too: its step keeps the teacher's and its own activations
+    batch, cut = bounded_batch("student", distill.batch_size, activations)
+    notes, distill = [*notes, *cut], replace(distill, batch_size=batch)
     schedule = schedule_for(synthesis, distill, stats=stats is not None, shape=tuple(teacher.input_shape),
                             activations=activations)
     return run_engine(teacher, student, plan, schedule, distill, seed=seed, strategy=strategy, on_progress=on_progress,

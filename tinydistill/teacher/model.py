@@ -162,12 +162,16 @@ def _fingerprint(model) -> str:
     return h.hexdigest()
 
 
+def _act_name(layer) -> str | None:
+    act = getattr(layer, "activation", None)
+    return getattr(act, "__name__", None) if act is not None else None
+
+
 def _logits_model(model):
     """A model with the same weights whose output is pre-softmax logits, and the output kind."""
     k = _compat.keras()
     last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    act_name = getattr(act, "__name__", None) if act is not None else None
+    act_name = _act_name(last)
     cls = last.__class__.__name__
     if cls == "Softmax" or (cls == "Activation" and act_name == "softmax"):
         return k.Model(model.inputs, last.input, name="teacher_logits"), "softmax"
@@ -186,24 +190,6 @@ def _logits_model(model):
 
 _RECURRENT = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D",
               "CuDNNLSTM", "CuDNNGRU"}
-
-
-def _all_layers(model) -> list:
-    """Every layer, those of nested models and of wrappers (TimeDistributed, Bidirectional) included."""
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if hasattr(layer, "layers"):
-            out += _all_layers(layer)
-        inner = getattr(layer, "layer", None)
-        if inner is not None:
-            out.append(inner)
-    return out
-
-
-def _act_name(layer) -> str | None:
-    act = getattr(layer, "activation", None)
-    return getattr(act, "__name__", None) if act is not None else None
 
 
 def _two_class_view(model):
@@ -287,10 +273,10 @@ def describe(model, *, path: str = "<memory>") -> Teacher:
         raise NotAClassifierError(
             f"the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs: tinydistill "
             "compresses single-input, single-output classifiers; export that sub-model first")
-    recurrent = [ly for ly in _all_layers(model) if ly.__class__.__name__ in _RECURRENT]
+    recurrent = [cls for cls in _layer_classes({"config": model.get_config()}) if cls in _RECURRENT]
     if recurrent:
         raise NotAClassifierError(
-            f"the model has a recurrent layer ({recurrent[0].name}, {recurrent[0].__class__.__name__}): tinydistill "
+            f"the model has a recurrent layer ({recurrent[0]}): tinydistill "
             "compresses feed-forward classifiers (dense, convolution, pooling, normalisation layers); replace "
             "recurrent layers with Conv1D layers over time, or convert this model without tinydistill")
     out_shape = tuple(model.outputs[0].shape)
