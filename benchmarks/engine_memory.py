@@ -42,26 +42,6 @@ def reset_peak() -> None:
 ROWS = []
 
 
-def timed(owner, name, label=None, calls=None):
-    """Wrap ``owner.name`` to record memory and seconds (``calls``: only those call numbers)."""
-    fn = getattr(owner, name)
-    count = [0]
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        count[0] += 1
-        if calls is not None and count[0] not in calls:
-            return fn(*args, **kwargs)
-        reset_peak()
-        before, start = resident(), time.perf_counter()
-        result = fn(*args, **kwargs)
-        ROWS.append((f"{label or name}" + (f" #{count[0]}" if calls else ""), before, resident(),
-                     peak_memory_bytes(), time.perf_counter() - start))
-        return result
-
-    setattr(owner, name, wrapper)
-
-
 def timed_call(fn, label, args, kwargs):
     """``fn(*args, **kwargs)`` as one row."""
     reset_peak()
@@ -69,6 +49,25 @@ def timed_call(fn, label, args, kwargs):
     result = fn(*args, **kwargs)
     ROWS.append((label, before, resident(), peak_memory_bytes(), time.perf_counter() - start))
     return result
+
+
+def measured(fn, label, calls=None):
+    """``fn`` wrapped to record memory and seconds (``calls``: only those call numbers, each row numbered)."""
+    count = [0]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        count[0] += 1
+        if calls is not None and count[0] not in calls:
+            return fn(*args, **kwargs)
+        return timed_call(fn, label + (f" #{count[0]}" if calls else ""), args, kwargs)
+
+    return wrapper
+
+
+def timed(owner, name, label=None, calls=None):
+    """Wrap ``owner.name`` in place (:func:`measured`)."""
+    setattr(owner, name, measured(getattr(owner, name), label or name, calls))
 
 
 def vww_teacher(path: str) -> None:
@@ -100,9 +99,7 @@ def main() -> None:
 
     @functools.wraps(build)
     def train_step_for(*args, **kwargs):  # the build, then the student's first two steps, each a row
-        holder = type("Step", (), {"step": staticmethod(timed_call(build, "train_step_for", args, kwargs))})
-        timed(holder, "step", "student step", calls={1, 2})
-        return holder.step
+        return measured(timed_call(build, "train_step_for", args, kwargs), "student step", calls={1, 2})
 
     D.train_step_for = train_step_for
     timed(E, "_result")
