@@ -25,8 +25,6 @@ from .config import (
     ENGINE_INPUTS,
     ENGINE_STEPS,
     FEATURE_WEIGHT,
-    METHOD_EPOCHS,
-    METHOD_INPUTS,
     METHOD_STEPS,
     METHODS,
     STRATEGIES,
@@ -219,22 +217,20 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
               help="Time against quality: scales the method's default number of synthetic inputs, and so the run's "
                    "time (0.5: about half the time; 2: about twice, usually more accurate).")
 @click.option("--inputs", "n", type=click.IntRange(1),
-              help=f"Synthetic inputs [per-batch methods {DEFAULT_INPUTS:,} (all-layers and prior "
-                   f"{METHOD_INPUTS['all-layers']:,}), generator {ENGINE_INPUTS:,} generated, times --effort].")
+              help=f"Synthetic inputs [per-batch methods {DEFAULT_INPUTS:,}, generator {ENGINE_INPUTS:,} generated, "
+                   "times --effort].")
 @click.option("--steps", type=click.IntRange(1),
               help=f"Optimisation steps per batch [per-batch methods {DEFAULT_STEPS} (all-layers "
                    f"{METHOD_STEPS['all-layers']}), generator {ENGINE_STEPS}].")
 @click.option("--epochs", type=click.IntRange(1),
-              help=f"Distillation passes over the synthetic set [per-batch methods {DEFAULT_EPOCHS} (all-layers and "
-                   f"prior {METHOD_EPOCHS['all-layers']}), generator "
+              help=f"Distillation passes over the synthetic set [per-batch methods {DEFAULT_EPOCHS}, generator "
                    f"{ENGINE_EPOCHS} over its pool].")
 @click.option("--kd-loss", "loss", default="mse", show_default=True, type=click.Choice(["mse", "kl"]),
               help="Distillation loss: mse on logits, or kl on softened probabilities (with --temperature).")
 @click.option("--temperature", default=4.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="KD temperature (with --kd-loss kl).")
-@click.option("--feature-weight", "features", type=click.FloatRange(min=0),
-              help=f"Weight of the stage feature maps the student matches besides the outputs (0: outputs only) "
-                   f"[{FEATURE_WEIGHT:g}; all-layers and prior 0].")
+@click.option("--feature-weight", "features", default=FEATURE_WEIGHT, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the stage feature maps the student matches besides the outputs (0: outputs only).")
 @click.option("--flip", default="off", show_default=True, type=click.Choice(["off", "on", "auto"]),
               help="Flip images left to right at random while synthesising them (auto: if the teacher keeps its "
                    "class on most flipped inputs; measured mixed on CIFAR-10, hence off).")

@@ -30,15 +30,6 @@ DEFAULT_STEPS = 64
 # with stats (a quarter of the synthesis, about 30 s of a default LeNet-5 run); without stats (prior) 48 lost 0.07 and
 # 0.06 pp on the same two seeds, so the other per-batch methods keep 64 ("Where MNIST's seconds go")
 METHOD_STEPS = {"all-layers": 48}
-# the per-batch methods of teachers without BatchNorm (all-layers with a stats file, prior without) make half the
-# inputs and the student sees each for 1.5x the epochs, matching the outputs only: on LeNet-5 -> half, 12,000 inputs,
-# 90 epochs, no stage-feature term gave 98.59 / 98.58 % with stats against 98.57 / 98.57 % at the former 24,000 x 60
-# with the term (validation split of MNIST train), in half the synthesis and two thirds of the distillation; the term
-# alone was worth nothing there (98.56 / 98.52 % with it at 12,000 x 90). The bn path keeps the term, worth +4.3 pp on
-# CIFAR-10 and 3 of 45 wake-word samples (benchmarks/RESULTS.md, "Where MNIST's seconds go")
-METHOD_INPUTS = {"all-layers": 12000, "prior": 12000}
-METHOD_EPOCHS = {"all-layers": 90, "prior": 90}
-METHOD_FEATURES = {"all-layers": 0.0, "prior": 0.0}
 DEFAULT_BATCH = 256
 DEFAULT_LR = 4e-3
 # 60 epochs instead of 30 and a stage-feature weight of 30: benchmarks/RESULTS.md ("epochs", "feature weight")
@@ -86,12 +77,9 @@ def resolve_counts(method: str, synthesis: SynthesisConfig, distill: DistillConf
     measured default, 0.5 half the time, 2 twice. Counts the user set are kept as they are.
     """
     engine = method == "generator"
-    inputs, steps = ((ENGINE_INPUTS, ENGINE_STEPS) if engine else
-                     (METHOD_INPUTS.get(method, DEFAULT_INPUTS), METHOD_STEPS.get(method, DEFAULT_STEPS)))
+    inputs, steps = (ENGINE_INPUTS, ENGINE_STEPS) if engine else (DEFAULT_INPUTS, METHOD_STEPS.get(method, DEFAULT_STEPS))
     synthesis = replace(synthesis, inputs=synthesis.inputs or max(1, round(inputs * effort)),
                         steps=synthesis.steps or steps)
-    distill = replace(distill, epochs=distill.epochs or METHOD_EPOCHS.get(method),
-                      features=METHOD_FEATURES.get(method) if distill.features is None else distill.features)
     return synthesis, resolve_distill(distill, engine=engine)
 
 
@@ -101,8 +89,7 @@ def resolve_distill(distill: DistillConfig, *, engine: bool = False) -> DistillC
     epochs, batch_size, lr, ema = ((ENGINE_EPOCHS, ENGINE_BATCH, ENGINE_LR, ENGINE_EMA) if engine
                                    else (DEFAULT_EPOCHS, DEFAULT_BATCH, DEFAULT_LR, 0.0))
     return replace(distill, epochs=distill.epochs or epochs, batch_size=distill.batch_size or batch_size,
-                   lr=distill.lr or lr, ema=distill.ema if distill.ema is not None else ema,
-                   features=FEATURE_WEIGHT if distill.features is None else distill.features)
+                   lr=distill.lr or lr, ema=distill.ema if distill.ema is not None else ema)
 
 
 @dataclass(frozen=True)
@@ -145,8 +132,7 @@ class DistillConfig:
         epochs: passes over the synthetic set (None: the method's default, :func:`resolve_counts`).
         loss: ``"mse"`` (logits) or ``"kl"`` (softened probabilities at ``temperature``).
         temperature: KD temperature (``"kl"`` only).
-        features: weight of the stage-output feature term (0: outputs only; None: the method's default,
-            :data:`FEATURE_WEIGHT`, or 0 for the methods in :data:`METHOD_FEATURES`).
+        features: weight of the stage-output feature term (0: outputs only).
         batch_size: examples per step (None: the method's default, :func:`resolve_counts`).
         lr: peak learning rate (Adam, cosine decay; None: the method's default).
         augment: random shifts (image inputs) and mixes of two inputs, labelled by the teacher.
@@ -163,7 +149,7 @@ class DistillConfig:
     epochs: int | None = None
     loss: str = "mse"
     temperature: float = 4.0
-    features: float | None = None
+    features: float = FEATURE_WEIGHT
     batch_size: int | None = None
     lr: float | None = None
     augment: bool = True
@@ -187,8 +173,7 @@ class DistillConfig:
             _fail("`ema` must be in [0, 1) (0: off)", f"ema={self.ema!r}")
         if not self.weight_decay >= 0:
             _fail("`weight_decay` must be >= 0 (0: off)", f"weight_decay={self.weight_decay!r}")
-        if self.features is not None:
-            validate_feature_weight(self.features)
+        validate_feature_weight(self.features)
         return self
 
 

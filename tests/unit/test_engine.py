@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tinydistill import _compat
-from tinydistill.config import ENGINE_EMA, FEATURE_WEIGHT, CompressConfig, DistillConfig, SynthesisConfig, resolve_counts
+from tinydistill.config import ENGINE_EMA, CompressConfig, DistillConfig, SynthesisConfig, resolve_counts
 from tinydistill.errors import TinyDistillError
 from tinydistill.student.design import design_student
 from tinydistill.synthesis import resolve_method, synthesize
@@ -118,14 +118,6 @@ def test_counts_follow_the_method_and_effort():
     syn, dist = resolve_counts("bn", SynthesisConfig(), DistillConfig())
     # per-batch defaults: 64 steps a batch, distillation batches of 256 at 4e-3; the engine's student 128 at 2e-3
     assert (syn.inputs, syn.steps, dist.epochs, dist.batch_size, dist.lr) == (24000, 64, 60, 256, 4e-3)
-    assert dist.features == FEATURE_WEIGHT
-    # the methods of teachers without BatchNorm: half the inputs, seen for 1.5x the epochs, outputs only
-    for method, steps in (("all-layers", 48), ("prior", 64)):
-        syn, dist = resolve_counts(method, SynthesisConfig(), DistillConfig())
-        assert (syn.inputs, syn.steps, dist.epochs, dist.features) == (12000, steps, 90, 0.0)
-    syn, dist = resolve_counts("prior", SynthesisConfig(), DistillConfig(epochs=3, features=5.0), effort=0.5)
-    assert (syn.inputs, dist.epochs, dist.features) == (6000, 3, 5.0)  # effort scales inputs; the user's counts stay
-    assert resolve_counts("generator", SynthesisConfig(), DistillConfig())[1].features == FEATURE_WEIGHT
     # all-layers (a stats file's method) converges in fewer steps; a user's count is kept whatever the method
     assert resolve_counts("all-layers", SynthesisConfig(), DistillConfig())[0].steps == 48
     assert resolve_counts("all-layers", SynthesisConfig(steps=80), DistillConfig())[0].steps == 80
