@@ -5,7 +5,8 @@
 Builds small Keras 3 models of the kinds embedded users train (a yes/no model with one sigmoid unit, a Conv1D
 sensor model, logits without softmax, depthwise/separable convolutions, padding/LeakyReLU/ReLU6/average pooling,
 parallel branches, LSTM/GRU, LayerNormalization + GELU, swish + BatchNorm, several inputs, Sequential, a Reshape
-input, a Normalization layer, Rescaling(1/255) + BatchNorm) with a few steps of training on random data, saves
+input, a Normalization layer, Rescaling(1/255) + BatchNorm, a fully convolutional model saved with input (None, None,
+1), run with `--input-shape`) with a few steps of training on random data, saves
 each as `.keras` and `.h5`, and runs the CLI on each with quick settings (`--inputs 256 --steps 3 --epochs 1`):
 the point is whether the run ends as it should (exit 0, or one clear line for a model it refuses), not accuracy.
 Exits 1 when any kind ends otherwise than expected. Prints a Markdown table.
@@ -28,8 +29,9 @@ EXPECTED = {
     "misc_layers": (0, None), "concat": (0, None), "lstm": (1, "recurrent layer"), "gru": (1, "recurrent layer"),
     "layernorm_gelu": (1, "TFLite Micro has no kernel"), "swish_bn": (0, None), "multi_input": (1, "2 inputs"),
     "sequential": (0, None), "reshape_in": (0, None), "normalization": (0, None), "rescale_bn": (0, None),
-    "image_sigmoid": (0, None),
+    "image_sigmoid": (0, None), "fully_conv": (0, None),
 }
+EXTRA = {"fully_conv": ["--input-shape", "32,32,1"]}  # saved with input (None, None, 1): the size is the user's
 
 
 def build(folder: str, kinds) -> None:
@@ -104,6 +106,10 @@ def build(folder: str, kinds) -> None:
             i = keras.Input((32, 32, 1))
             h = L.GlobalAveragePooling2D()(L.Conv2D(8, 3, activation="relu")(i))
             return keras.Model(i, L.Dense(1, activation="sigmoid")(h)), (32, 32, 1), 2, True
+        if kind == "fully_conv":  # any input size: (None, None, 1)
+            i = keras.Input((None, None, 1))
+            h = L.GlobalAveragePooling2D()(L.Conv2D(8, 3, strides=2, activation="relu")(L.Conv2D(8, 3)(i)))
+            return keras.Model(i, L.Dense(4, activation="softmax")(h)), (32, 32, 1), 4, False
         raise ValueError(kind)
 
     for kind in kinds:
@@ -135,7 +141,7 @@ def main() -> int:
     print("| teacher | file | exit | expected | seconds | last line |\n| --- | --- | ---: | ---: | ---: | --- |")
     for kind in args.kinds:
         for ext in ("keras", "h5"):
-            extra = ["--input-range", "0,255" if kind == "rescale_bn" else "0,1"]
+            extra = ["--input-range", "0,255" if kind == "rescale_bn" else "0,1", *EXTRA.get(kind, [])]
             if kind == "rescale_bn" and ext == "h5":
                 extra = []  # its Rescaling layer states the range itself
             start = time.perf_counter()

@@ -138,7 +138,24 @@ def _names(text):
     return names
 
 
+def _shape(ctx, param, text):
+    """``--input-shape``: sizes >= 1 separated by commas (without the batch); anything else is a usage error."""
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise click.BadParameter(f"must be sizes >= 1 separated by commas, without the batch (e.g. 96,96,3). "
+                                 f"Received: {text}", param_hint="--input-shape")
+    return shape
+
+
 def _trust_option(f):
+    f = click.option("--input-shape", callback=_shape,
+                     help="Input size for a model saved with unknown (None) input dimensions, e.g. 96,96,3 "
+                          "(without the batch): it is rebuilt at that size with the same weights.")(f)
     return click.option("--trust-model", is_flag=True,
                         help="Allow Lambda / custom layers (runs code from the model file).")(f)
 
@@ -163,7 +180,8 @@ def main():
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(1))
 @_trust_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def stats(teacher, data_path, input_range, label_column, class_names, output, batch_size, trust_model, quiet):
+def stats(teacher, data_path, input_range, label_column, class_names, output, batch_size, trust_model, input_shape,
+          quiet):
     """Record the teacher's per-class, per-layer activation statistics (publisher side)."""
     from .data import resolve_input_range
     from .data.sources import open_data
@@ -173,7 +191,7 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
     output = output or os.path.splitext(teacher)[0] + ".stats.npz"
     if os.path.isdir(output):
         raise OutputError(f"output {output} is a folder: pass a file name such as teacher.stats.npz")
-    t = load_teacher(teacher, trust_model=trust_model)
+    t = load_teacher(teacher, trust_model=trust_model, input_shape=input_shape)
     rng = resolve_input_range(input_range, None, required=False, teacher=t)
     if rng is None:
         raise TinyDistillError("pass --input-range LO,HI: the input range the teacher was trained on "
@@ -251,7 +269,7 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
 def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, label_column, class_names,
              width, max_flash, max_ram,
              max_latency_ms, method, effort, n, steps, epochs, loss, temperature, features, flip, seed, strategy, resume,
-             qat, prune, output, firmware_too, tflm, trust_model, quiet, as_json):
+             qat, prune, output, firmware_too, tflm, trust_model, input_shape, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
     from .config import CompressConfig
     from .resume import RunState, state_folder
@@ -266,8 +284,8 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
         max_latency_ms=max_latency_ms).validate()
     state = RunState(state_folder(output), resume=resume)
     with _Progress(quiet or as_json) as progress:
-        result, load_s = _run_compress(teacher, trust_model, stats_path, (data_path, label_column, _names(class_names)),
-                                       b, config, state, progress)
+        result, load_s = _run_compress((teacher, trust_model, input_shape), stats_path,
+                                       (data_path, label_column, _names(class_names)), b, config, state, progress)
     report = result.report.with_sources(load_seconds=load_s, data=data_path, stats=stats_path)
     _write_compress(output, result, report)
     state.finish()
@@ -309,8 +327,9 @@ def _board(board, board_file, headroom):
     return b.with_headroom(headroom) if headroom is not None else b
 
 
-def _run_compress(teacher, trust_model, stats_path, data, board, config, state, progress):
-    """Open the teacher, its stats and the test data (read in batches later), then compress; the result and the
+def _run_compress(model, stats_path, data, board, config, state, progress):
+    """Open the teacher (``model``: path, trust_model, input_shape), its stats and the test data (read in batches
+    later), then compress; the result and the
     seconds loading took."""
     from .data.sources import open_data
     from .pipeline import compress as run
@@ -319,7 +338,8 @@ def _run_compress(teacher, trust_model, stats_path, data, board, config, state, 
 
     t0 = time.perf_counter()
     progress("load", 0, 1)
-    t = load_teacher(teacher, trust_model=trust_model)
+    teacher, trust_model, input_shape = model
+    t = load_teacher(teacher, trust_model=trust_model, input_shape=input_shape)
     st = load_stats(stats_path, t) if stats_path else None
     data_path, label_column, class_names = data
     src = open_data(data_path, split="test", label_column=label_column, class_names=class_names) if data_path else None
@@ -482,7 +502,7 @@ def check_cmd(model, board, board_file, headroom, as_json):
 @_range_option
 @_trust_option
 @click.option("--json", "as_json", is_flag=True)
-def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model, as_json):
+def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model, input_shape, as_json):
     """Show what tinydistill sees in TEACHER before any work."""
     from rich.table import Table
 
@@ -493,7 +513,7 @@ def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model
 
     b = _board(board or DEFAULT_BOARD, board_file, None)
     rng = parse_range(input_range) if input_range else None
-    t = load_teacher(teacher, trust_model=trust_model)
+    t = load_teacher(teacher, trust_model=trust_model, input_shape=input_shape)
     st = load_stats(stats_path, t) if stats_path else None
     info = inspect(t, board=b, stats=st, input_range=rng)
     if as_json:

@@ -373,3 +373,25 @@ def test_a_teacher_that_rescales_its_own_inputs_needs_no_input_range(tmp_path):
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rep["teacher"]["input_range"] == [0.0, 255.0]
     assert rep["accuracy"]["teacher_float"] > 0.9
+
+
+def test_input_shape_for_a_model_with_unknown_dimensions(tmp_path):
+    """A fully convolutional teacher saved with input (None, None, 1): refused in one line naming --input-shape, which
+    rebuilds it at the given size for inspect and compress; a malformed size is a usage error."""
+    keras3 = pytest.importorskip("keras")
+    if not keras3.__version__.startswith("3"):
+        pytest.skip("Keras 3 not installed")
+    i = keras3.Input((None, None, 1))
+    h = keras3.layers.Conv2D(4, 3, activation="relu")(i)
+    m = keras3.Model(i, keras3.layers.Dense(3, activation="softmax")(keras3.layers.GlobalAveragePooling2D()(h)))
+    path = tmp_path / "fcn.keras"
+    m.save(path)
+    out = tmp_path / "o"
+    _assert_clean_failure(run("compress", path, "--input-range", "0,1", "-o", out), out, "pass --input-shape")
+    assert run("inspect", path, "--input-shape", "12,a").exit_code == 2
+    r = run("inspect", path, "--input-shape", "12,12,1", "--json")
+    assert r.exit_code == 0, r.output
+    r = run("compress", path, "--input-shape", "12,12,1", "--input-range", "0,1", "--inputs", "64", "--steps", "2",
+            "--epochs", "1", "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "report.json").read_text())["teacher"]["input_shape"] == [12, 12, 1]

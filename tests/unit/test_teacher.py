@@ -273,3 +273,35 @@ def test_a_rescaling_first_layer_states_the_input_range(scale, offset, hint):
             resolve_input_range(None, None, teacher=t)
     plain = describe(k.Model(i, k.layers.Dense(3, activation="softmax")(k.layers.Flatten()(i))))
     assert plain.input_range_hint is None
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_unknown_input_dimensions_filled_by_input_shape(tmp_path, suffix):
+    """A fully convolutional model saved with input (None, None, 1) is refused with the way out, and rebuilt with the
+    same weights at the size the user gives; a size that contradicts the model or breaks a layer is one clear error."""
+    keras3 = pytest.importorskip("keras")
+    if not keras3.__version__.startswith("3"):
+        pytest.skip("Keras 3 not installed")
+    i = keras3.Input((None, None, 1))
+    h = keras3.layers.Conv2D(4, 3, activation="relu")(i)
+    m = keras3.Model(i, keras3.layers.Dense(3, activation="softmax")(keras3.layers.GlobalAveragePooling2D()(h)))
+    path = str(tmp_path / f"fcn{suffix}")
+    m.save(path)
+    with pytest.raises(NotAClassifierError, match="unknown dimensions: pass --input-shape"):
+        load_teacher(path)
+    t = load_teacher(path, input_shape=(12, 10, 1))
+    assert t.input_shape == (12, 10, 1) and t.num_classes == 3 and t.fingerprint == load_teacher(
+        path, input_shape=(6, 6, 1)).fingerprint  # the same weights whatever the size
+    x = np.random.default_rng(0).uniform(size=(2, 12, 10, 1)).astype("float32")
+    np.testing.assert_allclose(t.model.predict(x, verbose=0), np.asarray(m(x)), rtol=1e-4, atol=1e-5)
+    for shape, match in (((12, 10), "one size >= 1 for each of its 3 dimensions"),
+                         ((12, 10, 3), "only its unknown \\(None\\) dimensions"),
+                         ((2, 2, 1), "cannot be built for input shape \\(2,2,1\\)")):
+        with pytest.raises(NotAClassifierError, match=match):
+            load_teacher(path, input_shape=shape)
+
+
+def test_input_shape_of_a_fixed_model_must_match(tiny_h5, tiny_teacher):
+    assert load_teacher(tiny_h5, input_shape=tiny_teacher.input_shape).input_shape == tiny_teacher.input_shape
+    with pytest.raises(NotAClassifierError, match="only its unknown"):
+        load_teacher(tiny_h5, input_shape=(5,) + tiny_teacher.input_shape[1:])

@@ -298,8 +298,9 @@ def describe(model, *, path: str = "<memory>") -> Teacher:
     in_shape = tuple(int(d) for d in model.inputs[0].shape[1:] if d is not None)
     if len(in_shape) != len(model.inputs[0].shape) - 1:
         raise NotAClassifierError(
-            f"the model's input shape {tuple(model.inputs[0].shape)} has unknown dimensions: "
-            "save the teacher with a fixed input shape")
+            f"the model's input shape {tuple(model.inputs[0].shape)} has unknown dimensions: pass --input-shape "
+            "with the size of your inputs (e.g. 96,96,3; without the batch), or save the teacher with a fixed input "
+            "shape")
     return Teacher(
         model=model, logits_model=logits_model, path=path, fingerprint=fingerprint,
         input_shape=in_shape, num_classes=int(out_shape[1]), output_kind=kind,
@@ -308,11 +309,13 @@ def describe(model, *, path: str = "<memory>") -> Teacher:
         params=int(model.count_params()), input_range_hint=_input_range_hint(model))
 
 
-def load_teacher(path: str, *, trust_model: bool = False) -> Teacher:
+def load_teacher(path: str, *, trust_model: bool = False, input_shape: tuple | None = None) -> Teacher:
     """Load a classifier from ``.h5`` or ``.keras`` (Keras 2 or 3) or a SavedModel folder.
 
     Loading is safe by default: Lambda layers and custom classes are refused
-    before anything is deserialised unless ``trust_model`` is true.
+    before anything is deserialised unless ``trust_model`` is true. ``input_shape`` (without the batch) fills the
+    unknown dimensions of a model saved with them, e.g. a fully convolutional model whose input is
+    ``(None, None, 3)``: the model is rebuilt at that shape with the same weights.
 
     Example:
         >>> t = td.load_teacher("teacher.h5")
@@ -322,7 +325,8 @@ def load_teacher(path: str, *, trust_model: bool = False) -> Teacher:
     Raises:
         ModelLoadError: missing, empty, truncated or non-model file.
         UnsafeModelError: Lambda / custom layers without ``trust_model``.
-        NotAClassifierError: the model is not a classifier tinydistill can compress.
+        NotAClassifierError: the model is not a classifier tinydistill can compress, or ``input_shape`` does not
+            fit its input.
     """
     path = str(path)
     if not os.path.exists(path):
@@ -343,4 +347,31 @@ def load_teacher(path: str, *, trust_model: bool = False) -> Teacher:
     if not isinstance(model, k.Model):  # e.g. a SavedModel whose Keras metadata is missing or damaged
         raise ModelLoadError(f"{path} did not load as a Keras model (a {type(model).__name__}): save it with Keras' "
                              "model.save() and try again")
+    if input_shape is not None:
+        model = fixed_input(model, input_shape)
     return describe(model, path=path)
+
+
+def fixed_input(model, shape):
+    """``model`` rebuilt with its input's unknown (None) dimensions set from ``shape`` (without the batch), with the
+    same weights; the model itself when it has none. A dimension the model fixes must be given as it is."""
+    shape = tuple(int(d) for d in shape)
+    current = tuple(model.inputs[0].shape[1:])
+    shown = ",".join(str(d) for d in shape)
+    if len(shape) != len(current) or any(d < 1 for d in shape):
+        raise NotAClassifierError(f"--input-shape {shown} does not fit the model's input {current}: give one size >= 1 "
+                                  f"for each of its {len(current)} dimensions (without the batch)")
+    if any(a is not None and a != b for a, b in zip(current, shape)):
+        raise NotAClassifierError(f"--input-shape {shown} does not fit the model's input {current}: only its unknown "
+                                  "(None) dimensions can be set; give the others as they are")
+    if None not in current:
+        return model
+    k = _compat.keras()
+    try:
+        clone = k.models.clone_model(model, input_tensors=k.Input(shape=shape, dtype=model.inputs[0].dtype))
+        clone.set_weights(model.get_weights())
+    except Exception as exc:  # a layer that cannot take this shape (too small for its kernels or pooling)
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NotAClassifierError(f"the model cannot be built for input shape ({shown}), too small for its kernels or "
+                                  f"pooling?: {msg[:200]}") from None
+    return clone
