@@ -102,3 +102,33 @@ def test_a_network_the_converter_cannot_take_is_one_clear_error():
     m = k.Model(i, k.layers.Dense(3, activation="softmax")(k.layers.LSTM(4)(i)))  # a dynamic batch: TensorList ops
     with pytest.raises(TinyDistillError, match=r"the TFLite converter cannot make an int8 model .*: replace the layer"):
         export_int8(m, np.random.default_rng(0).random((8, 12, 4), dtype=np.float32))
+
+
+def test_shapes_computed_at_run_time_are_converted_at_batch_one():
+    """A Dense layer on a sequence makes the converter compute shapes from the batch (SHAPE, REDUCE_PROD, PACK ...),
+    which TFLite Micro lacks: such a model is converted at a fixed batch of 1 instead, and LiteRT's predictions on
+    many inputs are still made (one at a time) and equal the float model's."""
+    from tinydistill import _compat
+    from tinydistill.fitting.fitcheck import int8_predictions, model_ops
+
+    k = _compat.keras()
+    _compat.set_seed(0)
+    i = k.Input((8, 6))
+    h = k.layers.GlobalAveragePooling1D()(k.layers.Dense(12, activation="relu")(i))
+    m = k.Model(i, k.layers.Dense(3)(h))
+    x = np.random.default_rng(0).uniform(size=(40, 8, 6)).astype(np.float32)
+    tflite = export_int8(m, x)
+    ops = set(model_ops(tflite))
+    assert not ops & {"SHAPE", "REDUCE_PROD", "PACK"} and "FULLY_CONNECTED" in ops
+    it = runtime.litert_interpreter(tflite)
+    assert list(it.get_input_details()[0]["shape_signature"]) == [1, 8, 6]
+    preds = int8_predictions(tflite, x)
+    assert preds.shape == (40,) and (preds == m.predict(x, verbose=0).argmax(-1)).mean() >= 0.9
+    arena, _ = runtime.tflm_run(tflite)
+    assert arena > 0
+
+
+def test_a_batch_independent_model_keeps_its_dynamic_batch(int8_model):
+    from tinydistill.fitting import runtime as rt
+
+    assert int(rt.litert_interpreter(int8_model).get_input_details()[0]["shape_signature"][0]) == -1

@@ -305,3 +305,11 @@ def test_input_shape_of_a_fixed_model_must_match(tiny_h5, tiny_teacher):
     assert load_teacher(tiny_h5, input_shape=tiny_teacher.input_shape).input_shape == tiny_teacher.input_shape
     with pytest.raises(NotAClassifierError, match="only its unknown"):
         load_teacher(tiny_h5, input_shape=(5,) + tiny_teacher.input_shape[1:])
+
+
+def test_integer_inputs_refused_in_one_line():
+    k = _compat.keras()
+    i = k.Input((20,), dtype="int32")
+    o = k.layers.Dense(3, activation="softmax")(k.layers.GlobalAveragePooling1D()(k.layers.Embedding(50, 4)(i)))
+    with pytest.raises(NotAClassifierError, match="input is int32.*needs a float input"):
+        describe(k.Model(i, o))

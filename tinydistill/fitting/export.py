@@ -10,6 +10,7 @@ import numpy as np
 from .. import _compat
 from ..capture import capture_c_output
 from ..errors import TinyDistillError
+from .tflite_model import parse_tflite
 
 
 def export_int8(model, calibration_x: np.ndarray, *, samples: int = 500, seed: int = 0) -> bytes:
@@ -36,7 +37,19 @@ def export_int8(model, calibration_x: np.ndarray, *, samples: int = 500, seed: i
         for i in range(len(calib)):
             yield [calib[i:i + 1]]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    tflite = _convert(tf, tf.lite.TFLiteConverter.from_keras_model(model), representative)
+    if "SHAPE" in parse_tflite(tflite).op_names:
+        # the graph computes shapes at run time from the batch (e.g. a Dense layer on a sequence, LayerNormalization):
+        # SHAPE, REDUCE_PROD, PACK ... of which TFLite Micro lacks some. At a fixed batch of 1, the batch TFLite Micro
+        # runs, the converter folds them into constants (zoo kinds dense_sequence and layernorm_gelu, RESULTS.md)
+        spec = tf.TensorSpec((1,) + tuple(model.inputs[0].shape[1:]), model.inputs[0].dtype)
+        fixed = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+        tflite = _convert(tf, tf.lite.TFLiteConverter.from_concrete_functions([fixed], model), representative)
+    return tflite
+
+
+def _convert(tf, converter, representative) -> bytes:
+    """``converter`` set to full-integer int8 (input and output too), run; a failure is one line."""
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

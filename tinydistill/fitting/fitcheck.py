@@ -106,6 +106,8 @@ def int8_predictions(tflite: bytes, x: np.ndarray, *, batch: int = 256, interpre
     """Top-1 predictions of the int8 model on float inputs, with LiteRT (batched; ``interpreter``: reuse one)."""
     it = interpreter or runtime.litert_interpreter(tflite)
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    if int(inp.get("shape_signature", [-1])[0]) != -1:  # converted at a fixed batch (export_int8): one at a time
+        batch = int(inp["shape"][0])
     preds = []
     for start in range(0, len(x), batch):
         xb = x[start:start + batch]

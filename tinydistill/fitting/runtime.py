@@ -53,7 +53,9 @@ def tflm_run(tflite: bytes, x: np.ndarray | None = None, *, timeout: float = 600
             missing = sorted(set(re.findall(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'", result["error"])))
             if missing:
                 raise TinyDistillError(f"TFLite Micro has no kernel for {', '.join(missing)} (used by this model): "
-                                       "replace the layer that produces it, or run the model with LiteRT on a Linux board")
+                                       "tinydistill measures every model with it, so replace the layer that produces "
+                                       "it, or convert the model without tinydistill (LiteRT on a Linux board has "
+                                       "more kernels)")
             raise TinyDistillError(f"TFLite Micro cannot run this model: {result['error']}")
         m = re.search(r"Arena allocation total (\d+) bytes", result["allocations"])
         if not m:

@@ -279,6 +279,12 @@ def describe(model, *, path: str = "<memory>") -> Teacher:
             f"the model has a recurrent layer ({recurrent[0]}): tinydistill "
             "compresses feed-forward classifiers (dense, convolution, pooling, normalisation layers); replace "
             "recurrent layers with Conv1D layers over time, or convert this model without tinydistill")
+    dtype = model.inputs[0].dtype
+    if not getattr(dtype, "is_floating", False):
+        raise NotAClassifierError(
+            f"the model's input is {getattr(dtype, 'name', dtype)} (e.g. token ids for an Embedding layer): tinydistill "
+            "makes inputs by gradient descent, which needs a float input (images, audio features, sensor values); "
+            "compress the layers after the embedding as a model of their own, or convert this one without tinydistill")
     out_shape = tuple(model.outputs[0].shape)
     fingerprint, binary = _fingerprint(model), None
     if len(out_shape) == 2 and out_shape[1] == 1:
