@@ -329,8 +329,7 @@ def _board(board, board_file, headroom):
 
 def _run_compress(model, stats_path, data, board, config, state, progress):
     """Open the teacher (``model``: path, trust_model, input_shape), its stats and the test data (read in batches
-    later), then compress; the result and the
-    seconds loading took."""
+    later), then compress; the result and the seconds loading took."""
     from .data.sources import open_data
     from .pipeline import compress as run
     from .teacher.model import load_teacher
