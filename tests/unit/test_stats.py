@@ -127,3 +127,21 @@ def test_layer_pairs_roundtrip(tmp_path, tiny_teacher, tiny_stats):
     for q, r in zip(back.pairs, tiny_stats.pairs):
         np.testing.assert_array_equal(q.projection, r.projection)
         np.testing.assert_array_equal(q.std, r.std)
+
+
+def test_stats_of_another_input_size_refused(tmp_path):
+    """The same weights rebuilt at another size (--input-shape) share a fingerprint; the recorded size decides."""
+    from tinydistill import _compat
+    from tinydistill.teacher.model import fixed_input
+
+    k = _compat.keras()
+    i = k.Input((None, None, 1))
+    h = k.layers.GlobalAveragePooling2D()(k.layers.Conv2D(4, 3, activation="relu")(i))
+    m = k.Model(i, k.layers.Dense(3, activation="softmax")(h))
+    big, small = describe(fixed_input(m, (12, 12, 1))), describe(fixed_input(m, (8, 8, 1)))
+    x = np.random.default_rng(0).uniform(size=(30, 12, 12, 1)).astype(np.float32)
+    p = tmp_path / "big.stats.npz"
+    save_stats(record_stats(big, x, np.arange(30) % 3, input_range=(0.0, 1.0)), str(p))
+    assert load_stats(str(p), big).num_classes == 3
+    with pytest.raises(StatsMismatchError, match=r"recorded at input shape \(12,12,1\).*--input-shape 12,12,1"):
+        load_stats(str(p), small)

@@ -379,6 +379,13 @@ def load_stats(path: str, teacher=None) -> Stats:
             f"{path} was recorded on another model ({header.get('teacher', '?')}, fingerprint "
             f"{str(header.get('fingerprint'))[:12]}) than {os.path.basename(teacher.path)} "
             f"({teacher.fingerprint[:12]}): record stats for this teacher with 'tinydistill stats'")
+    recorded = header.get("input_shape")
+    if teacher is not None and isinstance(recorded, list) and tuple(recorded) != tuple(teacher.input_shape):
+        # the same weights at another input size (a model of unknown input size, rebuilt with --input-shape)
+        shown = ",".join(str(d) for d in recorded)
+        raise StatsMismatchError(
+            f"{path} was recorded at input shape ({shown}), not the teacher's {tuple(teacher.input_shape)}: pass "
+            f"--input-shape {shown} as when it was recorded, or record stats at this size")
     try:
         names = header["layers"]
         mean = {n: arrays[f"mean_{i}"] for i, n in enumerate(names)}
