@@ -537,7 +537,9 @@ def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model
     con.print(f"auto method: {info['auto_method']} ({info['auto_method_why']})")
     fits = info.get("teacher_fits_board")
     con.print(f"teacher as int8: {format_bytes(info['int8_model_bytes'])} flash, "
-              f"{format_bytes(info['int8_arena_bytes'])} arena (TFLite Micro) on {info['board']}: "
+              f"{format_bytes(info['int8_arena_bytes'])} "
+              f"{'arena (TFLite Micro)' if info['int8_arena_source'] == 'tflite-micro' else 'of activation tensors'} "
+              f"on {info['board']}: "
               + ("[green]already fits[/]" if fits else "[yellow]does not fit[/]") +
               f" (budget {format_bytes(info['flash_budget_bytes'])} flash, {format_bytes(info['ram_budget_bytes'])} RAM)")
 

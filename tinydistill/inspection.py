@@ -48,6 +48,7 @@ def inspect(teacher, *, board=None, stats=None, input_range=None, measure: bool 
             res = check(tflite, board)
             info["board"] = board.name
             info["int8_arena_bytes"] = res.arena_bytes
+            info["int8_arena_source"] = res.arena_source  # "tflite-micro", or "activation-tensors" (Linux board)
             info["teacher_fits_board"] = res.fits
             info["flash_budget_bytes"] = board.flash_budget
             info["ram_budget_bytes"] = board.ram_budget

@@ -366,8 +366,9 @@ def _check(teacher, final, tflite, board, test, before, config, clock):
                                               clock.progress("evaluate"))
             fit.int8_accuracy, fit.predictions = accuracy["student_int8"], preds
             m = min(AGREEMENT, len(kept[1]))
-            _, micro = runtime.tflm_run(tflite, kept[0][:m])
-            fit.tflm_agreement, fit.tflm_agreement_n = float((micro.argmax(-1) == preds[:m]).mean()), m
+            if fit.arena_source == "tflite-micro":  # else TFLite Micro cannot run it (a Linux board: LiteRT only)
+                _, micro = runtime.tflm_run(tflite, kept[0][:m])
+                fit.tflm_agreement, fit.tflm_agreement_n = float((micro.argmax(-1) == preds[:m]).mean()), m
     clock.lap("check")
     return fit, accuracy, kept
 

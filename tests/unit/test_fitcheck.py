@@ -125,3 +125,30 @@ def test_unsupported_op_is_named():
     conv = tf.lite.TFLiteConverter.from_concrete_functions([spectrum.get_concrete_function()], spectrum)
     with pytest.raises(TinyDistillError, match="TFLite Micro has no kernel for RFFT2D"):
         check(conv.convert(), _board(1 << 20, 1 << 20))
+
+
+def test_a_linux_board_runs_what_tflite_micro_cannot():
+    """A GELU has no TFLite Micro kernel: a microcontroller refuses the model in one line; a Linux board (LiteRT) takes
+    it, its RAM figure the activation tensors summed, and says so."""
+    from tinydistill import _compat
+    from tinydistill.fitting.boards import load_board
+    from tinydistill.fitting.export import export_int8
+    from tinydistill.fitting.runtime import MissingKernelError
+    from tinydistill.fitting.tflite_model import parse_tflite
+    from tinydistill.reporting.report import Report
+
+    k = _compat.keras()
+    _compat.set_seed(0)
+    i = k.Input((12,))
+    m = k.Model(i, k.layers.Dense(3)(k.layers.Dense(16, activation="gelu")(i)))
+    x = np.random.default_rng(0).uniform(size=(32, 12)).astype(np.float32)
+    tflite = export_int8(m, x)
+    assert "GELU" in parse_tflite(tflite).op_names
+    with pytest.raises(MissingKernelError, match="no kernel for GELU.*Linux board"):
+        check(tflite, load_board("nrf52840"))
+    res = check(tflite, load_board("pi4"), x=x, y=m.predict(x, verbose=0).argmax(-1))
+    assert (res.arena_source, res.missing_kernels, res.tflm_agreement) == ("activation-tensors", ["GELU"], None)
+    assert res.arena_bytes == parse_tflite(tflite).activation_bytes >= 12 + 16 + 3  # int8 input, hidden, output
+    assert res.fits and res.int8_accuracy >= 0.9
+    text = Report.from_check("m.tflite", load_board("pi4"), res)
+    assert text["arena_source"] == "activation-tensors" and text["tflm_missing_kernels"] == ["GELU"]

@@ -17,6 +17,14 @@ from ..errors import TinyDistillError
 from .ondevice import load_interpreter, quantize_input  # noqa: F401  (quantize_input: re-exported)
 
 
+class MissingKernelError(TinyDistillError):
+    """TFLite Micro has no kernel for some of the model's operators (``ops``)."""
+
+    def __init__(self, ops, message: str):
+        super().__init__(message)
+        self.ops = list(ops)
+
+
 def tflm_run(tflite: bytes, x: np.ndarray | None = None, *, timeout: float = 600) -> tuple[int, np.ndarray | None]:
     """Run the model in the real TFLite Micro interpreter: its arena bytes, and its outputs on ``x``.
 
@@ -52,10 +60,9 @@ def tflm_run(tflite: bytes, x: np.ndarray | None = None, *, timeout: float = 600
         if "error" in result:
             missing = sorted(set(re.findall(r"Didn't find op for builtin opcode '([A-Z0-9_]+)'", result["error"])))
             if missing:
-                raise TinyDistillError(f"TFLite Micro has no kernel for {', '.join(missing)} (used by this model): "
-                                       "tinydistill measures every model with it, so replace the layer that produces "
-                                       "it, or convert the model without tinydistill (LiteRT on a Linux board has "
-                                       "more kernels)")
+                raise MissingKernelError(missing, f"TFLite Micro has no kernel for {', '.join(missing)} (used by this "
+                                         "model): replace the layer that produces it, or choose a Linux board (LiteRT "
+                                         "runs it there)")
             raise TinyDistillError(f"TFLite Micro cannot run this model: {result['error']}")
         m = re.search(r"Arena allocation total (\d+) bytes", result["allocations"])
         if not m:

@@ -14,6 +14,9 @@ import numpy as np
 
 from ..errors import TinyDistillError
 
+# bytes per element of TFLite's tensor types (schema TensorType: FLOAT32 0, FLOAT16 1, INT32 2, UINT8 3, INT64 4,
+# BOOL 6, INT16 7, INT8 9, FLOAT64 10); others count 4
+_ITEM_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 9: 1, 10: 8}
 # ops that only reinterpret memory: no per-element work in TFLite Micro
 _FREE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS"}
 
@@ -35,6 +38,8 @@ class ParsedModel:
     model_bytes: int
     ops: tuple
     input_shape: tuple = ()
+    activation_bytes: int = 0  # every tensor of the first subgraph that is not a constant, summed: an upper bound
+    # of the memory any planner needs for the activations
 
     @property
     def op_names(self) -> list[str]:
@@ -93,7 +98,10 @@ def _parse(tflite: bytes) -> ParsedModel:
         for op in sub.operators or []:
             code = tflm_runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
             ops.append(_cost(model, sub.tensors, op, names.get(code, f"BUILTIN_{code}")))
-    return ParsedModel(len(tflite), tuple(ops), input_shape)
+    tensors = first.tensors if first is not None and first.tensors is not None else []
+    activations = sum(int(np.prod(_shape(t))) * _ITEM_BYTES.get(int(t.type), 4) for t in tensors
+                      if not _is_constant(model, t))
+    return ParsedModel(len(tflite), tuple(ops), input_shape, int(activations))
 
 
 def _shape(tensor) -> list[int]:

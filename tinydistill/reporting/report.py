@@ -71,6 +71,7 @@ class Report(dict):
     def from_check(cls, model: str, board, res) -> Report:
         """The figures of ``tinydistill check``: one model's sizes, latency and fit against a board."""
         report = cls({"model": model, "board": board.name, "model_bytes": res.model_bytes, "arena_bytes": res.arena_bytes,
+                      "arena_source": res.arena_source, "tflm_missing_kernels": res.missing_kernels,
                       "flash_budget_bytes": board.flash_budget, "ram_budget_bytes": board.ram_budget,
                       "flash_bytes": res.flash_bytes, "ram_bytes": res.ram_bytes,
                       "runtime_code_bytes_estimate": res.runtime_flash_bytes,
@@ -122,7 +123,8 @@ def build_report(run: Run) -> dict:
                     "num_classes": teacher.num_classes, "class_names": run.class_names, "output": teacher.output_kind,
                     "batchnorm_layers": len(teacher.bn_layers)},
         "student": {"params": int(student.count_params()), "width": sizing.width, "init": run.init_note,
-                    "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes,
+                    "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes, "arena_source": fit.arena_source,
+                    "tflm_missing_kernels": fit.missing_kernels,
                     "runtime_code_bytes_estimate": fit.runtime_flash_bytes, "flash_bytes": fit.flash_bytes,
                     "ram_bytes": fit.ram_bytes, "macs": fit.macs, "latency_ms_estimate": fit.latency_ms, "ops": fit.ops},
         "accuracy": run.accuracy,
@@ -258,7 +260,7 @@ def report_markdown(report: dict) -> str:
              _row("RAM (tensor arena, measured by TFLite Micro)" if b["kind"] == "mcu"
                   else "RAM (arena + model + LiteRT *estimate*)",
                   s["ram_bytes"], b["ram_budget_bytes"], b["ram_bytes"], f["ram_margin_bytes"]), "",
-             f"Model {format_bytes(s['model_bytes'])}; TFLite Micro measured a {format_bytes(s['arena_bytes'])} arena; "
+             f"Model {format_bytes(s['model_bytes'])}; {_arena_words(s)}; "
              f"runtime code estimated at {format_bytes(s['runtime_code_bytes_estimate'])} (see code_size.toml).", "",
              "![accuracy and use of the board](report.png)", "",
              "| model | parameters | accuracy |", "| --- | ---: | ---: |"]
@@ -419,13 +421,22 @@ def print_console(report: dict, output: str, console) -> None:
                   f"{report['seconds']['total']:.0f} s{memory}; results in {output}/")
 
 
+def _arena_words(record: dict) -> str:
+    """How the arena figure was found: measured by TFLite Micro, or (a Linux board running a model TFLite Micro has no
+    kernel for) the activation tensors summed."""
+    if record.get("arena_source", "tflite-micro") == "tflite-micro":
+        return f"TFLite Micro measured a {format_bytes(record['arena_bytes'])} arena"
+    return (f"activations {format_bytes(record['arena_bytes'])}, every activation tensor summed (an upper bound: "
+            f"TFLite Micro has no kernel for {', '.join(record.get('tflm_missing_kernels', []))}; LiteRT runs the model)")
+
+
 def print_check(report: dict, console) -> None:
     """``tinydistill check`` on a terminal: flash and RAM against the budget, ops, latency, the verdict."""
     r = report
     console.print(f"{r['model']} on {r['board']}: flash {format_bytes(r['flash_bytes'])} of "
                   f"{format_bytes(r['flash_budget_bytes'])} (model {format_bytes(r['model_bytes'])} + runtime code "
                   f"~{format_bytes(r['runtime_code_bytes_estimate'])}), RAM {format_bytes(r['ram_bytes'])} of "
-                  f"{format_bytes(r['ram_budget_bytes'])} (arena {format_bytes(r['arena_bytes'])} measured by TFLite Micro)")
+                  f"{format_bytes(r['ram_budget_bytes'])} ({_arena_words(r)})")
     console.print(f"ops: {', '.join(r['ops'])}")
     console.print(f"estimated latency: {r['latency_ms_estimate']:,.1f} ms per inference ({r['macs']:,} MACs at "
                   f"{r['clock_mhz']:g} MHz)")
