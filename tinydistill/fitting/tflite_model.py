@@ -99,8 +99,8 @@ def _parse(tflite: bytes) -> ParsedModel:
             code = tflm_runtime.get_builtin_code_from_operator_code(model.operatorCodes[op.opcodeIndex])
             ops.append(_cost(model, sub.tensors, op, names.get(code, f"BUILTIN_{code}")))
     tensors = first.tensors if first is not None and first.tensors is not None else []
-    activations = sum(int(np.prod(_shape(t))) * _ITEM_BYTES.get(int(t.type), 4) for t in tensors
-                      if not _is_constant(model, t))
+    activations = sum(max(0, int(np.prod(_shape(t)))) * _ITEM_BYTES.get(int(t.type), 4) for t in tensors
+                      if not _is_constant(model, t))  # a damaged file's negative sizes count nothing
     return ParsedModel(len(tflite), tuple(ops), input_shape, int(activations))
 
 
