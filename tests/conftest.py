@@ -53,6 +53,19 @@ def build_tiny(batchnorm: bool = False, seed: int = 0):
     return _train(k.Model(i, o, name="tiny"), seed)
 
 
+def keras3_fcn(path):
+    """A fully convolutional Keras 3 model of any input size (input (None, None, 1), 3 classes), saved at ``path``;
+    the test is skipped without Keras 3."""
+    keras3 = pytest.importorskip("keras")
+    if not keras3.__version__.startswith("3"):
+        pytest.skip("Keras 3 not installed")
+    i = keras3.Input((None, None, 1))
+    h = keras3.layers.Conv2D(4, 3, activation="relu")(i)
+    m = keras3.Model(i, keras3.layers.Dense(3, activation="softmax")(keras3.layers.GlobalAveragePooling2D()(h)))
+    m.save(path)
+    return m
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     return build_tiny()

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from tinydistill.cli import main
 
-from ..conftest import ROOT, toy_data
+from ..conftest import ROOT, keras3_fcn, toy_data
 
 FAST = ["--inputs", "600", "--steps", "100", "--epochs", "30", "--width", "0.5"]
 
@@ -378,14 +378,8 @@ def test_a_teacher_that_rescales_its_own_inputs_needs_no_input_range(tmp_path):
 def test_input_shape_for_a_model_with_unknown_dimensions(tmp_path):
     """A fully convolutional teacher saved with input (None, None, 1): refused in one line naming --input-shape, which
     rebuilds it at the given size for inspect and compress; a malformed size is a usage error."""
-    keras3 = pytest.importorskip("keras")
-    if not keras3.__version__.startswith("3"):
-        pytest.skip("Keras 3 not installed")
-    i = keras3.Input((None, None, 1))
-    h = keras3.layers.Conv2D(4, 3, activation="relu")(i)
-    m = keras3.Model(i, keras3.layers.Dense(3, activation="softmax")(keras3.layers.GlobalAveragePooling2D()(h)))
     path = tmp_path / "fcn.keras"
-    m.save(path)
+    keras3_fcn(path)
     out = tmp_path / "o"
     _assert_clean_failure(run("compress", path, "--input-range", "0,1", "-o", out), out, "pass --input-shape")
     assert run("inspect", path, "--input-shape", "12,a").exit_code == 2

@@ -9,6 +9,8 @@ from tinydistill import _compat
 from tinydistill.errors import ModelLoadError, NotAClassifierError, UnsafeModelError
 from tinydistill.teacher.model import describe, load_teacher
 
+from ..conftest import keras3_fcn
+
 
 def test_load_h5_describes_classifier(tiny_teacher, tiny_model):
     t = tiny_teacher
@@ -279,14 +281,8 @@ def test_a_rescaling_first_layer_states_the_input_range(scale, offset, hint):
 def test_unknown_input_dimensions_filled_by_input_shape(tmp_path, suffix):
     """A fully convolutional model saved with input (None, None, 1) is refused with the way out, and rebuilt with the
     same weights at the size the user gives; a size that contradicts the model or breaks a layer is one clear error."""
-    keras3 = pytest.importorskip("keras")
-    if not keras3.__version__.startswith("3"):
-        pytest.skip("Keras 3 not installed")
-    i = keras3.Input((None, None, 1))
-    h = keras3.layers.Conv2D(4, 3, activation="relu")(i)
-    m = keras3.Model(i, keras3.layers.Dense(3, activation="softmax")(keras3.layers.GlobalAveragePooling2D()(h)))
     path = str(tmp_path / f"fcn{suffix}")
-    m.save(path)
+    m = keras3_fcn(path)
     with pytest.raises(NotAClassifierError, match="unknown dimensions: pass --input-shape"):
         load_teacher(path)
     t = load_teacher(path, input_shape=(12, 10, 1))
