@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _compat
 from ..errors import ModelLoadError, NotAClassifierError, UnsafeModelError
+from ..fitting.ondevice import _first_line  # an exception's first line (its type when it has no text)
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _CONTAINERS = {"Functional", "Sequential", "Model"}
@@ -348,8 +349,7 @@ def load_teacher(path: str, *, trust_model: bool = False, input_shape: tuple | N
         else:
             model = k.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types; we only need to say what happened
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"could not load {path}: {msg[:200]}") from None
+        raise ModelLoadError(f"could not load {path}: {_first_line(exc)[:200]}") from None
     if not isinstance(model, k.Model):  # e.g. a SavedModel whose Keras metadata is missing or damaged
         raise ModelLoadError(f"{path} did not load as a Keras model (a {type(model).__name__}): save it with Keras' "
                              "model.save() and try again")
@@ -377,7 +377,6 @@ def fixed_input(model, shape):
         clone = k.models.clone_model(model, input_tensors=k.Input(shape=shape, dtype=model.inputs[0].dtype))
         clone.set_weights(model.get_weights())
     except Exception as exc:  # a layer that cannot take this shape (too small for its kernels or pooling)
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NotAClassifierError(f"the model cannot be built for input shape ({shown}), too small for its kernels or "
-                                  f"pooling?: {msg[:200]}") from None
+                                  f"pooling?: {_first_line(exc)[:200]}") from None
     return clone
