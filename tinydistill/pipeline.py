@@ -24,7 +24,7 @@ from .student.design import design_student, with_output_activation
 from .student.distillation import distill, feature_layers
 from .student.sizing import Budget, SizingResult, measure_width, size_student
 from .synthesis import SyntheticSet, resolve_method, synthesize
-from .synthesis.engine import interleave
+from .synthesis.engine import batched, interleave
 from .teacher.model import Teacher, load_teacher
 from .teacher.stats import Stats
 from .units import peak_memory_bytes
@@ -235,7 +235,7 @@ def _synthesize(teacher, stats, config, method_used, dist, state, key, clock):
     syn = state.load_synthetic(key) if state is not None else None
     if syn is None:
         syn = synthesize(teacher, stats, replace(config.synthesis, method=method_used), input_range=config.input_range,
-                         seed=config.seed, strategy=dist, on_progress=clock.progress("synthesize"))
+                         seed=config.seed, strategy=dist, on_progress=clock.progress("synthesize"), held_out=True)
         if state is not None:
             state.save_synthetic(key, syn)
     clock.lap("synthesize")
@@ -329,6 +329,10 @@ def _distill(teacher, syn, config, dist, state, key, clock):
     distill(teacher, student, syn, config.distill, seed=config.seed, strategy=dist, resume_from=resume_from,
             on_epoch_end=save_epoch, on_progress=clock.progress("distill"))
     student = _plain(teacher, student, config, dist)
+    if syn.held is not None:  # the self-check: the student against the teacher on a batch it never trained on
+        x, logits = syn.held
+        syn.student_agreement = float((batched(lambda v: student(v, training=False), x).argmax(1)
+                                       == logits.argmax(1)).mean())
     clock.lap("distill")
     return student, matched, init_note
 

@@ -72,7 +72,8 @@ class RunState:
                                generators=int(z["generators"]) if "generators" in z.files and int(z["generators"]) >= 0
                                else None,
                                notes=[str(n) for n in z["notes"]] if "notes" in z.files else [],
-                               student_agreement=None if np.isnan(student) else student)
+                               student_agreement=None if np.isnan(student) else student,
+                               held=(z["held_x"], z["held_logits"]) if {"held_x", "held_logits"} <= set(z.files) else None)
         self.notes.append(f"resumed: {len(syn):,} synthetic inputs reused")
         return syn
 
@@ -83,7 +84,8 @@ class RunState:
                  generated=np.array(-1 if syn.generated is None else syn.generated), mirrored=np.array(syn.mirrored),
                  generators=np.array(-1 if syn.generators is None else syn.generators),
                  notes=np.array(list(syn.notes), dtype=str),
-                 student_agreement=np.array(np.nan if syn.student_agreement is None else syn.student_agreement))
+                 student_agreement=np.array(np.nan if syn.student_agreement is None else syn.student_agreement),
+                 **({} if syn.held is None else {"held_x": syn.held[0], "held_logits": syn.held[1]}))
         self._save("synthetic.npz", buf.getvalue())
         self._save("synthesis.json", json.dumps(key).encode())
 

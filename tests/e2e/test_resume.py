@@ -52,6 +52,8 @@ def test_interrupt_then_resume(tiny_h5, tmp_path, monkeypatch):
     report = json.loads(r.output[r.output.index("{"):])
     assert any("synthetic inputs reused" in n for n in report["resumed"])
     assert any("after epoch 2" in n for n in report["resumed"])
+    # the held-out batch is saved with the set, so the resumed run still measures the student on it
+    assert 0.0 <= report["synthesis"]["student_agreement_held_out"] <= 1.0
     assert (out / "student.tflite").exists() and not os.path.exists(state)
 
 
@@ -111,11 +113,12 @@ def test_a_synthetic_set_keeps_its_self_check_across_a_resume(tmp_path):
 
     syn = SyntheticSet(x=np.zeros((4, 2), np.float32), y=np.arange(4), logits=np.eye(4, dtype=np.float32), method="bn",
                        notes=["the teacher recognised 40% of the first batch: class weight 0.2 -> 0.4, batch made again"],
-                       student_agreement=0.75)
+                       student_agreement=0.75, held=(np.ones((2, 2), np.float32), np.eye(2, 4, dtype=np.float32)))
     RunState(str(tmp_path / "s"), resume=False).save_synthetic({"k": 1}, syn)
     back = RunState(str(tmp_path / "s"), resume=True).load_synthetic({"k": 1})
     assert back.notes == syn.notes and back.student_agreement == 0.75 and back.teacher_agreement == 1.0
+    np.testing.assert_array_equal(back.held[1], syn.held[1])
     plain = SyntheticSet(x=syn.x, y=syn.y, logits=syn.logits, method="bn")
     RunState(str(tmp_path / "p"), resume=False).save_synthetic({"k": 1}, plain)
     back = RunState(str(tmp_path / "p"), resume=True).load_synthetic({"k": 1})
-    assert back.notes == [] and back.student_agreement is None
+    assert back.notes == [] and back.student_agreement is None and back.held is None

@@ -28,7 +28,8 @@ __all__ = ["DEFAULT_INPUTS", "DEFAULT_STEPS", "FLIPS", "FLIP_AGREEMENT", "METHOD
 
 
 def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, input_range=None, seed: int = 0,
-               recipe: Recipe | None = None, student=None, strategy=None, on_progress=None, **options) -> SyntheticSet:
+               recipe: Recipe | None = None, student=None, strategy=None, on_progress=None, held_out: bool = False,
+               **options) -> SyntheticSet:
     """Synthesise class-balanced inputs from the teacher (and its metadata).
 
     Args:
@@ -45,6 +46,8 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
         strategy: a ``tf.distribute`` strategy; each replica optimises its share of every
             batch (default: the current strategy, i.e. one device).
         on_progress: optional callable ``(done, total)`` counted in inputs.
+        held_out: also make one more batch after the set, held out of it (``SyntheticSet.held``): compress
+            measures the student against the teacher on it (the self-check's held-out agreement).
 
     Example:
         >>> syn = td.synthesize(teacher, stats, n=2000, seed=0)
@@ -67,4 +70,4 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
     moments = start_moments(stats, recipe, teacher.num_classes, teacher.input_shape[-1], rng)
     plan = Plan(method=method, classes=classes, objectives=objectives, recipe=recipe, start_moments=moments,
                 input_range=rng)
-    return run(teacher, plan, config, seed=seed, strategy=strategy, on_progress=on_progress)
+    return run(teacher, plan, config, seed=seed, strategy=strategy, on_progress=on_progress, held_out=held_out)

@@ -40,12 +40,15 @@ class SyntheticSet:
             flip (None: not images).
         generated: inputs the interleaved engine generated in all (``x`` holds a sample of them);
             None for per-batch synthesis, where ``x`` is every input.
-        student_agreement: the engine's self-check: student-teacher top-1 agreement on held-out
-            generated inputs the student never trained on (None: per-batch synthesis).
+        student_agreement: the self-check's student-teacher top-1 agreement on held-out synthetic inputs
+            the student never trained on: the engine's, or :attr:`held`'s after compress distils (None: not measured).
         notes: what the run adapted after a self-check, one sentence each.
         generators: how many generators the engine drew over the run (``Schedule.renew``; None: per-batch synthesis).
         mirrored: the engine's student saw its image batches mirrored left-right at random (the teacher keeps
             its class on at least :data:`FLIP_AGREEMENT` of flipped generated images).
+        held: per-batch synthesis's held-out batch (inputs, teacher logits): one more batch made after the set
+            (which is the same with or without it) that no student trains on (``synthesize(held_out=True)``, as
+            compress runs it); None: not made.
     """
 
     x: np.ndarray
@@ -59,6 +62,7 @@ class SyntheticSet:
     notes: list = field(default_factory=list)
     mirrored: bool = False
     generators: int | None = None
+    held: tuple | None = None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -211,8 +215,10 @@ def _shifts(rng, steps: int, jitter: int, flipping: bool) -> np.ndarray:
     return shifts
 
 
-def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progress=None) -> SyntheticSet:
-    """Optimise ``config.inputs`` class-balanced inputs in batches of ``config.batch_size`` (see :func:`synthesize`)."""
+def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progress=None,
+        held_out: bool = False) -> SyntheticSet:
+    """Optimise ``config.inputs`` class-balanced inputs in batches of ``config.batch_size`` (see :func:`synthesize`),
+    then one more batch held out of the set (``held_out``: :attr:`SyntheticSet.held`)."""
     tf = _compat.tf()
     shape = tuple(teacher.input_shape)
     image = is_image(shape)
@@ -250,14 +256,18 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
         x = lo + (hi - lo) * u_final
         return x, final_logits(tf.constant(x)).numpy()
 
+    def draw(bi):
+        """Batch ``bi``'s start, targets, classes and per-step shifts."""
+        y = rng.permutation((np.arange(batch_size) + bi * batch_size) % C).astype(np.int32)
+        target, y = plan.classes.targets(rng, y)
+        init = start_inputs(rng, plan.recipe.start, y, plan.start_moments, shape)
+        return init, target, y, _shifts(rng, config.steps, jitter, flipping)
+
     xs, ys, ls, notes = [], [], [], []
     n_batches = math.ceil(n / batch_size)
     done = 0
     for bi in range(n_batches):
-        y = rng.permutation((np.arange(batch_size) + bi * batch_size) % C).astype(np.int32)
-        target, y = plan.classes.targets(rng, y)
-        init = start_inputs(rng, plan.recipe.start, y, plan.start_moments, shape)
-        shifts = _shifts(rng, config.steps, jitter, flipping)
+        init, target, y, shifts = draw(bi)
         x, logits = optimise(init, target, y, shifts)
         # self-check on the first batch: while the teacher does not recognise it, make it again with a doubled class
         # weight (at most ADAPTATIONS times)
@@ -277,7 +287,11 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
         done += take
         if on_progress:
             on_progress(done, n)
+    held = None
+    if held_out:  # drawn after the set, so the set is the same without it
+        init, target, y, shifts = draw(n_batches)
+        held = tuple(a.astype(np.float32) for a in optimise(init, target, y, shifts))
     return SyntheticSet(x=np.concatenate(xs).astype(np.float32), y=np.concatenate(ys).astype(np.int64),
                         logits=np.concatenate(ls).astype(np.float32), method=plan.method,
                         flipped=bool(flipping and (plan.recipe.flip == "on" or n_batches > 1)),
-                        flip_agreement=agreement, notes=notes)
+                        flip_agreement=agreement, notes=notes, held=held)
