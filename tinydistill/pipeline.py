@@ -137,7 +137,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
         syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
         syn.notes = [*batch_notes, *syn.notes]
         student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
-    recal_noise = getattr(student, "recalibration_noise", None)
+    recal = (getattr(student, "recalibration_noise", None), list(getattr(student, "batchnorm_kept", [])))
     student, finetune, before = _finetune(teacher, student, syn, config, clock)
     final = with_output_activation(student, teacher)
     with clock.one_step("export"):
@@ -156,7 +156,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
               sizing=sizing, budget=budget, accuracy=accuracy, timings=clock.finish(), memory=clock.memory,
               notes=state.notes if state is not None else [], init_note=init_note, finetune=finetune,
               replicas=dist.num_replicas_in_sync, matched_layers=matched, class_names=names,
-              recalibration_noise=recal_noise)
+              recalibration_noise=recal[0], batchnorm_kept=recal[1])
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
                           model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=Report.from_run(run),
                           test_data=kept, class_names=names)
@@ -254,6 +254,7 @@ def _plain(teacher, student, config, dist):
     plain = design_student(teacher, width=config.width, seed=config.seed, init="random")
     plain.set_weights(student.get_weights())
     plain.recalibration_noise = getattr(student, "recalibration_noise", None)
+    plain.batchnorm_kept = getattr(student, "batchnorm_kept", [])
     return plain
 
 

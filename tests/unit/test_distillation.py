@@ -96,6 +96,24 @@ def test_batchnorm_recalibrated_to_clean_inputs(tiny_bn_model):
         np.testing.assert_array_equal(a, b)
 
 
+def test_frozen_batchnorm_keeps_its_statistics(tiny_bn_model):
+    """A BatchNorm layer frozen in the teacher (trainable False) normalises with its statistics while the student
+    trains too: re-estimation leaves it as it is and says so."""
+    from tinydistill import _compat
+    from tinydistill.student.distillation import recalibrate_batchnorm
+
+    from ..conftest import toy_data
+
+    m = _compat.keras().models.clone_model(tiny_bn_model)
+    m.set_weights(tiny_bn_model.get_weights())
+    m.get_layer("bn1").trainable = False
+    before = [w.numpy().copy() for w in (m.get_layer("bn1").moving_mean, m.get_layer("bn1").moving_variance)]
+    recalibrate_batchnorm(m, toy_data(300, seed=3)[0] * 0.01, samples=300)
+    np.testing.assert_array_equal(m.get_layer("bn1").moving_mean.numpy(), before[0])
+    np.testing.assert_array_equal(m.get_layer("bn1").moving_variance.numpy(), before[1])
+    assert m.batchnorm_kept == ["bn1"]
+
+
 def test_channel_moments_one_batch_at_a_time_equal_numpys():
     from tinydistill.student.distillation import _channel_moments
 

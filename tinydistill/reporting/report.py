@@ -52,6 +52,7 @@ class Run:
     matched_layers: list = field(default_factory=list)
     class_names: list | None = None
     recalibration_noise: float | None = None
+    batchnorm_kept: list = field(default_factory=list)
 
 
 class Report(dict):
@@ -149,7 +150,8 @@ def build_report(run: Run) -> dict:
         "distillation": {"epochs": dcfg.epochs, "batch_size": dcfg.batch_size, "learning_rate": dcfg.lr,
                          "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
                          "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers),
-                         "batchnorm_recalibration_noise": run.recalibration_noise, "weight_average_momentum": dcfg.ema,
+                         "batchnorm_recalibration_noise": run.recalibration_noise,
+                         "batchnorm_kept": list(run.batchnorm_kept), "weight_average_momentum": dcfg.ema,
                          "weight_decay": dcfg.weight_decay,
                          "mirrored": syn.mirrored},
         "finetune": run.finetune,
@@ -218,6 +220,11 @@ def _distill_note(dist: dict) -> str:
     noise = dist.get("batchnorm_recalibration_noise")
     recal = (f" BatchNorm statistics re-estimated on synthetic inputs plus Gaussian noise of std {noise:.3g} (the "
              "largest the teacher keeps its class under)." if noise else "")
+    kept = dist.get("batchnorm_kept") or []
+    if kept:
+        recal += (f" BatchNorm frozen in the teacher ({', '.join(f'`{n}`' for n in kept[:6])}"
+                  f"{', ...' if len(kept) > 6 else ''}) kept the teacher's statistics: the student normalised with them "
+                  "while it trained too.")
     ema = dist.get("weight_average_momentum")
     averaged = (f" The student's weights are their moving average over the run (momentum {ema:g}, lower in short runs)."
                 if ema else "")

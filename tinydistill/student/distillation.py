@@ -356,9 +356,17 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     many times too large at inference. Layers are set in order, each seeing
     the already-corrected layers before it. ``model.recalibration_noise`` records ``noise``. ``samples`` and
     ``batch_size`` hold fewer inputs larger than CIFAR-10's (:func:`~tinydistill._math.by_values`).
+
+    Frozen layers (``trainable`` False, as a teacher fine-tuned with its BatchNorm frozen passes them on) keep their
+    statistics: they normalise with them while the student trains too, so the weights after them learnt with those,
+    and they describe the teacher's training data, which synthetic inputs only approximate (a width-1 student of such
+    a teacher fell from the teacher's 95.7 to 87.5 % when they were re-estimated; ``benchmarks/RESULTS.md``,
+    "BatchNorm frozen in the teacher"). ``model.batchnorm_kept`` lists them.
     """
     k = _compat.keras()
     bns = [ly for ly in model.layers if ly.__class__.__name__ == "BatchNormalization"]
+    model.batchnorm_kept = [ly.name for ly in bns if not ly.trainable]
+    bns = [ly for ly in bns if ly.trainable]
     model.recalibration_noise = float(noise)
     if not bns:
         return
