@@ -663,6 +663,43 @@ def suite_image_bn(seeds):
                                                             ("bn, per-batch pixels", "bn"), ("prior", "prior")), seeds)
 
 
+def suite_frozen_bn(seeds):
+    """A teacher fine-tuned with its BatchNorm frozen, as transfer learning leaves one: an MLP 784-256-128 with
+    BatchNorm trained here for 2 epochs on inverted MNIST digits (the pretraining domain, which its BatchNorm
+    statistics keep), then its BatchNorm layers frozen (``trainable`` False: inference mode) and 2 epochs on the
+    digits themselves. ``compress`` as a user runs it (``--board cortex-m4``, ``auto``, which picks ``bn``), at the
+    width the search chooses and at 0.5, int8 on the 10,000 MNIST test images."""
+    k = _compat.keras()
+    L = k.layers
+    work = tempfile.mkdtemp(prefix="td-frozen-bn-")
+    try:
+        shape = (784,)
+        x, y = fit_to_teacher(mnist("train"), shape, 10, (0.0, 1.0))
+        test = fit_to_teacher(mnist("test"), shape, 10, (0.0, 1.0))
+        _compat.set_seed(0)
+        m = k.Sequential([k.Input(shape), L.Dense(256, use_bias=False), L.BatchNormalization(), L.ReLU(),
+                          L.Dense(128, use_bias=False), L.BatchNormalization(), L.ReLU(),
+                          L.Dense(10, activation="softmax")])
+        for data in (1.0 - x, x):  # pretraining domain, then the task with BatchNorm frozen
+            m.compile(optimizer=k.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+            m.fit(data, y, batch_size=128, epochs=2, verbose=0)
+            for layer in m.layers:
+                if isinstance(layer, L.BatchNormalization):
+                    layer.trainable = False
+        path = os.path.join(work, "frozen_bn_mlp.h5")
+        m.save(path)
+        t = td.load_teacher(path)
+
+        def rows(seed):
+            return [(f"MLP, BatchNorm frozen: width {w}", _compress_row(t, w, test, seed, "auto")) for w in ("auto", 0.5)]
+        about = (f"MLP 784-256-128 with frozen BatchNorm ({t.params:,} parameters, float "
+                 f"{_teacher_accuracy(t, test):.2%}; {_teacher_accuracy(t, (1.0 - test[0], test[1])):.2%} on the "
+                 "inverted test digits)")
+        return SimpleNamespace(path=f"{about}, trained by the benchmark", params=None), run_rows("frozen-bn", rows, seeds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _cells(line: str) -> list:
     """The cells of a markdown table row (``| a | b |``), stripped; [] for any other line."""
     return [c.strip() for c in line.strip().strip("|").split(" | ")] if line.startswith("| ") else []
@@ -734,7 +771,9 @@ SUITES = {"speed": ("Synthesis step time against a bare teacher forward+backward
           "non-image-bn": ("Teachers with BatchNorm and non-image inputs (trained here on MNIST): bn against the engine",
                            suite_non_image_bn),
           "image-bn": ("An image teacher with BatchNorm that is not CIFAR-10's (a CNN trained here on MNIST): the engine "
-                       "against bn and prior", suite_image_bn)}
+                       "against bn and prior", suite_image_bn),
+          "frozen-bn": ("BatchNorm frozen in the teacher (transfer learning): its statistics from another domain",
+                        suite_frozen_bn)}
 
 
 def machine() -> str:
@@ -787,7 +826,8 @@ def main():
                 lines += [f"| {row} | {wall:,.0f} | {', '.join(f'{k} {v:,.0f}' for k, v in sec.items() if k != 'total')} "
                           f"| {100 * acc:.2f} % | {peak / 2**30:.2f} GiB |" for row, wall, sec, acc, peak in runs]
         else:
-            if key in ("cifar", "bn-ablations", "non-image-bn", "image-bn") or key.startswith(("natural", "wakeword")):
+            if key in ("cifar", "bn-ablations", "non-image-bn", "image-bn", "frozen-bn") or key.startswith(("natural",
+                                                                                                         "wakeword")):
                 lines += [" ".join((fn.__doc__ or "").split()) +
                           (f" Synthesis: {CIFAR_INPUTS:,} inputs x {CIFAR_STEPS} steps." if key == "cifar" else ""), ""]
             lines += ["| method | accuracy (mean) | per seed | seconds per run (mean) |", "| --- | ---: | --- | ---: |"]
