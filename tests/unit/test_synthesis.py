@@ -78,12 +78,15 @@ def test_seeded_and_deterministic(tiny_teacher, tiny_stats):
 
 def test_held_out_batch_leaves_the_set_as_it_was(tiny_teacher, tiny_stats):
     """compress's self-check batch is made after the set: the set, and so the student, are the same without it."""
-    a = synthesize(tiny_teacher, tiny_stats, n=25, steps=5, batch_size=10, seed=3)
-    b = synthesize(tiny_teacher, tiny_stats, n=25, steps=5, batch_size=10, seed=3, held_out=True)
+    a = synthesize(tiny_teacher, tiny_stats, n=29, steps=5, batch_size=10, seed=3)  # 1 to spare: one batch more
+    b = synthesize(tiny_teacher, tiny_stats, n=29, steps=5, batch_size=10, seed=3, held_out=True)
     np.testing.assert_array_equal(a.x, b.x)
     assert a.held is None and b.held[0].shape == (10,) + a.x.shape[1:] and b.held[1].shape == (10, 3)
     assert not any(np.array_equal(b.held[0][0], row) for row in b.x)  # new inputs, not copies of the set's
     np.testing.assert_allclose(b.held[1], tiny_teacher.logits_model(b.held[0]).numpy(), atol=1e-4)
+    # a last batch with inputs to spare gives them: no batch more
+    c = synthesize(tiny_teacher, tiny_stats, n=10, steps=5, batch_size=30, seed=3, held_out=True)
+    assert len(c) == 10 and c.held[0].shape == (20,) + a.x.shape[1:]
 
 
 def test_non_multiple_batch(tiny_teacher, tiny_stats):

@@ -46,9 +46,9 @@ class SyntheticSet:
         generators: how many generators the engine drew over the run (``Schedule.renew``; None: per-batch synthesis).
         mirrored: the engine's student saw its image batches mirrored left-right at random (the teacher keeps
             its class on at least :data:`FLIP_AGREEMENT` of flipped generated images).
-        held: per-batch synthesis's held-out batch (inputs, teacher logits): one more batch made after the set
-            (which is the same with or without it) that no student trains on (``synthesize(held_out=True)``, as
-            compress runs it); None: not made.
+        held: per-batch synthesis's held-out inputs (inputs, teacher logits) that no student trains on
+            (``synthesize(held_out=True)``, as compress runs it): the last batch's inputs beyond the set, or one
+            more batch made after it; the set is the same with or without them. None: not made.
     """
 
     x: np.ndarray
@@ -215,10 +215,16 @@ def _shifts(rng, steps: int, jitter: int, flipping: bool) -> np.ndarray:
     return shifts
 
 
+# held-out inputs of the self-check taken from the last batch's surplus when it has this many (or half a batch); else
+# one more batch is made
+HELD_MIN = 64
+
+
 def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progress=None,
         held_out: bool = False) -> SyntheticSet:
     """Optimise ``config.inputs`` class-balanced inputs in batches of ``config.batch_size`` (see :func:`synthesize`),
-    then one more batch held out of the set (``held_out``: :attr:`SyntheticSet.held`)."""
+    and with ``held_out`` inputs held out of the set (:attr:`SyntheticSet.held`): those of the last batch that the
+    set leaves out where they are at least :data:`HELD_MIN` (or half a batch), else one more batch."""
     tf = _compat.tf()
     shape = tuple(teacher.input_shape)
     image = is_image(shape)
@@ -288,7 +294,9 @@ def run(teacher, plan: Plan, config, *, seed: int = 0, strategy=None, on_progres
         if on_progress:
             on_progress(done, n)
     held = None
-    if held_out:  # drawn after the set, so the set is the same without it
+    if held_out and batch_size - take >= min(HELD_MIN, batch_size // 2):  # the last batch's inputs the set leaves out
+        held = (x[take:].astype(np.float32), logits[take:].astype(np.float32))
+    elif held_out:  # one more batch, drawn after the set, so the set is the same without it
         init, target, y, shifts = draw(n_batches)
         held = tuple(a.astype(np.float32) for a in optimise(init, target, y, shifts))
     return SyntheticSet(x=np.concatenate(xs).astype(np.float32), y=np.concatenate(ys).astype(np.int64),
