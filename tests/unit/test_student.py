@@ -197,3 +197,25 @@ def test_separable_with_depth_multiplier_does_not_crash():
     o = k.layers.Dense(4)(k.layers.GlobalAveragePooling2D()(x))
     student = design_student(describe(k.Model(i, o)), width=0.5, seed=0)
     assert student.init_note.startswith("random (")
+
+
+def test_a_teacher_saved_frozen_gives_a_student_that_trains(tiny_bn_model):
+    """Layers frozen in the teacher's file do not freeze the student: a teacher saved with ``trainable`` False
+    throughout gives a student whose every layer trains; one fine-tuned with only its BatchNorm frozen keeps that
+    BatchNorm frozen (it normalises with the teacher's statistics) and trains the rest."""
+    from tinydistill import _compat
+    from tinydistill.teacher.model import describe
+
+    def copy():
+        m = _compat.keras().models.clone_model(tiny_bn_model)
+        m.set_weights(tiny_bn_model.get_weights())
+        return m
+
+    whole = copy()
+    whole.trainable = False
+    s = design_student(describe(whole), width=0.5)
+    assert all(ly.trainable for ly in s.layers) and len(s.trainable_variables) == len(tiny_bn_model.trainable_variables)
+    partly = copy()
+    partly.get_layer("bn1").trainable = False
+    s = design_student(describe(partly), width=0.5)
+    assert not s.get_layer("bn1").trainable and s.get_layer("conv1").trainable and s.get_layer("fc1").trainable

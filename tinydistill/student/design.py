@@ -76,6 +76,7 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
     _compat.set_seed(seed)
     config = json.loads(json.dumps(teacher.logits_model.get_config()))
     layers = config["layers"]
+    _trainable(layers)
     try:
         heads = output_heads(layer_graph(teacher.logits_model))
     except UnsupportedGraph:  # shared layers: the last layer is the classifier
@@ -98,6 +99,21 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
         note = "teacher" if reason is None else f"random ({reason})"
     model.init_note = note
     return model
+
+
+def _trainable(layers) -> None:
+    """Every layer of the student trains (in place on the layers' configs), whatever the teacher was saved with, except
+    BatchNorm layers frozen in a teacher that was still training other layers (fine-tuning with frozen BatchNorm):
+    those keep normalising with the teacher's statistics (:func:`~tinydistill.student.distillation.recalibrate_batchnorm`
+    keeps them too). A teacher saved wholly frozen gives a student whose every layer trains."""
+    def is_bn(layer):
+        return layer.get("class_name") == "BatchNormalization"
+
+    partly = any(layer.get("config", {}).get("trainable") is True for layer in layers if not is_bn(layer))
+    for layer in layers:
+        cfg = layer.get("config", {})
+        if "trainable" in cfg and not (is_bn(layer) and partly):
+            cfg["trainable"] = True
 
 
 def with_output_activation(student, teacher):
