@@ -21,10 +21,10 @@ from .reporting.report import Report, Run, report_markdown
 from .scale import get_strategy
 from .student import design
 from .student.design import design_student, with_output_activation
-from .student.distillation import distill, feature_layers
+from .student.distillation import distill, feature_layers, frozen_batchnorm
 from .student.sizing import Budget, SizingResult, measure_width, size_student
 from .synthesis import SyntheticSet, resolve_method, synthesize
-from .synthesis.engine import batched, interleave
+from .synthesis.engine import interleave, student_agreement
 from .teacher.model import Teacher, load_teacher
 from .teacher.stats import Stats
 from .units import peak_memory_bytes
@@ -137,7 +137,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
         syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
         syn.notes = [*batch_notes, *syn.notes]
         student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
-    recal = (getattr(student, "recalibration_noise", None), list(getattr(student, "batchnorm_kept", [])))
+    recal_noise, bn_kept = getattr(student, "recalibration_noise", None), frozen_batchnorm(student)
     student, finetune, before = _finetune(teacher, student, syn, config, clock)
     final = with_output_activation(student, teacher)
     with clock.one_step("export"):
@@ -156,7 +156,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
               sizing=sizing, budget=budget, accuracy=accuracy, timings=clock.finish(), memory=clock.memory,
               notes=state.notes if state is not None else [], init_note=init_note, finetune=finetune,
               replicas=dist.num_replicas_in_sync, matched_layers=matched, class_names=names,
-              recalibration_noise=recal[0], batchnorm_kept=recal[1])
+              recalibration_noise=recal_noise, batchnorm_kept=bn_kept)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
                           model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=Report.from_run(run),
                           test_data=kept, class_names=names)
@@ -254,7 +254,6 @@ def _plain(teacher, student, config, dist):
     plain = design_student(teacher, width=config.width, seed=config.seed, init="random")
     plain.set_weights(student.get_weights())
     plain.recalibration_noise = getattr(student, "recalibration_noise", None)
-    plain.batchnorm_kept = getattr(student, "batchnorm_kept", [])
     return plain
 
 
@@ -330,10 +329,8 @@ def _distill(teacher, syn, config, dist, state, key, clock):
     distill(teacher, student, syn, config.distill, seed=config.seed, strategy=dist, resume_from=resume_from,
             on_epoch_end=save_epoch, on_progress=clock.progress("distill"))
     student = _plain(teacher, student, config, dist)
-    if syn.held is not None:  # the self-check: the student against the teacher on a batch it never trained on
-        x, logits = syn.held
-        syn.student_agreement = float((batched(lambda v: student(v, training=False), x).argmax(1)
-                                       == logits.argmax(1)).mean())
+    if syn.held is not None:  # the self-check: the student against the teacher on inputs it never trained on
+        syn.student_agreement = student_agreement(student, *syn.held)
     clock.lap("distill")
     return student, matched, init_note
 

@@ -361,12 +361,10 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     statistics: they normalise with them while the student trains too, so the weights after them learnt with those,
     and they describe the teacher's training data, which synthetic inputs only approximate (a width-1 student of such
     a teacher fell from the teacher's 95.7 to 87.5 % when they were re-estimated; ``benchmarks/RESULTS.md``,
-    "BatchNorm frozen in the teacher"). ``model.batchnorm_kept`` lists them.
+    "BatchNorm frozen in the teacher"; :func:`frozen_batchnorm` lists them).
     """
     k = _compat.keras()
-    bns = [ly for ly in model.layers if ly.__class__.__name__ == "BatchNormalization"]
-    model.batchnorm_kept = [ly.name for ly in bns if not ly.trainable]
-    bns = [ly for ly in bns if ly.trainable]
+    bns = [ly for ly in model.layers if ly.__class__.__name__ == "BatchNormalization" and ly.trainable]
     model.recalibration_noise = float(noise)
     if not bns:
         return
@@ -387,6 +385,12 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
                                      for i in range(0, len(xs), batch_size))
         bn.moving_mean.assign(mean.astype(np.float32))
         bn.moving_variance.assign(var.astype(np.float32))
+
+
+def frozen_batchnorm(model) -> list[str]:
+    """The names of ``model``'s frozen BatchNorm layers (``trainable`` False), whose statistics
+    :func:`recalibrate_batchnorm` keeps."""
+    return [ly.name for ly in model.layers if ly.__class__.__name__ == "BatchNormalization" and not ly.trainable]
 
 
 def _channel_moments(batches) -> tuple[np.ndarray, np.ndarray]:

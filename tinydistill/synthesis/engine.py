@@ -382,8 +382,7 @@ class _Engine:
         disagreement term makes it, by design, the inputs the student gets wrong)."""
         lo, hi = self.plan.input_range
         x = (lo + (hi - lo) * np.concatenate(self.held)).astype(np.float32)
-        student = batched(lambda v: self.student(v, training=False), x)
-        return float((batched(self.logits, x).argmax(1) == student.argmax(1)).mean())
+        return student_agreement(self.student, x, _batched(self.logits, x))
 
 
 def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, seed: int = 0, strategy=None,
@@ -454,10 +453,16 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
     return syn
 
 
-def batched(fn, x: np.ndarray, size: int = 512) -> np.ndarray:
+def _batched(fn, x: np.ndarray, size: int = 512) -> np.ndarray:
     """``fn`` applied to ``x`` a slice at a time (512 inputs of CIFAR-10's size, fewer of larger ones), as one array."""
     size = by_values(x.shape[1:], size, 32)
     return np.concatenate([fn(x[i:i + size]).numpy() for i in range(0, len(x), size)])
+
+
+def student_agreement(student, x: np.ndarray, teacher_logits: np.ndarray) -> float:
+    """Top-1 agreement of ``student`` with the teacher on ``x`` (``teacher_logits``: the teacher's on it): the
+    self-check's figure on held-out synthetic inputs, the engine's and the per-batch methods'."""
+    return float((_batched(lambda v: student(v, training=False), x).argmax(1) == teacher_logits.argmax(1)).mean())
 
 
 def _result(eng, notes) -> SyntheticSet:
@@ -466,7 +471,7 @@ def _result(eng, notes) -> SyntheticSet:
     size = max(eng.schedule.batch_size, min(KEEP, KEEP * REFERENCE_VALUES // max(1, math.prod(eng.shape))))
     keep = np.unique(np.linspace(0, pool.filled - 1, min(size, pool.filled)).round().astype(np.int64))
     x = pool.inputs(keep, eng.plan.input_range)
-    return SyntheticSet(x=x, y=pool.y[keep], logits=batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
+    return SyntheticSet(x=x, y=pool.y[keep], logits=_batched(eng.logits, x).astype(np.float32), method=eng.plan.method,
                         flipped=bool(eng.flipping), flip_agreement=eng.flip_agreement,
                         generated=eng.batches * eng.schedule.batch_size, notes=notes, mirrored=eng.student_flip,
                         generators=eng.generators)
