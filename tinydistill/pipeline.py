@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -15,7 +16,7 @@ from .data.sources import Source, as_source, teacher_batches
 from .errors import BudgetError, TinyDistillError
 from .fitting import runtime
 from .fitting.boards import DEFAULT_BOARD, Board, load_board
-from .fitting.export import c_source, export_int8, resolver_header
+from .fitting.export import CALIBRATION_SAMPLES, c_source, export_int8, resolver_header
 from .fitting.fitcheck import CheckResult, check, int8_predictions
 from .reporting.report import Report, Run, report_markdown
 from .scale import get_strategy
@@ -25,6 +26,7 @@ from .student.distillation import distill, feature_layers, frozen_batchnorm
 from .student.sizing import Budget, SizingResult, measure_width, size_student
 from .synthesis import SyntheticSet, resolve_method, synthesize
 from .synthesis.engine import interleave, student_agreement
+from .synthesis.methods import per_batch_method
 from .teacher.model import Teacher, load_teacher
 from .teacher.stats import Stats
 from .units import peak_memory_bytes
@@ -116,9 +118,15 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     budget = Budget.for_board(board, **asdict(config.limits))
     # sizing first: an impossible budget fails in seconds, before anything else is asked of the user
     sizing = _size(teacher, board, budget, config.width, clock.progress("size"))
+    itself = _teacher_itself(teacher, config, sizing.width)
+    if itself is not None:
+        method_used, reason = _calibration_method(teacher, stats, method_used, reason)
     engine_notes, effort = _engine_scale(teacher, method_used, config, sizing.width)
     syn_cfg, dist_cfg = resolve_counts(method_used, config.synthesis, config.distill, effort)
     syn_cfg, dist_cfg, batch_notes = _bounded_batches(teacher, method_used, syn_cfg, dist_cfg)
+    if itself is not None:  # a calibration set only: whole batches of at least the export's sample
+        syn_cfg = replace(syn_cfg, inputs=min(syn_cfg.inputs, syn_cfg.batch_size * math.ceil(
+            CALIBRATION_SAMPLES / syn_cfg.batch_size)))
     config = replace(config, synthesis=syn_cfg, distill=dist_cfg, width=sizing.width,
                      input_range=resolve_input_range(config.input_range, stats, teacher=teacher))
     test = None if data is None else as_source(data)
@@ -131,12 +139,8 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     dist = get_strategy(config.strategy) if isinstance(config.strategy, str) else config.strategy
     keys = _resume_keys(config, teacher, stats, method_used, dist.num_replicas_in_sync)
     _compat.set_seed(config.seed)
-    if method_used == "generator":
-        syn, student, matched, init_note = _interleave(teacher, stats, config, dist, state, keys, clock, engine_notes)
-    else:
-        syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock)
-        syn.notes = [*batch_notes, *syn.notes]
-        student, matched, init_note = _distill(teacher, syn, config, dist, state, keys[1], clock)
+    syn, student, matched, init_note = _train(teacher, stats, config, method_used, dist, state, keys, clock, itself,
+                                              engine_notes + batch_notes)
     recal_noise, bn_kept = getattr(student, "recalibration_noise", None), frozen_batchnorm(student)
     student, finetune, before = _finetune(teacher, student, syn, config, clock)
     final = with_output_activation(student, teacher)
@@ -156,7 +160,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
               sizing=sizing, budget=budget, accuracy=accuracy, timings=clock.finish(), memory=clock.memory,
               notes=state.notes if state is not None else [], init_note=init_note, finetune=finetune,
               replicas=dist.num_replicas_in_sync, matched_layers=matched, class_names=names,
-              recalibration_noise=recal_noise, batchnorm_kept=bn_kept)
+              recalibration_noise=recal_noise, batchnorm_kept=bn_kept, as_is=AS_IS if itself is not None else None)
     return CompressResult(teacher=teacher, student=final, tflite=tflite, model_cc=cc, model_h=h,
                           model_ops_h=resolver_header(fit.ops), synthetic=syn, fit=fit, report=Report.from_run(run),
                           test_data=kept, class_names=names)
@@ -231,11 +235,51 @@ def _resume_keys(config, teacher, stats, method_used, replicas) -> tuple[dict, d
     return syn_key, dict(syn_key, width=config.width, channel_multiple=design.CHANNEL_MULTIPLE, **asdict(config.distill))
 
 
-def _synthesize(teacher, stats, config, method_used, dist, state, key, clock):
+AS_IS = ("the teacher fits the board whole, so the student is the teacher itself, quantised to int8 as it is: "
+         "distilling a copy of it on synthetic inputs could only move it away from the teacher")
+
+
+def _teacher_itself(teacher, config, width):
+    """The student at ``width`` when it is the teacher itself (it keeps every channel, width 1) and nothing asks to
+    train it (no ``--qat`` or ``--prune``), else None: every weight inherited, so its logits equal the teacher's on
+    random inputs. Distilling it only drifts (a width-1 MLP with BatchNorm: 97.54 % int8 against the teacher's
+    97.83 %; benchmarks/RESULTS.md, "A teacher that fits its board")."""
+    if config.finetune.active or not design.keeps_every_channel(teacher, width):
+        return None
+    student = design_student(teacher, width=width, seed=config.seed)
+    if student.init_note != "teacher":
+        return None
+    x = np.random.default_rng(config.seed).uniform(0.0, 1.0, (16, *teacher.input_shape)).astype(np.float32)
+    ours, theirs = (np.asarray(m(x, training=False)) for m in (student, teacher.logits_model))
+    return student if np.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * (1.0 + float(np.abs(theirs).max()))) else None
+
+
+def _calibration_method(teacher, stats, method, reason) -> tuple[str, str]:
+    """The method that makes the calibration set of a teacher quantised as it is: the engine trains a student beside
+    its generator, so there it is the per-batch method of the teacher's strongest signal."""
+    if method != "generator":
+        return method, reason
+    method, why = per_batch_method(teacher, stats)
+    return method, f"{why}; per-batch synthesis, as the teacher is quantised as it is (no student to train)"
+
+
+def _train(teacher, stats, config, method_used, dist, state, keys, clock, itself, notes):
+    """The synthetic set, the float student, its matched feature layers and how it was initialised: the teacher itself
+    (``itself``) after a calibration set, the engine's interleaved run, or per-batch synthesis then distillation."""
+    if method_used == "generator":
+        return _interleave(teacher, stats, config, dist, state, keys, clock, notes)
+    syn = _synthesize(teacher, stats, config, method_used, dist, state, keys[0], clock, held_out=itself is None)
+    syn.notes = [*notes, *syn.notes]
+    if itself is not None:
+        return syn, itself, [], itself.init_note
+    return (syn, *_distill(teacher, syn, config, dist, state, keys[1], clock))
+
+
+def _synthesize(teacher, stats, config, method_used, dist, state, key, clock, held_out=True):
     syn = state.load_synthetic(key) if state is not None else None
     if syn is None:
         syn = synthesize(teacher, stats, replace(config.synthesis, method=method_used), input_range=config.input_range,
-                         seed=config.seed, strategy=dist, on_progress=clock.progress("synthesize"), held_out=True)
+                         seed=config.seed, strategy=dist, on_progress=clock.progress("synthesize"), held_out=held_out)
         if state is not None:
             state.save_synthetic(key, syn)
     clock.lap("synthesize")

@@ -12,8 +12,10 @@ from ..capture import capture_c_output
 from ..errors import TinyDistillError
 from .tflite_model import parse_tflite
 
+CALIBRATION_SAMPLES = 500  # inputs of the representative dataset
 
-def export_int8(model, calibration_x: np.ndarray, *, samples: int = 500, seed: int = 0) -> bytes:
+
+def export_int8(model, calibration_x: np.ndarray, *, samples: int = CALIBRATION_SAMPLES, seed: int = 0) -> bytes:
     """Convert a float Keras model to a full-integer int8 TFLite flatbuffer.
 
     Weights and activations are int8, and so are the input and output

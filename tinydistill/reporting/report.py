@@ -31,6 +31,7 @@ class Run:
         accuracy: accuracies on labelled test data (None without data).
         timings: seconds per stage.
         memory: the process's peak resident bytes at the end of each stage and in total (None: not known here).
+        as_is: why the student is the teacher itself, not distilled (a teacher that fits its board), else None.
     """
 
     teacher: object
@@ -53,6 +54,7 @@ class Run:
     class_names: list | None = None
     recalibration_noise: float | None = None
     batchnorm_kept: list = field(default_factory=list)
+    as_is: str | None = None
 
 
 class Report(dict):
@@ -147,7 +149,8 @@ def build_report(run: Run) -> dict:
                       "adapted": list(syn.notes), "student_agreement_held_out": syn.student_agreement,
                       "teacher_agreement": syn.teacher_agreement, "flipped": syn.flipped,
                       "flip_agreement": syn.flip_agreement, "self_check": self_check},
-        "distillation": {"epochs": dcfg.epochs, "batch_size": dcfg.batch_size, "learning_rate": dcfg.lr,
+        "distillation": {"skipped": run.as_is, "epochs": 0 if run.as_is else dcfg.epochs,
+                         "batch_size": dcfg.batch_size, "learning_rate": dcfg.lr,
                          "loss": dcfg.loss, "temperature": dcfg.temperature if dcfg.loss == "kl" else None,
                          "feature_weight": dcfg.features, "feature_layers": list(run.matched_layers),
                          "batchnorm_recalibration_noise": run.recalibration_noise,
@@ -213,6 +216,8 @@ def _synthesis_note(syn: dict) -> str:
 
 
 def _distill_note(dist: dict) -> str:
+    if dist.get("skipped"):
+        return f"No distillation: {dist['skipped']}."
     layers = dist.get("feature_layers") or []
     matched = (f"; the student also matched the teacher's feature maps at {', '.join(f'`{n}`' for n in layers)}"
                if layers else "")

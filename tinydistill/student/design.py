@@ -74,20 +74,8 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
         raise TinyDistillError(f"`multiple` must be an integer >= 1. Received: multiple={multiple!r}")
     k = _compat.keras()
     _compat.set_seed(seed)
-    config = json.loads(json.dumps(teacher.logits_model.get_config()))
-    layers = config["layers"]
-    _trainable(layers)
-    try:
-        heads = output_heads(layer_graph(teacher.logits_model))
-    except UnsupportedGraph:  # shared layers: the last layer is the classifier
-        heads = {teacher.logits_model.layers[-1].name}
-    for layer in layers:
-        cfg = layer["config"]
-        if cfg.get("name") in heads:
-            continue
-        for key in WIDTH_KEYS:
-            if isinstance(cfg.get(key), int):
-                cfg[key] = scaled_channels(cfg[key], width, multiple)
+    config = _scaled_config(teacher, width, multiple)
+    _trainable(config["layers"])
     config["name"] = "student"
     if teacher.logits_model.__class__.__name__ == "Sequential":
         model = k.Sequential.from_config(config)
@@ -99,6 +87,29 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
         note = "teacher" if reason is None else f"random ({reason})"
     model.init_note = note
     return model
+
+
+def _scaled_config(teacher, width: float, multiple: int) -> dict:
+    """The teacher's logits model's config with every layer's channel count scaled, except the classifier's."""
+    config = json.loads(json.dumps(teacher.logits_model.get_config()))
+    try:
+        heads = output_heads(layer_graph(teacher.logits_model))
+    except UnsupportedGraph:  # shared layers: the last layer is the classifier
+        heads = {teacher.logits_model.layers[-1].name}
+    for layer in config["layers"]:
+        cfg = layer["config"]
+        if cfg.get("name") in heads:
+            continue
+        for key in WIDTH_KEYS:
+            if isinstance(cfg.get(key), int):
+                cfg[key] = scaled_channels(cfg[key], width, multiple)
+    return config
+
+
+def keeps_every_channel(teacher, width: float) -> bool:
+    """Whether the student at ``width`` has every channel of the teacher (width 1, or close enough that rounding
+    keeps every count): built with ``init="teacher"`` it is then the teacher itself."""
+    return _scaled_config(teacher, width, CHANNEL_MULTIPLE) == json.loads(json.dumps(teacher.logits_model.get_config()))
 
 
 def _trainable(layers) -> None:

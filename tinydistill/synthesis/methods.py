@@ -133,13 +133,11 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
             what = "BatchNorm statistics and a statistics file" if stats is not None else "BatchNorm statistics"
             return "generator", (f"an image teacher with {what}: a generator trained alongside the student, steered "
                                  "by them (compared with per-batch pixels on CIFAR-10 in benchmarks/RESULTS.md)")
-        if stats is not None:
-            return "all-layers", "a statistics file was given (per-class, per-layer moments)"
-        if teacher.has_batchnorm:
-            return "bn", (f"the teacher has {len(teacher.bn_layers)} BatchNorm layers (running statistics) and its input "
-                          "is not an image: per-batch pixels, which won on two of three such teachers measured; the "
-                          "engine (--method generator) won on the third (benchmarks/RESULTS.md): worth a try")
-        return "prior", "the teacher has neither a statistics file nor BatchNorm layers"
+        method, why = per_batch_method(teacher, stats)
+        if method == "bn":
+            why += (" and its input is not an image: per-batch pixels, which won on two of three such teachers "
+                    "measured; the engine (--method generator) won on the third (benchmarks/RESULTS.md): worth a try")
+        return method, why
     if method in _STATS_METHODS and stats is None:
         raise TinyDistillError(f"method {method!r} needs a statistics file: pass --stats FILE "
                                "(record one with 'tinydistill stats') or use --method auto")
@@ -155,6 +153,17 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
         raise TinyDistillError("method 'bn' needs BatchNorm layers and this teacher has none: "
                                "use --method auto")
     return method, "chosen by the user"
+
+
+def per_batch_method(teacher, stats) -> tuple[str, str]:
+    """The per-batch method of the strongest signal the teacher has (stats file > BatchNorm statistics > the
+    no-metadata prior) and why: ``auto``'s choice where the engine is not, and the method that makes a calibration
+    set alone (a teacher that fits its board as it is)."""
+    if stats is not None:
+        return "all-layers", "a statistics file was given (per-class, per-layer moments)"
+    if teacher.has_batchnorm:
+        return "bn", f"the teacher has {len(teacher.bn_layers)} BatchNorm layers (running statistics)"
+    return "prior", "the teacher has neither a statistics file nor BatchNorm layers"
 
 
 def validate_recipe(recipe: Recipe) -> None:
