@@ -559,14 +559,14 @@ def _wakeword(width):
     return suite
 
 
-def _compress_row(teacher, width, test, seed, method):
+def _compress_row(teacher, width, test, seed, method, *, board="cortex-m4", stats=None, input_range=(0.0, 1.0)):
     """A row that runs ``compress`` as a user does (``--board cortex-m4``, ``method``, the rest at the defaults) and
     returns the int8 accuracy on ``test``."""
     x, y = test
 
     def run():
-        res = td.compress(teacher, board="cortex-m4", data=(x, y), width=width, method=method, input_range=(0.0, 1.0),
-                          seed=seed)
+        res = td.compress(teacher, board=board, stats=stats, data=(x, y), width=width, method=method,
+                          input_range=input_range, seed=seed)
         return res.report["accuracy"]["student_int8"]
     return run
 
@@ -661,6 +661,50 @@ def suite_image_bn(seeds):
     the 10,000 MNIST test images: whether auto's choice holds on an image teacher that is not CIFAR-10's."""
     return _bn_teachers_suite("image-bn", _image_bn_specs, (("engine (generator: auto's choice)", "auto"),
                                                             ("bn, per-batch pixels", "bn"), ("prior", "prior")), seeds)
+
+
+def _distilled_whole(teacher, stats, input_range, seed):
+    """compress's path before a teacher that fits whole was quantised as it is: a width-1 copy of the teacher (its
+    weights) distilled on the per-batch method's synthetic set, both at their defaults."""
+    def run():
+        syn = td.synthesize(teacher, stats, method="all-layers" if stats is not None else "bn", input_range=input_range,
+                            seed=seed)
+        return td.distill(teacher, td.design_student(teacher, width=1.0, seed=seed), syn, seed=seed), syn.x
+    return run
+
+
+def suite_fits_whole(seeds):
+    """Teachers that fit their board whole (``--board raspberry-pi-4``: the search keeps width 1), ``compress`` at the
+    defaults, which quantises the teacher as it is, against the former default: the width-1 copy distilled on the
+    per-batch method's synthetic set (all-layers with the stats file, else bn), int8 on each teacher's test data.
+    ResNet-8 has no distilled row: there the former default was the engine, half an hour at width 1."""
+    work = tempfile.mkdtemp(prefix="td-fits-whole-")
+    try:
+        lenet, lrng, _, ltest, lstats = _lenet5()
+        _, mlp, _, mtest = _mnist_teachers(work, [s for s in _non_image_specs() if s[0].startswith("MLP")])[0]
+        ww = td.load_teacher(os.path.join(DATA, "teachers", "wakeword_dscnn.h5"))
+        wtest = fit_to_teacher(load_data(os.path.join(DATA, "teachers", "wakeword_dscnn_samples.npz")), ww.input_shape,
+                               ww.num_classes, (0.0, 1.0))
+        cifar, crng, cx, cy = _cifar()
+        cases = [("LeNet-5, with its stats file", lenet, lstats, ltest, lrng),
+                 ("MLP 784-256-128 with BatchNorm (trained here)", mlp, None, mtest, (0.0, 1.0)),
+                 ("wake-word DS-CNN (its 45 samples)", ww, None, wtest, (0.0, 1.0)),
+                 ("CIFAR-10 ResNet-8", cifar, None, (cx, cy), crng)]
+
+        def rows(seed):
+            out = []
+            for name, t, st, test, rng in cases:
+                out.append((f"{name}: quantised as it is (defaults)",
+                            _compress_row(t, "auto", test, seed, "auto", board="raspberry-pi-4", stats=st,
+                                          input_range=rng)))
+                if t is not cifar:
+                    out.append((f"{name}: width-1 copy distilled (the former default)",
+                                partial(_int8_of, t, _distilled_whole(t, st, rng, seed), test, seed)))
+            return out
+        return SimpleNamespace(path="LeNet-5, an MLP with BatchNorm trained here, the wake-word DS-CNN, ResNet-8",
+                               params=None), run_rows("fits-whole", rows, seeds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def suite_frozen_bn(seeds):
@@ -772,6 +816,8 @@ SUITES = {"speed": ("Synthesis step time against a bare teacher forward+backward
                            suite_non_image_bn),
           "image-bn": ("An image teacher with BatchNorm that is not CIFAR-10's (a CNN trained here on MNIST): the engine "
                        "against bn and prior", suite_image_bn),
+          "fits-whole": ("A teacher that fits its board whole: quantised as it is, against a width-1 copy distilled",
+                         suite_fits_whole),
           "frozen-bn": ("BatchNorm frozen in the teacher (transfer learning): its statistics from another domain",
                         suite_frozen_bn)}
 
@@ -826,8 +872,8 @@ def main():
                 lines += [f"| {row} | {wall:,.0f} | {', '.join(f'{k} {v:,.0f}' for k, v in sec.items() if k != 'total')} "
                           f"| {100 * acc:.2f} % | {peak / 2**30:.2f} GiB |" for row, wall, sec, acc, peak in runs]
         else:
-            if key in ("cifar", "bn-ablations", "non-image-bn", "image-bn", "frozen-bn") or key.startswith(("natural",
-                                                                                                         "wakeword")):
+            described = ("cifar", "bn-ablations", "non-image-bn", "image-bn", "frozen-bn", "fits-whole")
+            if key in described or key.startswith(("natural", "wakeword")):
                 lines += [" ".join((fn.__doc__ or "").split()) +
                           (f" Synthesis: {CIFAR_INPUTS:,} inputs x {CIFAR_STEPS} steps." if key == "cifar" else ""), ""]
             lines += ["| method | accuracy (mean) | per seed | seconds per run (mean) |", "| --- | ---: | --- | ---: |"]
