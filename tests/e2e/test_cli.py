@@ -423,8 +423,9 @@ def test_a_teacher_that_fits_whole_is_quantised_as_it_is(tiny_bn_model, data_fil
     tiny_bn_h5, out = tmp_path / "bn.h5", tmp_path / "out"
     tiny_bn_model.save(tiny_bn_h5, include_optimizer=False)
     r = run("compress", tiny_bn_h5, "--method", "generator", "--input-range", "0,1", "--steps", "2", "--width", "1",
-            "--data", data_files / "test.npz", "-o", out, "--quiet")
+            "--data", data_files / "test.npz", "-o", out)
     assert r.exit_code == 0, r.output
+    assert "no distillation: the teacher fits the board whole" in " ".join(r.output.split())
     report = json.loads((out / "report.json").read_text())
     assert report["distillation"]["skipped"] and report["distillation"]["epochs"] == 0
     assert "distill" not in report["seconds"] and "interleave" not in report["seconds"]

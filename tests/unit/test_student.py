@@ -219,3 +219,17 @@ def test_a_teacher_saved_frozen_gives_a_student_that_trains(tiny_bn_model):
     partly.get_layer("bn1").trainable = False
     s = design_student(describe(partly), width=0.5)
     assert not s.get_layer("bn1").trainable and s.get_layer("conv1").trainable and s.get_layer("fc1").trainable
+
+
+def test_a_student_that_keeps_every_channel_is_the_teacher_itself(tiny_teacher):
+    """compress quantises such a teacher as it is, unless --qat or --prune asks to train it."""
+    from tinydistill.config import CompressConfig
+    from tinydistill.pipeline import _teacher_itself
+    from tinydistill.student.design import keeps_every_channel
+
+    assert keeps_every_channel(tiny_teacher, 1.0) and keeps_every_channel(tiny_teacher, 0.99)  # 8 and 16 channels
+    assert not keeps_every_channel(tiny_teacher, 0.9) and not keeps_every_channel(tiny_teacher, 0.5)
+    config = CompressConfig.from_options().validate()
+    assert _teacher_itself(tiny_teacher, config, 1.0).init_note == "teacher"
+    assert _teacher_itself(tiny_teacher, config, 0.5) is None
+    assert _teacher_itself(tiny_teacher, CompressConfig.from_options(prune=0.5).validate(), 1.0) is None

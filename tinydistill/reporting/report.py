@@ -425,6 +425,9 @@ def print_console(report: dict, output: str, console) -> None:
         console.print(f"[bold]note:[/] {SIGMOID_NOTE}", soft_wrap=True)
     console.print(f"estimated latency on {b['name']}: {s['latency_ms_estimate']:,.1f} ms per inference")
     console.print(f"student width {report['sizing']['width']:g}, chosen by {report['sizing']['why']}")
+    skipped = report.get("distillation", {}).get("skipped")
+    if skipped:
+        console.print(f"no distillation: {skipped}", soft_wrap=True)
     for w in report.get("warnings", []):
         console.print(f"[bold yellow]warning:[/] {w}", soft_wrap=True)
     peak = report.get("host_memory", {}).get("peak_rss_bytes")
