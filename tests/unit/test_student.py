@@ -233,3 +233,20 @@ def test_a_student_that_keeps_every_channel_is_the_teacher_itself(tiny_teacher):
     assert _teacher_itself(tiny_teacher, config, 1.0).init_note == "teacher"
     assert _teacher_itself(tiny_teacher, config, 0.5) is None
     assert _teacher_itself(tiny_teacher, CompressConfig.from_options(prune=0.5).validate(), 1.0) is None
+
+
+def test_a_teacher_the_channel_map_cannot_follow_is_still_itself_at_width_1():
+    """A layer the channel map does not follow (an adapted Normalization) starts narrower students at random; at width 1
+    the student takes the teacher's weights as they are, so it is still the teacher itself."""
+    from tinydistill.config import CompressConfig
+    from tinydistill.pipeline import _teacher_itself
+
+    k = _compat.keras()
+    norm = k.layers.Normalization()
+    norm.adapt(np.random.default_rng(0).uniform(0, 1, (32, 8, 8, 1)).astype("float32"))
+    t = describe(k.Sequential([k.Input((8, 8, 1)), norm, k.layers.Conv2D(4, 3, activation="relu"), k.layers.Flatten(),
+                               k.layers.Dense(3)]))
+    assert design_student(t, width=1.0).init_note.startswith("random")
+    s = _teacher_itself(t, CompressConfig.from_options().validate(), 1.0)
+    x = np.random.default_rng(1).uniform(0, 1, (5, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(s.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
