@@ -94,7 +94,8 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
             (``width=0.5, n=2000, epochs=5, max_flash=..., qat=True``: see
             :meth:`~tinydistill.config.CompressConfig.from_options`). ``width="auto"`` (the
             default) picks the largest width whose int8 flash, TFLite Micro arena and estimated
-            latency fit the board's budget.
+            latency fit the board's budget. A teacher that fits whole (width 1) is quantised as it is, with
+            no distillation (``report["distillation"]["skipped"]`` says why), unless ``qat`` or ``prune``.
         state: a :class:`~tinydistill.resume.RunState` to checkpoint completed stages into
             and resume them from (None: no checkpoints).
         on_progress: optional callable ``(stage, done, total)``.
