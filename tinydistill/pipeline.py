@@ -242,18 +242,17 @@ AS_IS = ("the teacher fits the board whole, so the student is the teacher itself
 
 def _teacher_itself(teacher, config, width):
     """The student at ``width`` when it is the teacher itself (it keeps every channel, width 1) and nothing asks to
-    train it (no ``--qat`` or ``--prune``), else None: every weight inherited, so its logits equal the teacher's on
-    random inputs. Distilling it only drifts (an MLP with BatchNorm: 97.55 % int8 against 97.82 % for the teacher
-    quantised as it is; benchmarks/RESULTS.md, "A teacher that fits its board whole")."""
+    train it (no ``--qat`` or ``--prune``), else None: each layer takes its teacher layer's weights as they are (every
+    shape is the teacher's, so no channel map is needed, and layers it does not follow, such as Normalization or
+    Reshape, are copied too), and its logits must equal the teacher's on random inputs. Distilling it only drifts (an
+    MLP with BatchNorm: 97.55 % int8 against 97.82 % for the teacher quantised as it is; benchmarks/RESULTS.md, "A
+    teacher that fits its board whole")."""
     if config.finetune.active or not design.keeps_every_channel(teacher, width):
         return None
-    student = design_student(teacher, width=width, seed=config.seed)
-    if student.init_note != "teacher":  # a layer the channel map does not follow (Normalization, Reshape): same shapes
-        try:
-            student.set_weights(teacher.logits_model.get_weights())
-        except ValueError:
-            return None
-        student.init_note = "teacher"
+    student = design_student(teacher, width=width, seed=config.seed, init="random")
+    for layer in student.layers:  # per layer: a model's weight list puts frozen layers' weights last
+        layer.set_weights(teacher.logits_model.get_layer(layer.name).get_weights())
+    student.init_note = "teacher"
     x = np.random.default_rng(config.seed).uniform(0.0, 1.0, (16, *teacher.input_shape)).astype(np.float32)
     ours, theirs = (np.asarray(m(x, training=False)) for m in (student, teacher.logits_model))
     return student if np.allclose(ours, theirs, rtol=1e-4, atol=1e-4 * (1.0 + float(np.abs(theirs).max()))) else None
