@@ -36,9 +36,7 @@ def teachers(which, work):
     if which in ("mlp", "conv1d"):
         specs = [s for s in R._non_image_specs() if s[0].startswith("MLP" if which == "mlp" else "Conv1D")]
         return R._mnist_teachers(work, specs)
-    t = td.load_teacher(os.path.join(R.DATA, "teachers", "wakeword_dscnn.h5"))
-    test = R.fit_to_teacher(R.load_data(os.path.join(R.DATA, "teachers", "wakeword_dscnn_samples.npz")),
-                            t.input_shape, t.num_classes, (0.0, 1.0))
+    t, test = R.wakeword_teacher()
     return [(which, t, float(which[len("dscnn"):] or 0.65), test)]
 
 

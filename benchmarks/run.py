@@ -40,6 +40,7 @@ from tinydistill.fitting.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student.design import with_output_activation  # noqa: E402
 from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, RECIPES, Recipe, SyntheticSet  # noqa: E402
+from tinydistill.synthesis.methods import per_batch_method  # noqa: E402
 from tinydistill.teacher.model import describe  # noqa: E402
 
 DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -551,12 +552,16 @@ def _wakeword(width):
         data-free row is ``compress`` as a user runs it (``--board cortex-m4``, the method named, everything
         else at the defaults, so flips and the rest are decided from the teacher); the real-data and stats rows
         of the natural-image tables do not apply: there are no training spectrograms to record from."""
-        path = os.path.join(DATA, "teachers", "wakeword_dscnn.h5")
-        t = td.load_teacher(path)
-        x, y = fit_to_teacher(load_data(os.path.join(DATA, "teachers", "wakeword_dscnn_samples.npz")), t.input_shape,
-                              t.num_classes, (0.0, 1.0))
-        return t, run_rows(f"wakeword-{width:g}", partial(wakeword_rows, t, width, (x, y)), seeds)
+        t, test = wakeword_teacher()
+        return t, run_rows(f"wakeword-{width:g}", partial(wakeword_rows, t, width, test), seeds)
     return suite
+
+
+def wakeword_teacher():
+    """The MLPerf Tiny DS-CNN keyword teacher and its 45 samples, in [0, 1]."""
+    t = td.load_teacher(os.path.join(DATA, "teachers", "wakeword_dscnn.h5"))
+    return t, fit_to_teacher(load_data(os.path.join(DATA, "teachers", "wakeword_dscnn_samples.npz")), t.input_shape,
+                             t.num_classes, (0.0, 1.0))
 
 
 def _compress_row(teacher, width, test, seed, method, *, board="cortex-m4", stats=None, input_range=(0.0, 1.0)):
@@ -667,7 +672,7 @@ def _distilled_whole(teacher, stats, input_range, seed):
     """compress's path before a teacher that fits whole was quantised as it is: a width-1 copy of the teacher (its
     weights) distilled on the per-batch method's synthetic set, both at their defaults."""
     def run():
-        syn = td.synthesize(teacher, stats, method="all-layers" if stats is not None else "bn", input_range=input_range,
+        syn = td.synthesize(teacher, stats, method=per_batch_method(teacher, stats)[0], input_range=input_range,
                             seed=seed)
         return td.distill(teacher, td.design_student(teacher, width=1.0, seed=seed), syn, seed=seed), syn.x
     return run
@@ -682,9 +687,7 @@ def suite_fits_whole(seeds):
     try:
         lenet, lrng, _, ltest, lstats = _lenet5()
         _, mlp, _, mtest = _mnist_teachers(work, [s for s in _non_image_specs() if s[0].startswith("MLP")])[0]
-        ww = td.load_teacher(os.path.join(DATA, "teachers", "wakeword_dscnn.h5"))
-        wtest = fit_to_teacher(load_data(os.path.join(DATA, "teachers", "wakeword_dscnn_samples.npz")), ww.input_shape,
-                               ww.num_classes, (0.0, 1.0))
+        ww, wtest = wakeword_teacher()
         cifar, crng, cx, cy = _cifar()
         cases = [("LeNet-5, with its stats file", lenet, lstats, ltest, lrng),
                  ("MLP 784-256-128 with BatchNorm (trained here)", mlp, None, mtest, (0.0, 1.0)),
