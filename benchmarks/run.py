@@ -656,7 +656,7 @@ def suite_non_image_bn(seeds):
     int8 on the 10,000 MNIST test images: what ``auto`` should choose for such a teacher (it chooses bn; the engine
     won on the wake-word DS-CNN, see its tables)."""
     return _bn_teachers_suite("non-image-bn", _non_image_specs, (("bn (auto's choice)", "auto"),
-                                                                 ("engine (generator)", "generator")))
+                                                                 ("engine (generator)", "generator")), seeds)
 
 
 def suite_image_bn(seeds):
