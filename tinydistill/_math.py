@@ -24,6 +24,14 @@ def is_image(shape) -> bool:
     return len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
 
 
+def spatial_axes(shape) -> tuple[bool, ...]:
+    """Which of an input's first two axes are a grid a convolution slides along (length 8 or more): both for an image,
+    the first for a sequence (T, C) or a spectrogram laid out (T, 1, F), none for a vector."""
+    if len(shape) not in (2, 3):
+        return ()
+    return tuple(n >= 8 for n in shape[:len(shape) - 1])
+
+
 REFERENCE_VALUES = 32 * 32 * 3  # CIFAR-10's input: samples and chunks of larger inputs hold about as many values
 
 

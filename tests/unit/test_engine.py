@@ -30,11 +30,39 @@ def _run(teacher, stats=None, seed=0):
     return syn, student
 
 
-@pytest.mark.parametrize("shape", [(8, 8, 1), (49, 10, 1), (30,), (97, 90, 3)])
+@pytest.mark.parametrize("shape", [(8, 8, 1), (49, 10, 1), (30,), (97, 90, 3), (30, 1, 40), (28, 28), (5, 10), (3, 20, 2)])
 def test_generator_shapes(shape):
     gen = build_generator(shape, 4, channels=8)
     out = gen([np.zeros((2, LATENT), np.float32), np.eye(4, dtype=np.float32)[:2]], training=False).numpy()
     assert out.shape == (2,) + shape and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_a_sequence_is_generated_by_convolutions_along_its_time_axis_only():
+    """A sequence (T, C) and a spectrogram (T, 1, F) are drawn like an image along T (3 x 1 kernels, upsampled in
+    time from a quarter of T); a vector, or a sequence too short to upsample, by the MLP."""
+    for shape in [(28, 28), (30, 1, 40)]:
+        gen = build_generator(shape, 4, channels=8)
+        convs = [ly for ly in gen.layers if ly.__class__.__name__ == "Conv2D"]
+        ups = [ly for ly in gen.layers if ly.__class__.__name__ == "UpSampling2D"]
+        assert len(convs) == 3 and all(tuple(c.kernel_size) == (3, 1) for c in convs)
+        assert len(ups) == 2 and all(tuple(u.size) == (2, 1) for u in ups)
+        grid = [ly for ly in gen.layers if ly.__class__.__name__ == "Reshape"][0].output.shape
+        assert tuple(grid[1:3]) == (-(-shape[0] // 4), 1)
+    for shape in [(30,), (5, 10)]:
+        assert not [ly for ly in build_generator(shape, 4, channels=8).layers if ly.__class__.__name__ == "Conv2D"]
+
+
+def test_the_engine_runs_on_a_sequence_teacher():
+    """A 1-D convolution net with BatchNorm over (T, C): the sequence generator's inputs fill the pool in range."""
+    k = _compat.keras()
+    L = k.layers
+    _compat.set_seed(0)
+    model = k.Sequential([k.Input((16, 6)), L.Conv1D(8, 3, padding="same", use_bias=False), L.BatchNormalization(),
+                          L.ReLU(), L.GlobalAveragePooling1D(), L.Dense(4, activation="softmax")])
+    model(np.random.default_rng(0).random((64, 16, 6), np.float32), training=True)  # BN statistics that are not 0 / 1
+    syn, student = _run(describe(model))
+    assert syn.x.shape[1:] == (16, 6) and np.isfinite(syn.x).all() and 0.0 <= syn.x.min() and syn.x.max() <= 1.0
+    assert len(np.unique(syn.y)) == 4
 
 
 def test_a_larger_image_is_generated_from_a_small_grid_in_more_stages():
