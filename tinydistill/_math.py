@@ -21,7 +21,7 @@ def pooled_moments(mean: np.ndarray, std: np.ndarray, counts: np.ndarray) -> tup
 
 def is_image(shape) -> bool:
     """An input shape (H, W, C) large enough for spatial priors (jitter, flips, total variation, shifts)."""
-    return len(shape) == 3 and shape[0] >= 8 and shape[1] >= 8
+    return len(shape) == 3 and all(spatial_axes(shape))
 
 
 def spatial_axes(shape) -> tuple[bool, ...]:

@@ -43,11 +43,10 @@ def build_generator(shape: tuple, num_classes: int, *, channels: int = 64, seed:
     noise = k.Input((LATENT,))
     label = k.Input((num_classes,))
     h = k.layers.Concatenate()([noise, k.layers.Dense(LATENT, kernel_initializer=init(seed))(label)])
-    grid = spatial_axes(shape)
-    if any(grid):
-        # upsampled along the grid's axes only; a sequence (T, C) is drawn as (T, 1, C)
-        rows, cols, depth = shape if len(shape) == 3 else (shape[0], 1, shape[1])
-        grid = grid + (False,) * (2 - len(grid))
+    drawn = (shape[0], 1, shape[1]) if len(shape) == 2 else tuple(shape)  # a sequence (T, C) is drawn as (T, 1, C)
+    grid = spatial_axes(drawn)
+    if any(grid):  # upsampled along the grid's axes only
+        rows, cols, depth = drawn
         widths = stage_widths((rows if grid[0] else 1, cols if grid[1] else 1), channels)
         up = tuple(2 if g else 1 for g in grid)
         scale = tuple(u ** len(widths) for u in up)
