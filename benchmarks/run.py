@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from functools import partial
 from types import SimpleNamespace
 
@@ -484,6 +484,10 @@ def _engine_row(teacher, stats, width, rng, seed, effort=1.0, recipe=None, disti
     from tinydistill.config import SynthesisConfig, resolve_counts
     from tinydistill.student.distillation import recalibrate_batchnorm
     from tinydistill.synthesis import engine
+
+    unknown = set(schedule) - {f.name for f in fields(engine.Schedule)}
+    if unknown:  # now, not when the row runs, hours into a suite
+        raise TypeError(f"_engine_row: Schedule has no field {', '.join(sorted(unknown))}")
 
     def run():
         syn_cfg, dist_cfg = resolve_counts("generator", SynthesisConfig(method="generator"), distill or DistillConfig(),
