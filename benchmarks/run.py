@@ -905,8 +905,9 @@ def _merge_rows(old: str, new: list, results, args, commit) -> list:
         at = [i for i, old_ln in enumerate(lines) if _cells(old_ln)[:1] == [name]]
         if at:
             lines[at[0]] = ln
-        else:
-            lines.append(ln)
+        else:  # after the table's last row, not after the prose that may follow it
+            rows = [i for i, old_ln in enumerate(lines) if len(_cells(old_ln)) == 4]
+            lines.insert(rows[-1] + 1 if rows else len(lines), ln)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     note = (f"Re-measured with `--rows {shlex.join(args.rows)} --seeds {args.seeds}` at commit {commit or '?'} on "
             f"{when}: {'; '.join(fresh)}. The other rows are from the run above." + (f" {args.note}" if args.note else ""))

@@ -52,7 +52,8 @@ def test_a_re_measured_row_replaces_its_old_line_and_a_new_row_is_added():
     class Args:
         rows, seeds, note = ["effort 0.5", "effort 4"], 1, ""
 
-    old = "## T\n\nCommand: x  \nTeacher: t.h5, 1 parameters.\n\n" + SECTION.split("\n\n", 2)[2]
+    old = ("## T\n\nCommand: x  \nTeacher: t.h5, 1 parameters.\n\n" + SECTION.split("\n\n", 2)[2]
+           + "\nProse after the table.\n")
     new = ["| engine from BN, effort 0.5 | 61.00 % | 61.00 | 600 |", "| engine from BN, effort 4 | 70.00 % | 70.00 | 4,800 |"]
     results = [("engine from BN, effort 0.5", [0.61], [600]), ("engine from BN, effort 4", [0.70], [4800])]
     merged = "\n".join(bench._merge_rows(old, new, results, Args, "abc1234"))
@@ -60,6 +61,9 @@ def test_a_re_measured_row_replaces_its_old_line_and_a_new_row_is_added():
     assert rows["engine from BN, effort 0.5"] == 61.0 and rows["engine from BN, effort 4"] == 70.0
     assert rows["engine from BN, effort 0.25"] == 58.97 and len(rows) == 5
     assert "at commit abc1234" in merged and merged.count("effort 0.5 |") == 1
+    # the new row joins the table, before the prose that follows it
+    assert merged.index("effort 4 |") < merged.index("Prose after the table.")
+    assert "| engine from BN, effort 0.5 | 61.00 % | 61.00 | 600 |\n| engine from BN, effort 4 |" in merged
 
 
 def test_the_speed_suite_times_its_items_in_a_new_order_every_round():
