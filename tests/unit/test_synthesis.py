@@ -401,3 +401,24 @@ def test_a_first_batch_the_teacher_does_not_recognise_doubles_the_class_weight(t
     again = synthesize(t, None, recipe=dataclasses.replace(RECIPES["bn"], class_weight=0.01), **kw)
     np.testing.assert_array_equal(weak.x, again.x)
     assert weak.notes == again.notes
+
+
+def test_all_layers_on_an_image_teacher_with_batchnorm_takes_the_bn_recipes_image_knobs(tiny_teacher, tiny_bn_model,
+                                                                                        tiny_bn_stats):
+    from tinydistill.synthesis import RECIPES, recipe_for
+
+    bn_teacher, bn = describe(tiny_bn_model), RECIPES["bn"]
+    mixed = recipe_for("all-layers", bn_teacher)
+    assert (mixed.start, mixed.lr, mixed.smoothness, mixed.class_weight, mixed.jitter) == (
+        bn.start, bn.lr, bn.smoothness, bn.class_weight, bn.jitter)
+    assert mixed.regions and mixed.feature_maps and mixed.batchnorm and mixed.flip == "off"  # its own otherwise
+    # no BatchNorm (MNIST's LeNet-5, where its recipe was chosen), another method: each method's own recipe
+    assert recipe_for("all-layers", tiny_teacher) == RECIPES["all-layers"]
+    for method in ("top-layer", "layer-pairs", "bn", "prior"):
+        assert recipe_for(method, bn_teacher) == RECIPES[method]
+    # and synthesize uses it: a smooth start, not the classes' recorded pixel moments, and jitter
+    a = synthesize(bn_teacher, tiny_bn_stats, method="all-layers", n=24, steps=3, batch_size=24, seed=0)
+    b = synthesize(bn_teacher, tiny_bn_stats, method="all-layers", n=24, steps=3, batch_size=24, seed=0, recipe=mixed)
+    c = synthesize(bn_teacher, tiny_bn_stats, method="all-layers", n=24, steps=3, batch_size=24, seed=0,
+                   recipe=RECIPES["all-layers"])
+    assert np.array_equal(a.x, b.x) and not np.array_equal(a.x, c.x)

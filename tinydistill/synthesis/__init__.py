@@ -19,11 +19,20 @@ from ..data import resolve_input_range
 from ..errors import TinyDistillError
 from .kernels import smooth_noise
 from .loop import FLIP_AGREEMENT, Plan, SyntheticSet, run, start_moments
-from .methods import OBJECTIVES, RECIPES, STARTS, Recipe, objectives_for, resolve_method, validate_recipe
+from .methods import (
+    OBJECTIVES,
+    RECIPES,
+    STARTS,
+    Recipe,
+    objectives_for,
+    recipe_for,
+    resolve_method,
+    validate_recipe,
+)
 from .objectives import Disagreement, class_similarity, dirichlet_targets
 
 __all__ = ["DEFAULT_INPUTS", "DEFAULT_STEPS", "FLIPS", "FLIP_AGREEMENT", "METHODS", "OBJECTIVES", "RECIPES", "STARTS",
-           "Recipe", "SyntheticSet", "class_similarity", "dirichlet_targets", "resolve_method", "smooth_noise",
+           "Recipe", "SyntheticSet", "class_similarity", "dirichlet_targets", "recipe_for", "resolve_method", "smooth_noise",
            "synthesize"]
 
 
@@ -39,7 +48,7 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
             flips, disagreement weight); keyword ``options`` override its fields (``n`` for ``inputs``).
         input_range: the teacher's input range; defaults to the stats' one.
         seed: random seed.
-        recipe: a :class:`Recipe` overriding the method's defaults (:data:`RECIPES`); ``config.flip``
+        recipe: a :class:`Recipe` overriding the method's defaults for this teacher (:func:`recipe_for`); ``config.flip``
             applies only when no recipe is given.
         student: a partly distilled student (logits); inputs are then also pushed to where it and
             the teacher disagree (:class:`~.objectives.Disagreement`), weighted by ``config.disagreement``.
@@ -60,7 +69,7 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
         raise TinyDistillError("method 'generator' trains its generator together with a student: run it with "
                                "compress (or tinydistill.synthesis.engine.interleave), or pick a per-batch method")
     config, _ = resolve_counts(method, config, DistillConfig())
-    recipe = recipe or replace(RECIPES[method], flip=config.flip)
+    recipe = recipe or replace(recipe_for(method, teacher), flip=config.flip)
     rng = resolve_input_range(input_range, stats, teacher=teacher)
     validate_recipe(recipe)
     tf = _compat.tf()
