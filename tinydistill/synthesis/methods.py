@@ -127,7 +127,7 @@ def recipe_for(method: str, teacher) -> Recipe:
     BatchNorm, whose BatchNorm statistics it matches beside the stats file's moments, takes the image knobs of the
     ``bn`` recipe (multi-scale starts instead of each class's recorded pixel moments, its step, smoothness, class
     weight and jitter). Its own recipe was chosen on MNIST's LeNet-5, which has no BatchNorm; on CIFAR-10 ResNet-8 it
-    gave 56.0 % where these knobs gave 66.6 % (``benchmarks/RESULTS.md``, "Natural images")."""
+    gave 56.0 % where these knobs gave 67.0 % (two seeds; ``benchmarks/RESULTS.md``, "Natural images")."""
     recipe = RECIPES[method]
     if method == "all-layers" and recipe.batchnorm and teacher.has_batchnorm and is_image(tuple(teacher.input_shape)):
         bn = RECIPES["bn"]
