@@ -122,6 +122,12 @@ RECIPES = {
 }
 
 
+def _image_with_batchnorm(teacher) -> bool:
+    """An image teacher with BatchNorm layers: ``auto`` runs the engine on it, and ``all-layers`` takes the ``bn``
+    recipe's image knobs."""
+    return teacher.has_batchnorm and is_image(tuple(teacher.input_shape))
+
+
 def recipe_for(method: str, teacher) -> Recipe:
     """``method``'s recipe for ``teacher``: :data:`RECIPES`, except that ``all-layers`` on an image teacher with
     BatchNorm, whose BatchNorm statistics it matches beside the stats file's moments, takes the image knobs of the
@@ -129,7 +135,7 @@ def recipe_for(method: str, teacher) -> Recipe:
     weight and jitter). Its own recipe was chosen on MNIST's LeNet-5, which has no BatchNorm; on CIFAR-10 ResNet-8 it
     gave 56.0 % where these knobs gave 67.0 % (two seeds; ``benchmarks/RESULTS.md``, "Natural images")."""
     recipe = RECIPES[method]
-    if method == "all-layers" and recipe.batchnorm and teacher.has_batchnorm and is_image(tuple(teacher.input_shape)):
+    if method == "all-layers" and recipe.batchnorm and _image_with_batchnorm(teacher):
         bn = RECIPES["bn"]
         recipe = replace(recipe, start=bn.start, lr=bn.lr, smoothness=bn.smoothness, class_weight=bn.class_weight,
                          jitter=bn.jitter)
@@ -144,7 +150,7 @@ def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
     """
     SynthesisConfig(method=method).validate()
     if method == "auto":
-        if is_image(tuple(teacher.input_shape)) and teacher.has_batchnorm:
+        if _image_with_batchnorm(teacher):
             what = "BatchNorm statistics and a statistics file" if stats is not None else "BatchNorm statistics"
             return "generator", (f"an image teacher with {what}: a generator trained alongside the student, steered "
                                  "by them (compared with per-batch pixels on CIFAR-10 in benchmarks/RESULTS.md)")
