@@ -40,7 +40,7 @@ from tinydistill.fitting.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student.design import with_output_activation  # noqa: E402
 from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, RECIPES, Recipe, SyntheticSet  # noqa: E402
-from tinydistill.synthesis.methods import per_batch_method  # noqa: E402
+from tinydistill.synthesis.methods import per_batch_method, recipe_for  # noqa: E402
 from tinydistill.teacher.model import describe  # noqa: E402
 
 DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -154,8 +154,10 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
                   synthetic("bn", None, Recipe(start="noise", flip="off")))]
     elif suite == "natural":
         rows += [("BN statistics, per-batch pixels (bn, defaults)", synthetic("bn", None)),
-                 ("stats, per-batch pixels without BN (all-layers)",
-                  synthetic("all-layers", stats, replace(RECIPES["all-layers"], batchnorm=False))),
+                 # all-layers' recipe for this teacher (the image knobs) with its BatchNorm term off: what the stats
+                 # file adds over the BatchNorm statistics, and what it gives alone
+                 ("stats, per-batch pixels without BN (all-layers, image knobs)",
+                  synthetic("all-layers", stats, replace(recipe_for("all-layers", teacher), batchnorm=False))),
                  ("stats + BN, per-batch pixels (all-layers, defaults)", synthetic("all-layers", stats))]
     elif suite == "bn":
         rows += [("Gaussian-noise KD", noise_kd),

@@ -31,7 +31,7 @@ def _checked(fn, result):
 
 
 def _teacher(shape=(32, 32, 3), classes=10):
-    return SimpleNamespace(path="teacher.h5", params=1000, input_shape=shape, num_classes=classes)
+    return SimpleNamespace(path="teacher.h5", params=1000, input_shape=shape, num_classes=classes, has_batchnorm=True)
 
 
 def _data(n=40, shape=(28, 28)):
