@@ -31,7 +31,8 @@ def _checked(fn, result):
 
 
 def _teacher(shape=(32, 32, 3), classes=10):
-    return SimpleNamespace(path="teacher.h5", params=1000, input_shape=shape, num_classes=classes, has_batchnorm=True)
+    return SimpleNamespace(path="teacher.h5", params=1000, input_shape=shape, num_classes=classes, has_batchnorm=True,
+                           model=None)
 
 
 def _data(n=40, shape=(28, 28)):
@@ -68,6 +69,7 @@ def stubbed(monkeypatch):
     m(bench.td, "record_stats", _checked(bench.td.record_stats, lambda *a, **k: None))
     m(bench.td, "load_teacher", _checked(bench.td.load_teacher, lambda *a, **k: _teacher((784,))))
     m(bench, "_teacher_accuracy", lambda t, test: 0.5)
+    m(bench, "fold_batchnorm", lambda model: SimpleNamespace(save=lambda path: None))
     m(bench, "quality_vs_time", lambda rows, path: None)  # would redraw the committed curve
     return built
 
@@ -89,3 +91,32 @@ def test_an_engine_row_refuses_an_unknown_schedule_field_when_it_is_built_not_ho
     with pytest.raises(TypeError, match="no_such_field"):
         bench._engine_row(_teacher(), None, 0.7, (0.0, 255.0), 0, no_such_field=1.0)
     assert callable(bench._engine_row(_teacher(), None, 0.7, (0.0, 255.0), 0, adversarial=0.0))
+
+
+def test_batchnorm_folds_into_the_layer_before_it_and_the_function_stays(tmp_path):
+    from tinydistill import _compat
+
+    k = _compat.keras()
+    L = k.layers
+    _compat.set_seed(0)
+    x_in = k.Input((8, 8, 3))
+    a = L.ReLU()(L.BatchNormalization()(L.Conv2D(4, 3, padding="same", use_bias=False)(x_in)))
+    b = L.BatchNormalization(center=False)(L.Conv2D(4, 3, padding="same")(a))
+    skip = L.Conv2D(4, 1)(x_in)  # its consumer is an Add: nothing to fold
+    h = L.Flatten()(L.Add()([L.ReLU()(b), skip]))
+    out = L.Softmax()(L.BatchNormalization()(L.Dense(5)(h)))
+    model = k.Model(x_in, out)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # statistics and affine weights away from their initial 0 / 1
+        if isinstance(layer, L.BatchNormalization):
+            layer.set_weights([(rng.uniform(0.5, 2.0, w.shape) if "variance" in v.name else
+                                rng.normal(0, 1, w.shape)).astype(np.float32) for v, w in zip(layer.weights,
+                                                                                             layer.get_weights())])
+    x = rng.uniform(0, 1, (16, 8, 8, 3)).astype(np.float32)
+    folded = bench.fold_batchnorm(model)
+    assert not [layer for layer in folded.layers if isinstance(layer, L.BatchNormalization)]
+    want = model.predict(x, verbose=0)
+    assert np.isfinite(want).all() and want.std() > 0.01
+    np.testing.assert_allclose(folded.predict(x, verbose=0), want, rtol=1e-4, atol=1e-5)
+    folded.save(str(tmp_path / "folded.h5"))
+    assert not bench.td.load_teacher(str(tmp_path / "folded.h5")).has_batchnorm

@@ -136,10 +136,15 @@ def recipe_for(method: str, teacher) -> Recipe:
     gave 56.0 % where these knobs gave 67.0 % (two seeds; ``benchmarks/RESULTS.md``, "Natural images")."""
     recipe = RECIPES[method]
     if method == "all-layers" and recipe.batchnorm and _image_with_batchnorm(teacher):
-        bn = RECIPES["bn"]
-        recipe = replace(recipe, start=bn.start, lr=bn.lr, smoothness=bn.smoothness, class_weight=bn.class_weight,
-                         jitter=bn.jitter)
+        recipe = with_image_knobs(recipe)
     return recipe
+
+
+def with_image_knobs(recipe: Recipe) -> Recipe:
+    """``recipe`` with the ``bn`` recipe's image knobs: its start, step, smoothness, class weight and jitter."""
+    bn = RECIPES["bn"]
+    return replace(recipe, start=bn.start, lr=bn.lr, smoothness=bn.smoothness, class_weight=bn.class_weight,
+                   jitter=bn.jitter)
 
 
 def resolve_method(method: str, teacher, stats) -> tuple[str, str]:
