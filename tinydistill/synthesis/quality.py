@@ -59,8 +59,9 @@ def assess(syn, num_classes: int) -> dict:
     Returns:
         ``teacher_agreement``, ``min_class_agreement`` (and ``weakest_class``), ``classes_predicted``
         (how many classes the teacher's top-1 reaches), ``mean_confidence`` (of the teacher's top-1)
-        ``diversity`` (:func:`diversity`), ``student_agreement_held_out`` (the engine's: the student against
-        the teacher on generated inputs it never trained on; None for per-batch synthesis) and
+        ``diversity`` (:func:`diversity`), ``student_agreement_held_out`` (the student against the teacher on
+        synthetic inputs it never trained on: the engine's, or per-batch synthesis's held-out ones after compress
+        distils; None: not measured) and
         ``warnings``: one sentence each, empty when the set looks sound.
     """
     pred = syn.logits.argmax(1)
