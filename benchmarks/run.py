@@ -693,7 +693,10 @@ def fold_batchnorm(model):
     for layer in config["layers"]:
         if layer["class_name"] == "BatchNormalization" and len(layer["inbound_nodes"]) == 1:
             (src, *_), = layer["inbound_nodes"][0]
-            if model.get_layer(src).__class__.__name__ in ("Conv2D", "Dense") and consumers[src] == [layer["name"]]:
+            bn = model.get_layer(layer["name"])
+            per_last_axis = list(np.ravel(bn.axis)) in ([-1], [len(bn.input_shape) - 1])  # the kernel's last axis
+            if (model.get_layer(src).__class__.__name__ in ("Conv2D", "Dense") and consumers[src] == [layer["name"]]
+                    and per_last_axis):
                 folds[layer["name"]] = src
 
     def rename(x):  # a consumer of a folded BatchNormalization reads the layer it was folded into
