@@ -41,6 +41,7 @@ from tinydistill.student.design import with_output_activation  # noqa: E402
 from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, RECIPES, Recipe, SyntheticSet  # noqa: E402
 from tinydistill.synthesis.methods import per_batch_method, recipe_for, with_image_knobs  # noqa: E402
+from tinydistill.teacher.graph import batchnorm_after, layer_graph  # noqa: E402
 from tinydistill.teacher.model import describe  # noqa: E402
 
 DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -683,21 +684,14 @@ def fold_batchnorm(model):
     """A copy of a functional Keras ``model`` with every BatchNormalization that directly follows a Conv2D or Dense
     layer (whose only consumer it is) folded into that layer's kernel and bias: the same function, no BatchNorm."""
     k = _compat.keras()
+    graph = layer_graph(model)
+    kinds = {node.name: node.kind for node in graph}
+
+    def over_last_axis(bn):  # the kernel's output axis, the one the BatchNorm's scale multiplies
+        return list(np.ravel(bn.axis)) in ([-1], [len(bn.input_shape) - 1])
+    folds = {bn: src for src, bn in batchnorm_after(graph).items()  # BatchNormalization name -> the layer it folds into
+             if kinds[src] in ("Conv2D", "Dense") and over_last_axis(model.get_layer(bn))}
     config = model.get_config()
-    consumers = {}
-    for layer in config["layers"]:
-        for node in layer["inbound_nodes"]:
-            for inbound in node:
-                consumers.setdefault(inbound[0], []).append(layer["name"])
-    folds = {}  # BatchNormalization name -> the layer it folds into
-    for layer in config["layers"]:
-        if layer["class_name"] == "BatchNormalization" and len(layer["inbound_nodes"]) == 1:
-            (src, *_), = layer["inbound_nodes"][0]
-            bn = model.get_layer(layer["name"])
-            per_last_axis = list(np.ravel(bn.axis)) in ([-1], [len(bn.input_shape) - 1])  # the kernel's last axis
-            if (model.get_layer(src).__class__.__name__ in ("Conv2D", "Dense") and consumers[src] == [layer["name"]]
-                    and per_last_axis):
-                folds[layer["name"]] = src
 
     def rename(x):  # a consumer of a folded BatchNormalization reads the layer it was folded into
         if isinstance(x, list):

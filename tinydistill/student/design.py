@@ -18,6 +18,7 @@ from ..teacher.graph import (
     SEPARABLE,
     WIDTH_KEYS,
     UnsupportedGraph,
+    batchnorm_after,
     layer_graph,
     output_heads,
     output_shape,
@@ -292,18 +293,12 @@ def _outgoing(graph, teacher_model, desc, spaces) -> dict[int, np.ndarray]:
 def _keep(graph, student, teacher_model, desc, spaces, space_of) -> dict[int, np.ndarray]:
     """Per channel space, the teacher channels the student keeps: importance of what its filters compute
     (summed over merged layers) times how much the layers reading it use it."""
-    consumers: dict[str, list[str]] = {}
-    for node in graph:
-        for src in node.inputs:
-            consumers.setdefault(src, []).append(node.name)
-    kinds = {node.name: node.kind for node in graph}
+    bn_after = batchnorm_after(graph)
     scores: dict[int, np.ndarray] = {}
     keep_n: dict[int, int] = {}
     for name, idx in space_of.items():
-        nxt = consumers.get(name, [])
-        bn = nxt[0] if len(nxt) == 1 and kinds[nxt[0]] == "BatchNormalization" else None
         root = spaces.find(idx)
-        scores[root] = scores.get(root, 0) + _importance(teacher_model, name, bn)
+        scores[root] = scores.get(root, 0) + _importance(teacher_model, name, bn_after.get(name))
         n = output_shape(student, name)[-1]
         if keep_n.setdefault(root, n) != n:
             raise UnsupportedGraph(f"layers merged with {name} have different widths in the student")

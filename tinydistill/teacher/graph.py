@@ -71,6 +71,17 @@ def layer_graph(model) -> list[Node]:
     return nodes
 
 
+def batchnorm_after(nodes: list[Node]) -> dict[str, str]:
+    """For every layer whose only consumer is a BatchNormalization, that layer's name -> the BatchNormalization's:
+    the per-channel scale that follows the layer's output channels (a filter's importance, a fold)."""
+    consumers: dict[str, list[Node]] = {}
+    for node in nodes:
+        for src in node.inputs:
+            consumers.setdefault(src, []).append(node)
+    return {src: nxt[0].name for src, nxt in consumers.items()
+            if len(nxt) == 1 and nxt[0].kind == "BatchNormalization"}
+
+
 WIDTH_KEYS = ("filters", "units")  # config keys that set a layer's number of output channels
 
 
