@@ -82,8 +82,8 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
     lo, hi = rng
     xtr, ytr = train if train is not None else (None, None)
 
-    def kd(x, init="teacher", loss="mse", temperature=4.0, augment=True, features=FEATURE_WEIGHT):
-        s = td.design_student(teacher, width=width, seed=seed, init=init)
+    def kd(x, init="teacher", loss="mse", temperature=4.0, augment=True, features=FEATURE_WEIGHT, batchnorm=None):
+        s = td.design_student(teacher, width=width, seed=seed, init=init, batchnorm=batchnorm)
         return td.distill(teacher, s, _as_set(x, teacher, "given"), epochs=kd_epochs, loss=loss,
                           temperature=temperature, seed=seed, augment=augment, features=features), x
 
@@ -161,10 +161,13 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
                   synthetic("all-layers", stats, replace(recipe_for("all-layers", teacher), batchnorm=False))),
                  ("stats + BN, per-batch pixels (all-layers, defaults)", synthetic("all-layers", stats))]
     elif suite == "no-bn":  # an image teacher without BatchNorm, with a stats file
+        # the defaults' student has BatchNorm after its convolutions (adds_batchnorm: a residual network without it)
         rows += [("stats, per-batch pixels (all-layers, defaults: the recipe chosen on MNIST)",
                   synthetic("all-layers", stats)),
                  ("stats, per-batch pixels (all-layers, the bn recipe's image knobs)",
-                  synthetic("all-layers", stats, with_image_knobs(RECIPES["all-layers"])))]
+                  synthetic("all-layers", stats, with_image_knobs(RECIPES["all-layers"]))),
+                 ("stats, per-batch pixels (all-layers, defaults), the student without BatchNorm (the former default)",
+                  synthetic("all-layers", stats, batchnorm=False))]
     elif suite == "bn":
         rows += [("Gaussian-noise KD", noise_kd),
                  ("BatchNorm statistics (ours, DeepInversion-style)", synthetic("bn", None))]

@@ -249,7 +249,7 @@ def _teacher_itself(teacher, config, width):
     teacher that fits its board whole")."""
     if config.finetune.active or not design.keeps_every_channel(teacher, width):
         return None
-    student = design_student(teacher, width=width, seed=config.seed, init="random")
+    student = design_student(teacher, width=width, seed=config.seed, init="random", batchnorm=False)
     for layer in student.layers:  # per layer: a model's weight list puts frozen layers' weights last
         layer.set_weights(teacher.logits_model.get_layer(layer.name).get_weights())
     student.init_note = "teacher"

@@ -167,22 +167,25 @@ def test_feature_layers_are_the_stage_outputs(tiny_teacher, tiny_bn_model):
 def test_feature_term_pulls_stage_outputs_to_the_teachers(tiny_teacher, tiny_stats):
     """With the feature term the student's stage outputs end much closer to the teacher's channels it holds."""
     from tinydistill import _compat
+    from tinydistill.student.design import student_layer
     from tinydistill.student.distillation import feature_layers
 
     k = _compat.keras()
     syn = synthesize(tiny_teacher, tiny_stats, n=200, steps=20, batch_size=100, seed=0)
     tm = tiny_teacher.logits_model
     err = {}
-    for features in (0.0, 30.0):
-        s = design_student(tiny_teacher, width=0.5, seed=0, init="random")
+    for features, batchnorm in ((0.0, False), (30.0, False), (0.0, True), (30.0, True)):
+        s = design_student(tiny_teacher, width=0.5, seed=0, init="random", batchnorm=batchnorm)
         distill(tiny_teacher, s, syn, epochs=20, batch_size=32, seed=0, features=features)
         total = 0.0
         for name, idx in feature_layers(tiny_teacher, s).items():
             t_act = k.Model(tm.inputs, tm.get_layer(name).output)(syn.x).numpy()[..., idx]
-            s_act = k.Model(s.inputs, s.get_layer(name).output)(syn.x).numpy()
+            s_act = k.Model(s.inputs, s.get_layer(student_layer(s, name)).output)(syn.x).numpy()
             total += np.mean((t_act - s_act) ** 2) / np.mean(t_act ** 2)
-        err[features] = total
-    assert err[30.0] < 0.3 * err[0.0], err
+        err[features, batchnorm] = total
+    assert err[30.0, False] < 0.3 * err[0.0, False], err
+    # with the BatchNorm a student of this teacher gets, the stage outputs matched are after it (and the activation)
+    assert err[30.0, True] < 0.5 * err[0.0, True], err
 
 
 def test_feature_targets_are_the_inherited_channels_in_units_of_their_spread(tiny_teacher, tiny_stats):

@@ -38,7 +38,10 @@ def test_channel_multiple_validated(tiny_teacher, multiple):
 
 
 def test_full_width_has_teacher_params(tiny_teacher):
+    from tinydistill.student.design import student_params
+
     assert design_student(tiny_teacher, width=1.0).count_params() == tiny_teacher.params
+    assert student_params(design_student(tiny_teacher, width=1.0, batchnorm=True)) == tiny_teacher.params
 
 
 def test_random_init_gives_fresh_weights(tiny_teacher):
@@ -250,3 +253,84 @@ def test_a_teacher_the_channel_map_cannot_follow_is_still_itself_at_width_1():
     s = _teacher_itself(t, CompressConfig.from_options().validate(), 1.0)
     x = np.random.default_rng(1).uniform(0, 1, (5, 8, 8, 1)).astype("float32")
     np.testing.assert_allclose(s.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def _residual(seed=0):
+    """A residual network without normalisation: stem, a block whose branch is added back, a classifier."""
+    k = _compat.keras()
+    _compat.set_seed(seed)
+    i = k.Input((8, 8, 1))
+    a = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(i)
+    b = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(a)
+    b = k.layers.Conv2D(8, 3, padding="same", name="c2")(b)
+    r = k.layers.ReLU(name="relu")(k.layers.Add(name="add")([a, b]))
+    return k.Model(i, k.layers.Dense(3, name="out")(k.layers.GlobalAveragePooling2D(name="gap")(r)))
+
+
+def test_a_residual_teacher_without_normalisation_gives_a_student_with_batchnorm(tiny_teacher, tiny_bn_model):
+    """After every hidden 2-D convolution: the convolution's activation moves after the BatchNorm, the layers that read
+    it read that, and the student still counts the teacher's parameters (the converter folds the BatchNorm). A plain
+    network (LeNet-like, an MLP) or one with BatchNorm keeps its form unless asked."""
+    from tinydistill.student.design import added_batchnorm, adds_batchnorm, student_layer, student_params
+
+    k = _compat.keras()
+    t = describe(_residual())
+    assert adds_batchnorm(t)
+    assert not adds_batchnorm(tiny_teacher) and not adds_batchnorm(describe(tiny_bn_model))
+    s = design_student(t, width=1.0)
+    names = [ly.name for ly in s.layers]
+    assert names[1:9] == ["stem", "stem_student_bn", "stem_student_act", "c1", "c1_student_bn", "c1_student_act", "c2",
+                          "c2_student_bn"]
+    assert {bn.name for bn in added_batchnorm(s)} == {"stem_student_bn", "c1_student_bn", "c2_student_bn"}
+    assert s.get_layer("stem").activation.__name__ == "linear"
+    assert s.get_layer("stem_student_act").activation.__name__ == "relu"
+    # the Add reads the stem's activation and the second convolution's BatchNorm
+    assert {x.node.layer.name for x in s.get_layer("add").input} == {"stem_student_act", "c2_student_bn"}
+    assert student_layer(s, "stem") == "stem_student_act" and student_layer(s, "c2") == "c2" and s.init_note == "teacher"
+    assert student_params(s) == t.params < s.count_params()
+    x = np.random.default_rng(1).uniform(0, 1, (5, 8, 8, 1)).astype("float32")
+    np.testing.assert_allclose(s.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    assert not added_batchnorm(design_student(t, width=1.0, batchnorm=False))
+    assert not added_batchnorm(design_student(tiny_teacher, width=0.5))
+    assert not added_batchnorm(design_student(describe(tiny_bn_model), width=0.5))
+    mlp = describe(k.Sequential([k.Input((8, 8, 1)), k.layers.Flatten(), k.layers.Dense(8, activation="relu"),
+                                 k.layers.Dense(3)]))
+    assert not adds_batchnorm(mlp)
+    # forced on a Sequential teacher: a linear convolution (no activation to move), a depthwise one, and a convolution
+    # that makes the classes (which gets none)
+    seq = describe(k.Sequential([k.Input((8, 8, 1)), k.layers.Conv2D(4, 3, name="c1"), k.layers.ReLU(name="r1"),
+                                 k.layers.DepthwiseConv2D(3, activation="relu", name="dw"),
+                                 k.layers.Conv2D(3, 1, name="classes"), k.layers.GlobalAveragePooling2D()]))
+    s = design_student(seq, width=0.5, batchnorm=True)
+    assert [ly.name for ly in s.layers][:6] == ["c1", "c1_student_bn", "r1", "dw", "dw_student_bn", "dw_student_act"]
+    assert "classes_student_bn" not in [ly.name for ly in s.layers] and s.init_note == "teacher"
+
+
+def test_added_batchnorm_starts_as_the_identity(tiny_teacher):
+    """Built, the added BatchNorm is the identity; on data, identity_batchnorm puts every filter before it at a He
+    initialisation's norm and sets its statistics, scale and offset so the student computes the same, in training too."""
+    from tinydistill.student.distillation import identity_batchnorm
+
+    plain = design_student(tiny_teacher, width=0.5, seed=0, batchnorm=False)
+    s = design_student(tiny_teacher, width=0.5, seed=0, batchnorm=True)
+    x = np.random.default_rng(1).uniform(0, 1, (300,) + tiny_teacher.input_shape).astype("float32")
+    want = plain(x, training=False).numpy()
+    np.testing.assert_allclose(s(x, training=False).numpy(), want, rtol=1e-5, atol=1e-5)
+    identity_batchnorm(s, x)
+    kernel = s.get_layer("conv1").get_weights()[0]
+    np.testing.assert_allclose(np.sqrt((kernel.reshape(-1, kernel.shape[-1]) ** 2).sum(0)), np.sqrt(2.0), rtol=1e-5)
+    np.testing.assert_allclose(s(x, training=False).numpy(), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(s(x, training=True).numpy(), want, rtol=1e-3, atol=1e-3)
+
+
+def test_added_batchnorm_folds_away_in_the_int8_model(tiny_teacher):
+    """The int8 student has the operators and MACs of one without the BatchNorm, and its size but for the tensor names,
+    which name the folded layers too (".../conv1_student_bn/FusedBatchNormV3;...", in two tensors)."""
+    from tinydistill.fitting.export import export_int8
+    from tinydistill.fitting.tflite_model import parse_tflite
+
+    x = np.random.default_rng(1).uniform(0, 1, (64,) + tiny_teacher.input_shape).astype("float32")
+    with_bn, without = (parse_tflite(export_int8(design_student(tiny_teacher, width=0.5, batchnorm=bn), x, samples=64))
+                        for bn in (True, False))
+    assert with_bn.op_names == without.op_names and "MUL" not in with_bn.op_names
+    assert with_bn.macs == without.macs and 0 <= with_bn.model_bytes - without.model_bytes <= 128

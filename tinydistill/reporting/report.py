@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from .. import __version__
+from ..student.design import added_batchnorm, student_params
 from ..synthesis.loop import FLIP_AGREEMENT
 from ..synthesis.quality import assess
 from ..units import format_bytes
@@ -125,7 +126,8 @@ def build_report(run: Run) -> dict:
                     "input_shape": list(teacher.input_shape), "input_range": list(cfg.input_range),
                     "num_classes": teacher.num_classes, "class_names": run.class_names, "output": teacher.output_kind,
                     "batchnorm_layers": len(teacher.bn_layers)},
-        "student": {"params": int(student.count_params()), "width": sizing.width, "init": run.init_note,
+        "student": {"params": student_params(student), "width": sizing.width, "init": run.init_note,
+                    "batchnorm_added": len(added_batchnorm(student)),
                     "model_bytes": fit.model_bytes, "arena_bytes": fit.arena_bytes, "arena_source": fit.arena_source,
                     "tflm_missing_kernels": fit.missing_kernels,
                     "runtime_code_bytes_estimate": fit.runtime_flash_bytes, "flash_bytes": fit.flash_bytes,
@@ -299,7 +301,10 @@ def report_markdown(report: dict) -> str:
     z = report["sizing"]
     lines.append(f"Student width {z['width']:g}, chosen by {z['why']}; "
                  + ("initialised with the teacher's most important channels."
-                    if s.get("init") == "teacher" else f"initialised at {s.get('init', 'random')}."))
+                    if s.get("init") == "teacher" else f"initialised at {s.get('init', 'random')}.")
+                 + (f" It trains with BatchNorm after {s['batchnorm_added']} convolutions, which the teacher lacks "
+                    "(a network without it hardly learns); the converter folds them into the convolutions."
+                    if s.get("batchnorm_added") else ""))
     lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
                  f"({s['macs']:,} MACs; model in the README).")
     lines += ["", _synthesis_note(syn) + _flip_note(syn),

@@ -43,12 +43,18 @@ def scaled_channels(count: int, width: float, multiple: int) -> int:
     return min(n, count)
 
 
-def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "teacher", multiple: int | None = None):
+def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "teacher", multiple: int | None = None,
+                   batchnorm: bool | None = None):
     """A student whose layers are ``width`` times as wide as the teacher's, not yet distilled.
 
     Every convolution's ``filters`` and every dense layer's ``units`` are
     scaled (at least 1; from 2 up, to an even count: :data:`CHANNEL_MULTIPLE`), except the classifier
     layer, which keeps one unit per class. The student outputs logits; parameters shrink roughly as ``width**2``.
+
+    A residual teacher without normalisation gives a student with a BatchNormalization after each of its hidden 2-D
+    convolutions (:func:`adds_batchnorm`; ``batchnorm`` True / False forces it): the converter folds them into the
+    convolutions, so the flashed model has the same operators and size, while the student trains as a normalised
+    network does.
 
     With ``init="teacher"`` (the default) the student starts as the teacher's most
     important channels (:func:`inherit_teacher_weights`); where the teacher's graph does
@@ -61,6 +67,7 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
         init: ``"teacher"`` or ``"random"``.
         multiple: channel counts of at least this many are rounded to a multiple of it (default
             :data:`CHANNEL_MULTIPLE`).
+        batchnorm: add BatchNorm after the hidden convolutions (None: :func:`adds_batchnorm` decides).
 
     Example:
         >>> student = td.design_student(teacher, width=0.5)
@@ -78,10 +85,15 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
     config = _scaled_config(teacher, width, multiple)
     _trainable(config["layers"])
     config["name"] = "student"
-    if teacher.logits_model.__class__.__name__ == "Sequential":
+    sequential = teacher.logits_model.__class__.__name__ == "Sequential"
+    if adds_batchnorm(teacher) if batchnorm is None else batchnorm:
+        _insert_batchnorm(config, _normalised_convolutions(teacher), sequential)
+    if sequential:
         model = k.Sequential.from_config(config)
     else:
         model = k.Model.from_config(config)
+    for bn in added_batchnorm(model):  # the identity until distillation sets it on data (identity_batchnorm)
+        bn.moving_variance.assign(np.full(bn.moving_variance.shape, 1.0 - bn.epsilon, np.float32))
     note = "random"
     if init == "teacher":
         reason = inherit_teacher_weights(model, teacher)
@@ -105,6 +117,108 @@ def _scaled_config(teacher, width: float, multiple: int) -> dict:
             if isinstance(cfg.get(key), int):
                 cfg[key] = scaled_channels(cfg[key], width, multiple)
     return config
+
+
+# BatchNorm the student adds after a teacher's convolution ``name`` is ``name + BN_SUFFIX``; the convolution's own
+# activation, if it had one, moves after it as ``name + ACT_SUFFIX``
+BN_SUFFIX, ACT_SUFFIX = "_student_bn", "_student_act"
+# convolutions the converter folds a following BatchNorm into (a Conv1D is a Conv2D between two reshapes there)
+_FOLDABLE = frozenset({"Conv2D", "DepthwiseConv2D", "SeparableConv2D"})
+NORMALISATIONS = frozenset({"BatchNormalization", "LayerNormalization", "GroupNormalization", "UnitNormalization"})
+
+
+def adds_batchnorm(teacher) -> bool:
+    """Whether :func:`design_student` adds BatchNorm to the student by default: the teacher is a residual network
+    (an element-wise merge, e.g. ``Add``) without any normalisation layer, and has a hidden 2-D convolution.
+
+    Without normalisation the branches a residual network adds up grow its activations block by block (Zhang et al.,
+    "Fixup", 2019): a BatchNorm-less student of one does not learn (CIFAR-10 ResNet-8 with its BatchNorm folded into
+    the convolutions: 12.8 % int8 from a stats file, 44.5 % with BatchNorm; 9.0 % after distillation on 5,000 real
+    images). A plain network keeps its form: LeNet-5's student lost 0.1 pp with a stats file and 0.3 pp without one
+    with BatchNorm added (one seed each; ``benchmarks/RESULTS.md``, "A natural-image teacher without BatchNorm")."""
+    try:
+        graph = layer_graph(teacher.logits_model)
+    except UnsupportedGraph:
+        return False
+    kinds = {node.kind for node in graph}
+    return bool(kinds & MERGES) and not kinds & NORMALISATIONS and bool(_normalised_convolutions(teacher))
+
+
+def _normalised_convolutions(teacher) -> list[str]:
+    """The teacher's hidden 2-D convolutions not already followed by a BatchNorm: where a student gets one."""
+    try:
+        graph = layer_graph(teacher.logits_model)
+    except UnsupportedGraph:
+        return []
+    heads, after = output_heads(graph), batchnorm_after(graph)
+    return [node.name for node in graph if node.kind in _FOLDABLE and node.name not in heads and node.name not in after]
+
+
+def _insert_batchnorm(config: dict, names: list[str], sequential: bool) -> None:
+    """Put a BatchNormalization after every layer in ``names`` (in place on a model config), then the layer's own
+    activation, which becomes linear; the layers that read it read the last one added."""
+    names, last, layers, added_ids = set(names), {}, [], set()
+    for layer in config["layers"]:
+        layers.append(layer)
+        cfg = layer["config"]
+        if cfg.get("name") not in names:
+            continue
+        name, activation = cfg["name"], cfg.get("activation", "linear")
+        added = [{"class_name": "BatchNormalization", "config": {"name": name + BN_SUFFIX, "axis": -1, "trainable": True}}]
+        if activation not in ("linear", None):
+            cfg["activation"] = "linear"
+            added.append({"class_name": "Activation",
+                          "config": {"name": name + ACT_SUFFIX, "activation": activation, "trainable": True}})
+        src = name
+        for extra in added:
+            if not sequential:
+                extra["name"], extra["inbound_nodes"] = extra["config"]["name"], [[[src, 0, 0, {}]]]
+            src = extra["config"]["name"]
+            added_ids.add(id(extra))
+        last[name] = src
+        layers.extend(added)
+    config["layers"] = layers
+    if sequential:
+        return
+
+    def rename(x):
+        if isinstance(x, list):
+            return [rename(v) for v in x]
+        return last.get(x, x) if isinstance(x, str) else x
+    for layer in layers:
+        if id(layer) not in added_ids:
+            layer["inbound_nodes"] = rename(layer.get("inbound_nodes", []))
+    config["output_layers"] = rename(config["output_layers"])
+
+
+def student_layer(student, name: str) -> str:
+    """The student layer whose output is the teacher layer ``name``'s: the activation moved after an added BatchNorm,
+    else ``name`` itself."""
+    names = {layer.name for layer in student.layers}
+    return name + ACT_SUFFIX if name + ACT_SUFFIX in names else name
+
+
+def output_kernel(layer) -> tuple[int, int]:
+    """Which of a convolution's weights sets its output channels, and how many: reshaped to (-1, count), column c is
+    output channel c's filter (a SeparableConv's pointwise kernel; a DepthwiseConv's channels, multiplier-minor)."""
+    weights = layer.get_weights()
+    if layer.__class__.__name__ in SEPARABLE:
+        return 1, weights[1].shape[-1]
+    if layer.__class__.__name__ in DEPTHWISE:
+        return 0, weights[0].shape[-2] * weights[0].shape[-1]
+    return 0, weights[0].shape[-1]
+
+
+def added_batchnorm(student) -> list:
+    """The BatchNormalization layers :func:`design_student` added to ``student`` (none that the teacher has)."""
+    return [layer for layer in student.layers
+            if layer.__class__.__name__ == "BatchNormalization" and layer.name.endswith(BN_SUFFIX)]
+
+
+def student_params(student) -> int:
+    """The student's parameters as the teacher's are counted: without the BatchNorm layers :func:`design_student`
+    added, which the converter folds into the convolutions before them."""
+    return int(student.count_params()) - sum(int(np.prod(w.shape)) for bn in added_batchnorm(student) for w in bn.weights)
 
 
 def keeps_every_channel(teacher, width: float) -> bool:
