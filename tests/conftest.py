@@ -53,6 +53,18 @@ def build_tiny(batchnorm: bool = False, seed: int = 0):
     return _train(k.Model(i, o, name="tiny"), seed)
 
 
+def build_residual(seed: int = 0):
+    """A residual network without normalisation (untrained): stem, a block whose branch is added back, a classifier."""
+    k = _compat.keras()
+    _compat.set_seed(seed)
+    i = k.Input((8, 8, 1))
+    a = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(i)
+    b = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(a)
+    b = k.layers.Conv2D(8, 3, padding="same", name="c2")(b)
+    r = k.layers.ReLU(name="relu")(k.layers.Add(name="add")([a, b]))
+    return k.Model(i, k.layers.Dense(3, name="out")(k.layers.GlobalAveragePooling2D(name="gap")(r)))
+
+
 def keras3_fcn(path):
     """A fully convolutional Keras 3 model of any input size (input (None, None, 1), 3 classes), saved at ``path``;
     the test is skipped without Keras 3."""

@@ -263,3 +263,23 @@ def test_weight_decay_shrinks_kernels_only(tiny_teacher):
     for v in s.trainable_variables:
         factor = 1.0 - 0.01 * 2.0 if "kernel" in v.name else 1.0
         np.testing.assert_allclose(v.numpy(), before[v.name] * factor, rtol=1e-6, atol=1e-7)
+
+
+def test_distillation_starts_added_batchnorm_as_the_identity():
+    """A residual teacher without normalisation gets a student with BatchNorm; distillation first makes it the identity
+    on the synthetic inputs, so a width-1 student barely moved (a tiny step) is still the teacher after its statistics
+    are re-estimated (left at scale 1 and offset 0 it would normalise every channel instead)."""
+    from tinydistill.student.design import added_batchnorm
+    from tinydistill.synthesis import SyntheticSet
+    from tinydistill.teacher.model import describe
+
+    from ..conftest import build_residual
+
+    t = describe(build_residual())
+    s = design_student(t, width=1.0, seed=0)
+    assert len(added_batchnorm(s)) == 3
+    x = np.random.default_rng(0).uniform(0, 1, (64, 8, 8, 1)).astype("float32")
+    syn = SyntheticSet(x=x, y=np.zeros(64, np.int64), logits=np.zeros((64, 3), np.float32), method="given")
+    distill(t, s, syn, epochs=1, batch_size=32, lr=1e-7, seed=0, augment=False)
+    want = t.logits_model(x, training=False).numpy()
+    np.testing.assert_allclose(s(x, training=False).numpy(), want, rtol=1e-3, atol=1e-3 * np.abs(want).max())

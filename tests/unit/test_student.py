@@ -6,6 +6,8 @@ from tinydistill.errors import TinyDistillError
 from tinydistill.student.design import channel_map, design_student, scaled_channels, with_output_activation
 from tinydistill.teacher.model import describe
 
+from ..conftest import build_residual
+
 
 def test_width_scales_layers(tiny_teacher):
     s = design_student(tiny_teacher, width=0.5)
@@ -255,18 +257,6 @@ def test_a_teacher_the_channel_map_cannot_follow_is_still_itself_at_width_1():
     np.testing.assert_allclose(s.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
 
 
-def _residual(seed=0):
-    """A residual network without normalisation: stem, a block whose branch is added back, a classifier."""
-    k = _compat.keras()
-    _compat.set_seed(seed)
-    i = k.Input((8, 8, 1))
-    a = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(i)
-    b = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="c1")(a)
-    b = k.layers.Conv2D(8, 3, padding="same", name="c2")(b)
-    r = k.layers.ReLU(name="relu")(k.layers.Add(name="add")([a, b]))
-    return k.Model(i, k.layers.Dense(3, name="out")(k.layers.GlobalAveragePooling2D(name="gap")(r)))
-
-
 def test_a_residual_teacher_without_normalisation_gives_a_student_with_batchnorm(tiny_teacher, tiny_bn_model):
     """After every hidden 2-D convolution: the convolution's activation moves after the BatchNorm, the layers that read
     it read that, and the student still counts the teacher's parameters (the converter folds the BatchNorm). A plain
@@ -274,7 +264,7 @@ def test_a_residual_teacher_without_normalisation_gives_a_student_with_batchnorm
     from tinydistill.student.design import added_batchnorm, adds_batchnorm, student_layer, student_params
 
     k = _compat.keras()
-    t = describe(_residual())
+    t = describe(build_residual())
     assert adds_batchnorm(t)
     assert not adds_batchnorm(tiny_teacher) and not adds_batchnorm(describe(tiny_bn_model))
     s = design_student(t, width=1.0)
