@@ -6,9 +6,10 @@ Builds small Keras 3 models of the kinds embedded users train (a yes/no model wi
 sensor model, logits without softmax, depthwise/separable convolutions, padding/LeakyReLU/ReLU6/average pooling,
 parallel branches, LSTM/GRU, LayerNormalization + GELU, swish + BatchNorm, several inputs, Sequential, a Reshape
 input, a Normalization layer, Rescaling(1/255) + BatchNorm, a fully convolutional model saved with input (None, None,
-1), run with `--input-shape`, a Dense layer on a sequence, an Embedding of token ids) with a few steps of training on
-random data, saves each as `.keras` and `.h5`, and runs the CLI on each with quick settings (`--inputs 256 --steps 3
---epochs 1`): the point is whether the run ends as it should (exit 0, or one clear line for a model it refuses), not accuracy.
+1), run with `--input-shape`, a Dense layer on a sequence, an Embedding of token ids, a residual block without
+normalisation) with a few steps of training on random data, saves each as `.keras` and `.h5`, and runs the CLI on each
+with quick settings (`--inputs 256 --steps 3 --epochs 1`): the point is whether the run ends as it should (exit 0, or
+one clear line for a model it refuses), not accuracy.
 Exits 1 when any kind ends otherwise than expected. Prints a Markdown table.
 """
 
@@ -30,9 +31,10 @@ EXPECTED = {
     "layernorm_gelu": (1, "TFLite Micro has no kernel"), "swish_bn": (0, None), "multi_input": (1, "2 inputs"),
     "sequential": (0, None), "reshape_in": (0, None), "normalization": (0, None), "rescale_bn": (0, None),
     "image_sigmoid": (0, None), "fully_conv": (0, None), "dense_sequence": (0, None),
-    "embedding": (1, "needs a float input"),
+    "embedding": (1, "needs a float input"), "residual": (0, None),
 }
 EXTRA = {"fully_conv": ["--input-shape", "32,32,1"]}  # saved with input (None, None, 1): the size is the user's
+EXTRA["residual"] = ["--width", "0.5"]  # narrower than the teacher, so the student is built (with BatchNorm)
 
 
 def build(folder: str, kinds) -> None:
@@ -115,6 +117,12 @@ def build(folder: str, kinds) -> None:
             i = keras.Input((16, 6))
             h = L.GlobalAveragePooling1D()(L.Dense(12, activation="relu")(i))
             return keras.Model(i, L.Dense(3, activation="softmax")(h)), (16, 6), 3, False
+        if kind == "residual":  # a residual block without normalisation: its student gets BatchNorm (adds_batchnorm)
+            i = keras.Input((16, 16, 3))
+            a = L.Conv2D(8, 3, padding="same", activation="relu")(i)
+            b = L.Conv2D(8, 3, padding="same")(L.Conv2D(8, 3, padding="same", activation="relu")(a))
+            h = L.GlobalAveragePooling2D()(L.ReLU()(L.Add()([a, b])))
+            return keras.Model(i, L.Dense(4, activation="softmax")(h)), (16, 16, 3), 4, False
         if kind == "embedding":  # token ids
             i = keras.Input((20,), dtype="int32")
             h = L.GlobalAveragePooling1D()(L.Embedding(100, 8)(i))

@@ -303,7 +303,7 @@ def report_markdown(report: dict) -> str:
                  + ("initialised with the teacher's most important channels."
                     if s.get("init") == "teacher" else f"initialised at {s.get('init', 'random')}.")
                  + (f" It trains with BatchNorm after {s['batchnorm_added']} convolutions, which the teacher lacks "
-                    "(a network without it hardly learns); the converter folds them into the convolutions."
+                    "(a residual network without normalisation hardly learns); the converter folds them into the convolutions."
                     if s.get("batchnorm_added") else ""))
     lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
                  f"({s['macs']:,} MACs; model in the README).")
