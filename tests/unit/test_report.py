@@ -105,3 +105,11 @@ def test_warnings_are_shown_loudly(report):
     r["warnings"] = ["the teacher puts only 49% of the synthetic inputs in their class"]
     assert "**Warning:** the teacher puts only 49%" in r.markdown()
     assert "warning: the teacher puts only 49%" in _text(lambda con: r.print(con, "out"))
+
+
+def test_added_batchnorm_is_reported(report):
+    """The student of a plain teacher has none; one with BatchNorm added says so, and why, in report.md."""
+    assert report["student"]["batchnorm_added"] == 0 and "trains with BatchNorm" not in report.markdown()
+    r = Report(json.loads(report.to_json()))
+    r["student"]["batchnorm_added"] = 7
+    assert "It trains with BatchNorm after 7 convolutions, which the teacher lacks" in r.markdown()
