@@ -532,7 +532,9 @@ def inspect_cmd(teacher, board, board_file, stats_path, input_range, trust_model
     con.print(f"input:       {tuple(info['input_shape'])}, range {rng_text}")
     con.print(f"output:      {info['num_classes']} classes ({info['output']})")
     con.print(f"parameters:  {info['params']:,}; MACs per inference: {info['macs']:,}")
-    con.print(f"BatchNorm:   {'yes, ' + str(bn) + ' layers (running statistics usable for synthesis)' if bn else 'no'}")
+    con.print(f"BatchNorm:   {'yes, ' + str(bn) + ' layers (running statistics usable for synthesis)' if bn else 'no'}"
+              + ("; a student gets it after its convolutions (a residual network without normalisation hardly "
+                 "learns; folded into them when converted)" if info.get("student_adds_batchnorm") else ""))
     con.print(f"stats file:  {'yes' if info['stats'] else 'no'}")
     con.print(f"auto method: {info['auto_method']} ({info['auto_method_why']})")
     fits = info.get("teacher_fits_board")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .data import resolve_input_range
+from .student.design import adds_batchnorm
 from .synthesis import resolve_method
 from .teacher.profile import profile
 
@@ -31,6 +32,7 @@ def inspect(teacher, *, board=None, stats=None, input_range=None, measure: bool 
         "num_classes": teacher.num_classes, "output": teacher.output_kind,
         "params": teacher.params, "macs": sum(r.macs for r in rows),
         "batchnorm_layers": len(teacher.bn_layers), "stats": stats is not None,
+        "student_adds_batchnorm": adds_batchnorm(teacher),
         "auto_method": method, "auto_method_why": why,
         "layers": [{"name": r.name, "kind": r.kind, "output_shape": list(r.output_shape), "params": r.params,
                     "macs": r.macs, "probed": r.name in probes, "batchnorm": r.kind == "BatchNormalization"}

@@ -23,6 +23,14 @@ def test_inspect_reports_what_auto_would_do(tiny_teacher, tiny_stats, tiny_bn_mo
     assert info["teacher_fits_board"] is True and info["int8_model_bytes"] > 0
     bn = inspect(describe(tiny_bn_model), measure=False)
     assert bn["batchnorm_layers"] == 1 and bn["auto_method"] == "generator" and "int8_model_bytes" not in bn
+    assert not info["student_adds_batchnorm"] and not bn["student_adds_batchnorm"]
+
+
+def test_inspect_says_a_residual_teacher_without_normalisation_gets_a_student_with_batchnorm():
+    from ..conftest import build_residual
+
+    info = inspect(describe(build_residual()), measure=False)
+    assert info["batchnorm_layers"] == 0 and info["student_adds_batchnorm"] is True
 
 
 def test_shared_resnet8_macs(shared_data):
