@@ -223,6 +223,9 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
 @_label_options
 @click.option("--width", default="auto", show_default=True,
               help="Student width multiplier in (0, 1], or 'auto': the largest that fits the budget.")
+@click.option("--student-batchnorm", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+              help="BatchNorm after the student's convolutions, folded into them when converted (auto: where the "
+                   "teacher is a residual network without normalisation, whose student does not learn without it).")
 @click.option("--max-flash", help="Flash limit for the model, e.g. 256KB (default: the board's, after headroom).")
 @click.option("--max-ram", help="RAM limit for the tensor arena, e.g. 64KB (default: the board's, after headroom).")
 @click.option("--max-latency-ms", type=click.FloatRange(min=0, min_open=True),
@@ -267,7 +270,7 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def compress(teacher, board, board_file, headroom, stats_path, data_path, input_range, label_column, class_names,
-             width, max_flash, max_ram,
+             width, student_batchnorm, max_flash, max_ram,
              max_latency_ms, method, effort, n, steps, epochs, loss, temperature, features, flip, seed, strategy, resume,
              qat, prune, output, firmware_too, tflm, trust_model, input_shape, quiet, as_json):
     """Distill TEACHER into an int8 student for a board; write the model, C source and a report."""
@@ -278,7 +281,8 @@ def compress(teacher, board, board_file, headroom, stats_path, data_path, input_
     check_output_dir(output)
     b = _board(board, board_file, headroom)
     config = CompressConfig.from_options(
-        width=_width(width), input_range=input_range, seed=seed, strategy=strategy, effort=effort, method=method, n=n,
+        width=_width(width), student_batchnorm=student_batchnorm, input_range=input_range, seed=seed,
+        strategy=strategy, effort=effort, method=method, n=n,
         steps=steps, flip=flip, epochs=epochs, loss=loss, temperature=temperature, features=features, qat=qat, prune=prune,
         max_flash=parse_bytes(max_flash) if max_flash else None, max_ram=parse_bytes(max_ram) if max_ram else None,
         max_latency_ms=max_latency_ms).validate()

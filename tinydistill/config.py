@@ -231,6 +231,9 @@ def validate_width(width, *, allow_auto: bool = False):
     return float(width)
 
 
+STUDENT_BATCHNORM = ("auto", "on", "off")
+
+
 @dataclass(frozen=True)
 class CompressConfig:
     """Every option of :func:`~tinydistill.pipeline.compress`.
@@ -242,6 +245,8 @@ class CompressConfig:
         strategy: ``"default"``, ``"mirrored"`` or ``"multi-worker"``.
         effort: time against quality: scales the synthetic inputs of the method's defaults (1: the
             measured defaults; 0.5 about half the time; counts set explicitly are kept).
+        student_batchnorm: ``"auto"`` (BatchNorm after the student's convolutions where the teacher is a residual
+            network without normalisation: :func:`~tinydistill.student.design.adds_batchnorm`), ``"on"`` or ``"off"``.
         synthesis, distill, finetune, limits: the stages' parts.
     """
 
@@ -250,6 +255,7 @@ class CompressConfig:
     seed: int = 0
     strategy: str = "default"
     effort: float = 1.0
+    student_batchnorm: str = "auto"
     synthesis: SynthesisConfig = field(default_factory=SynthesisConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -264,10 +270,18 @@ class CompressConfig:
         if isinstance(self.effort, bool) or not isinstance(self.effort, (int, float)) or not 0 < self.effort <= 100:
             _fail("`effort` must be a number in (0, 100] (1: the defaults; 0.5: about half the time)",
                   f"effort={self.effort!r}")
+        if self.student_batchnorm not in STUDENT_BATCHNORM:
+            _fail(f"`student_batchnorm` must be one of {', '.join(STUDENT_BATCHNORM)}",
+                  f"student_batchnorm={self.student_batchnorm!r}")
         if isinstance(self.strategy, str) and self.strategy not in STRATEGIES:
             _fail(f"`strategy` must be one of {', '.join(STRATEGIES)}", f"strategy={self.strategy!r}")
         rng = parse_range(self.input_range) if self.input_range is not None else None
         return replace(self, width=validate_width(self.width, allow_auto=True), input_range=rng)
+
+    @property
+    def batchnorm(self) -> bool | None:
+        """``student_batchnorm`` as :func:`~tinydistill.student.design_student` takes it (None: it decides)."""
+        return {"on": True, "off": False}.get(self.student_batchnorm)
 
     @classmethod
     def from_options(cls, **options) -> CompressConfig:

@@ -233,7 +233,9 @@ def _resume_keys(config, teacher, stats, method_used, replicas) -> tuple[dict, d
                "method": method_used, "seed": config.seed, "input_range": list(config.input_range), "replicas": replicas}
     # the student's shape: its width and how its channel counts are rounded (a run saved before the rounding
     # changed starts its student afresh instead of loading weights of another shape)
-    return syn_key, dict(syn_key, width=config.width, channel_multiple=design.CHANNEL_MULTIPLE, **asdict(config.distill))
+    # and whether it has BatchNorm the teacher lacks (a run saved before students got it starts afresh too)
+    return syn_key, dict(syn_key, width=config.width, channel_multiple=design.CHANNEL_MULTIPLE,
+                         student_batchnorm=config.student_batchnorm, **asdict(config.distill))
 
 
 AS_IS = ("the teacher fits the board whole, so the student is the teacher itself, quantised to int8 as it is: "
@@ -292,14 +294,14 @@ def _synthesize(teacher, stats, config, method_used, dist, state, key, clock, he
 
 def _new_student(teacher, config, dist):
     with dist.scope():
-        return design_student(teacher, width=config.width, seed=config.seed)
+        return design_student(teacher, width=config.width, seed=config.seed, batchnorm=config.batchnorm)
 
 
 def _plain(teacher, student, config, dist):
     """A copy outside the strategy to export and fine-tune (the student itself with one replica)."""
     if dist.num_replicas_in_sync == 1:
         return student
-    plain = design_student(teacher, width=config.width, seed=config.seed, init="random")
+    plain = design_student(teacher, width=config.width, seed=config.seed, init="random", batchnorm=config.batchnorm)
     plain.set_weights(student.get_weights())
     plain.recalibration_noise = getattr(student, "recalibration_noise", None)
     return plain

@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from tinydistill.cli import main
+from tinydistill.config import CompressConfig
+from tinydistill.errors import TinyDistillError
 
 from ..conftest import ROOT, keras3_fcn, toy_data
 
@@ -174,8 +176,24 @@ def test_shape_mismatch(tmp_path, tiny_h5):
 def test_usage_errors_exit_2(tiny_h5, tmp_path):
     assert run("compress", tiny_h5, "--width", "abc").exit_code == 2
     assert run("compress", tiny_h5, "--method", "magic").exit_code == 2
+    assert run("compress", tiny_h5, "--student-batchnorm", "maybe").exit_code == 2
     r = run("compress", tiny_h5, "--width", "1.5", "--input-range", "0,1", "-o", tmp_path / "o")
     assert r.exit_code == 2 and "(0, 1]" in r.output
+
+
+def test_student_batchnorm_on(tiny_h5, compressed, tmp_path):
+    """--student-batchnorm on gives the plain tiny teacher's student a BatchNorm after its convolution: the int8 model
+    has the operators of the run without it, and the report counts it (and the teacher's parameters)."""
+    out = tmp_path / "o"
+    r = run("compress", tiny_h5, "--board", "cortex-m4", "--input-range", "0,1", "--student-batchnorm", "on", "--inputs",
+            "60", "--steps", "2", "--epochs", "1", "--width", "0.5", "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    got, plain = (json.loads((folder / "report.json").read_text())["student"] for folder in (out, compressed[0]))
+    assert got["batchnorm_added"] == 1 and plain["batchnorm_added"] == 0
+    assert got["ops"] == plain["ops"] and got["params"] == plain["params"]
+    assert "It trains with BatchNorm after 1 convolution, which" in (out / "report.md").read_text()
+    with pytest.raises(TinyDistillError, match="student_batchnorm"):
+        CompressConfig.from_options(student_batchnorm="yes").validate()
 
 
 def test_unwritable_output(tmp_path, tiny_h5):

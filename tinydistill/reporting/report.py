@@ -302,7 +302,8 @@ def report_markdown(report: dict) -> str:
     lines.append(f"Student width {z['width']:g}, chosen by {z['why']}; "
                  + ("initialised with the teacher's most important channels."
                     if s.get("init") == "teacher" else f"initialised at {s.get('init', 'random')}.")
-                 + (f" It trains with BatchNorm after {s['batchnorm_added']} convolutions, which the teacher lacks "
+                 + (f" It trains with BatchNorm after {s['batchnorm_added']} convolution"
+                    f"{'s' if s['batchnorm_added'] > 1 else ''}, which the teacher lacks "
                     "(a residual network without normalisation hardly learns); the converter folds them into the convolutions."
                     if s.get("batchnorm_added") else ""))
     lines.append(f"Estimated latency on {b['name']}: {s['latency_ms_estimate']:.1f} ms per inference "
