@@ -40,7 +40,7 @@ from tinydistill.fitting.fitcheck import int8_predictions  # noqa: E402
 from tinydistill.student.design import with_output_activation  # noqa: E402
 from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, RECIPES, Recipe, SyntheticSet  # noqa: E402
-from tinydistill.synthesis.methods import per_batch_method, recipe_for, with_image_knobs  # noqa: E402
+from tinydistill.synthesis.methods import per_batch_method, recipe_for  # noqa: E402
 from tinydistill.teacher.graph import batchnorm_after, layer_graph  # noqa: E402
 from tinydistill.teacher.model import describe  # noqa: E402
 
@@ -161,13 +161,14 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
                   synthetic("all-layers", stats, replace(recipe_for("all-layers", teacher), batchnorm=False))),
                  ("stats + BN, per-batch pixels (all-layers, defaults)", synthetic("all-layers", stats))]
     elif suite == "no-bn":  # an image teacher without BatchNorm, with a stats file
-        # the defaults' student has BatchNorm after its convolutions (adds_batchnorm: a residual network without it)
-        rows += [("stats, per-batch pixels (all-layers, defaults: the recipe chosen on MNIST)",
+        # the defaults: BatchNorm in the student (adds_batchnorm: a residual network without it) and the image knobs
+        # (recipe_for: the teacher does not recognise the classes' recorded mean inputs)
+        rows += [("stats, per-batch pixels (all-layers, defaults: the image knobs, a student with BatchNorm)",
                   synthetic("all-layers", stats)),
-                 ("stats, per-batch pixels (all-layers, the bn recipe's image knobs)",
-                  synthetic("all-layers", stats, with_image_knobs(RECIPES["all-layers"]))),
-                 ("stats, per-batch pixels (all-layers, defaults), the student without BatchNorm (the former default)",
-                  synthetic("all-layers", stats, batchnorm=False))]
+                 ("stats, per-batch pixels (all-layers, the recipe chosen on MNIST), a student with BatchNorm",
+                  synthetic("all-layers", stats, RECIPES["all-layers"])),
+                 ("stats, per-batch pixels (all-layers, the recipe chosen on MNIST), the student without BatchNorm "
+                  "(the former default)", synthetic("all-layers", stats, RECIPES["all-layers"], batchnorm=False))]
     elif suite == "bn":
         rows += [("Gaussian-noise KD", noise_kd),
                  ("BatchNorm statistics (ours, DeepInversion-style)", synthetic("bn", None))]
@@ -724,10 +725,10 @@ def fold_batchnorm(model):
 def suite_image_no_bn(seeds):
     """CIFAR-10 ResNet-8 with every BatchNorm folded into the convolution before it (the same function, no
     BatchNorm layers): a natural-image teacher without BatchNorm, with a stats file recorded on train_q75, -> width
-    0.7. Per-batch ``all-layers``, which ``auto`` runs on it, with the recipe it takes today (chosen on MNIST's
-    LeNet-5) against the ``bn`` recipe's image knobs, which it takes on a teacher with BatchNorm. 6,000 inputs (a
-    quarter of the defaults) and the default epochs: a comparison of recipes, not the defaults' figure. Int8 on
-    test_q75."""
+    0.7. Per-batch ``all-layers``, which ``auto`` runs on it, at its defaults (the ``bn`` recipe's image knobs, as the
+    teacher does not recognise the classes' recorded mean inputs; a student with BatchNorm, as the teacher is a
+    residual network without it), against the recipe chosen on MNIST's LeNet-5, with and without BatchNorm in the
+    student (the former default). 6,000 inputs (a quarter of the defaults) and the default epochs. Int8 on test_q75."""
     work = tempfile.mkdtemp(prefix="td-no-bn-")
     try:
         cifar, rng, x, y = _cifar()

@@ -422,3 +422,25 @@ def test_all_layers_on_an_image_teacher_with_batchnorm_takes_the_bn_recipes_imag
     c = synthesize(bn_teacher, tiny_bn_stats, method="all-layers", n=24, steps=3, batch_size=24, seed=0,
                    recipe=RECIPES["all-layers"])
     assert np.array_equal(a.x, b.x) and not np.array_equal(a.x, c.x)
+
+
+def test_all_layers_takes_the_image_knobs_where_the_teacher_does_not_recognise_the_class_means(tiny_teacher,
+                                                                                               tiny_stats):
+    """Without BatchNorm the stats file decides: the toy teacher recognises its classes' recorded mean inputs (a blob
+    left, middle or right, as LeNet-5 its mean digits), so it keeps all-layers' own recipe; the same means given to the
+    wrong classes (as natural images' blurred class means are to theirs) give the image knobs."""
+    import dataclasses
+
+    from tinydistill.synthesis import RECIPES, recipe_for
+    from tinydistill.synthesis.methods import class_means_recognised, with_image_knobs
+    from tinydistill.teacher.stats import INPUT
+
+    assert class_means_recognised(tiny_teacher, tiny_stats)
+    assert recipe_for("all-layers", tiny_teacher, tiny_stats) == RECIPES["all-layers"]
+    means = tiny_stats.region_mean[INPUT]
+    shuffled = dataclasses.replace(tiny_stats, region_mean={**tiny_stats.region_mean, INPUT: np.roll(means, 1, axis=0)})
+    assert not class_means_recognised(tiny_teacher, shuffled)
+    assert recipe_for("all-layers", tiny_teacher, shuffled) == with_image_knobs(RECIPES["all-layers"])
+    assert recipe_for("layer-pairs", tiny_teacher, shuffled) == RECIPES["layer-pairs"]
+    # a stats file without region means keeps the recipe
+    assert class_means_recognised(tiny_teacher, dataclasses.replace(tiny_stats, region_mean={}))

@@ -69,7 +69,7 @@ def synthesize(teacher, stats=None, config: SynthesisConfig | None = None, *, in
         raise TinyDistillError("method 'generator' trains its generator together with a student: run it with "
                                "compress (or tinydistill.synthesis.engine.interleave), or pick a per-batch method")
     config, _ = resolve_counts(method, config, DistillConfig())
-    recipe = recipe or replace(recipe_for(method, teacher), flip=config.flip)
+    recipe = recipe or replace(recipe_for(method, teacher, stats), flip=config.flip)
     rng = resolve_input_range(input_range, stats, teacher=teacher)
     validate_recipe(recipe)
     tf = _compat.tf()

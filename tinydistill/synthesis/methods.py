@@ -31,6 +31,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
+
+from .. import _compat
 from .._math import is_image
 from ..config import FLIPS, SynthesisConfig
 from ..errors import TinyDistillError
@@ -128,16 +131,33 @@ def _image_with_batchnorm(teacher) -> bool:
     return teacher.has_batchnorm and is_image(tuple(teacher.input_shape))
 
 
-def recipe_for(method: str, teacher) -> Recipe:
-    """``method``'s recipe for ``teacher``: :data:`RECIPES`, except that ``all-layers`` on an image teacher with
-    BatchNorm, whose BatchNorm statistics it matches beside the stats file's moments, takes the image knobs of the
-    ``bn`` recipe (multi-scale starts instead of each class's recorded pixel moments, its step, smoothness, class
-    weight and jitter). Its own recipe was chosen on MNIST's LeNet-5, which has no BatchNorm; on CIFAR-10 ResNet-8 it
-    gave 56.0 % where these knobs gave 67.0 % (two seeds; ``benchmarks/RESULTS.md``, "Natural images")."""
+def recipe_for(method: str, teacher, stats=None) -> Recipe:
+    """``method``'s recipe for ``teacher``: :data:`RECIPES`, except that ``all-layers`` on an image teacher takes the
+    image knobs of the ``bn`` recipe (multi-scale starts instead of each class's recorded pixel moments, its step,
+    smoothness, class weight and jitter) when it has BatchNorm, whose statistics it matches beside the stats file's
+    moments, or when it does not recognise the classes' recorded mean inputs (:func:`class_means_recognised`). Its own
+    recipe was chosen on MNIST's LeNet-5, whose class means are digits it recognises (9 of 10); on CIFAR-10 ResNet-8 it
+    gave 56.0 % where these knobs gave 67.0 % (two seeds; ``benchmarks/RESULTS.md``, "Natural images"), and with
+    ResNet-8's BatchNorm folded away, whose class means it recognises 2 of 10, 44.5 % against 60.3 % (one seed; "A
+    natural-image teacher without BatchNorm")."""
     recipe = RECIPES[method]
-    if method == "all-layers" and recipe.batchnorm and _image_with_batchnorm(teacher):
-        recipe = with_image_knobs(recipe)
+    if method == "all-layers" and recipe.batchnorm and is_image(tuple(teacher.input_shape)):
+        if teacher.has_batchnorm or (stats is not None and not class_means_recognised(teacher, stats)):
+            recipe = with_image_knobs(recipe)
     return recipe
+
+
+def class_means_recognised(teacher, stats) -> bool:
+    """Whether the teacher puts at least half of the classes' recorded mean inputs (the stats file's per-region input
+    means, at most 8 x 8, resized to the input bilinearly) in their own class: inputs a class's moments describe, as
+    centred digits are, rather than natural images, whose class means are blurs (True without region means)."""
+    means = stats.region_mean.get(INPUT)
+    if means is None or len(means) != teacher.num_classes:
+        return True
+    tf = _compat.tf()
+    x = tf.image.resize(np.asarray(means, np.float32), tuple(teacher.input_shape[:2]), method="bilinear")
+    top1 = teacher.logits_model(x, training=False).numpy().argmax(1)
+    return float((top1 == np.arange(teacher.num_classes)).mean()) >= 0.5
 
 
 def with_image_knobs(recipe: Recipe) -> Recipe:
