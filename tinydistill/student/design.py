@@ -133,9 +133,10 @@ def adds_batchnorm(teacher) -> bool:
 
     Without normalisation the branches a residual network adds up grow its activations block by block (Zhang et al.,
     "Fixup", 2019): a BatchNorm-less student of one does not learn (CIFAR-10 ResNet-8 with its BatchNorm folded into
-    the convolutions: 12.8 % int8 from a stats file, 44.5 % with BatchNorm; 9.0 % after distillation on 5,000 real
-    images). A plain network keeps its form: LeNet-5's student lost 0.1 pp with a stats file and 0.3 pp without one
-    with BatchNorm added (one seed each; ``benchmarks/RESULTS.md``, "A natural-image teacher without BatchNorm")."""
+    the convolutions: 12.8 % int8 from a stats file, 43.6 % with BatchNorm, the same recipe, two seeds each; 9.0 %
+    after distillation on 5,000 real images). A plain network keeps its form: LeNet-5's student lost 0.1 pp with a
+    stats file and 0.2 pp without one with BatchNorm added (one seed each; ``benchmarks/RESULTS.md``, "A natural-image
+    teacher without BatchNorm")."""
     try:
         graph = layer_graph(teacher.logits_model)
     except UnsupportedGraph:

@@ -138,7 +138,7 @@ def recipe_for(method: str, teacher, stats=None) -> Recipe:
     moments, or when it does not recognise the classes' recorded mean inputs (:func:`class_means_recognised`). Its own
     recipe was chosen on MNIST's LeNet-5, whose class means are digits it recognises (9 of 10); on CIFAR-10 ResNet-8 it
     gave 56.0 % where these knobs gave 67.0 % (two seeds; ``benchmarks/RESULTS.md``, "Natural images"), and with
-    ResNet-8's BatchNorm folded away, whose class means it recognises 2 of 10, 44.5 % against 60.3 % (one seed; "A
+    ResNet-8's BatchNorm folded away, whose class means it recognises 2 of 10, 43.6 % against 59.9 % (two seeds; "A
     natural-image teacher without BatchNorm")."""
     recipe = RECIPES[method]
     if method == "all-layers" and recipe.batchnorm and is_image(tuple(teacher.input_shape)):
