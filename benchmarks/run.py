@@ -41,7 +41,7 @@ from tinydistill.student.design import with_output_activation  # noqa: E402
 from tinydistill.student.distillation import DEFAULT_EPOCHS, FEATURE_WEIGHT  # noqa: E402
 from tinydistill.synthesis import DEFAULT_INPUTS, RECIPES, Recipe, SyntheticSet  # noqa: E402
 from tinydistill.synthesis.methods import per_batch_method, recipe_for  # noqa: E402
-from tinydistill.teacher.graph import batchnorm_after, layer_graph  # noqa: E402
+from tinydistill.teacher.graph import batchnorm_after, layer_graph, reroute  # noqa: E402
 from tinydistill.teacher.model import describe  # noqa: E402
 
 DATA = os.environ.get("TINYDISTILL_DATA", os.path.join(ROOT, "..", "shared", "data"))
@@ -697,16 +697,11 @@ def fold_batchnorm(model):
              if kinds[src] in ("Conv2D", "Dense") and over_last_axis(model.get_layer(bn))}
     config = model.get_config()
 
-    def rename(x):  # a consumer of a folded BatchNormalization reads the layer it was folded into
-        if isinstance(x, list):
-            return [rename(v) for v in x]
-        return folds.get(x, x) if isinstance(x, str) else x
     config["layers"] = [layer for layer in config["layers"] if layer["name"] not in folds]
+    reroute(config, folds)  # a consumer of a folded BatchNormalization reads the layer it was folded into
     for layer in config["layers"]:
-        layer["inbound_nodes"] = rename(layer["inbound_nodes"])
         if layer["name"] in folds.values():
             layer["config"]["use_bias"] = True
-    config["output_layers"] = rename(config["output_layers"])
     folded = k.Model.from_config(config)
     into = {v: model.get_layer(b) for b, v in folds.items()}
     for layer in folded.layers:

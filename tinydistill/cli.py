@@ -28,6 +28,7 @@ from .config import (
     METHOD_STEPS,
     METHODS,
     STRATEGIES,
+    STUDENT_BATCHNORM,
 )
 from .errors import OutputError, TinyDistillError
 from .fileio import check_output_dir, write_folder
@@ -223,7 +224,7 @@ def stats(teacher, data_path, input_range, label_column, class_names, output, ba
 @_label_options
 @click.option("--width", default="auto", show_default=True,
               help="Student width multiplier in (0, 1], or 'auto': the largest that fits the budget.")
-@click.option("--student-batchnorm", default="auto", show_default=True, type=click.Choice(["auto", "on", "off"]),
+@click.option("--student-batchnorm", default="auto", show_default=True, type=click.Choice(STUDENT_BATCHNORM),
               help="BatchNorm after the student's convolutions, folded into them when converted (auto: where the "
                    "teacher is a residual network without normalisation, whose student does not learn without it).")
 @click.option("--max-flash", help="Flash limit for the model, e.g. 256KB (default: the board's, after headroom).")

@@ -22,6 +22,7 @@ from ..teacher.graph import (
     layer_graph,
     output_heads,
     output_shape,
+    reroute,
 )
 
 INITS = ("teacher", "random")
@@ -87,7 +88,7 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
     config["name"] = "student"
     sequential = teacher.logits_model.__class__.__name__ == "Sequential"
     if adds_batchnorm(teacher) if batchnorm is None else batchnorm:
-        _insert_batchnorm(config, _normalised_convolutions(teacher), sequential)
+        _insert_batchnorm(config, _normalised_convolutions(_graph_or_none(teacher)), sequential)
     if sequential:
         model = k.Sequential.from_config(config)
     else:
@@ -137,19 +138,23 @@ def adds_batchnorm(teacher) -> bool:
     after distillation on 5,000 real images). A plain network keeps its form: LeNet-5's student lost 0.1 pp with a
     stats file and 0.2 pp without one with BatchNorm added (one seed each; ``benchmarks/RESULTS.md``, "A natural-image
     teacher without BatchNorm")."""
-    try:
-        graph = layer_graph(teacher.logits_model)
-    except UnsupportedGraph:
-        return False
-    kinds = {node.kind for node in graph}
-    return bool(kinds & MERGES) and not kinds & NORMALISATIONS and bool(_normalised_convolutions(teacher))
+    graph = _graph_or_none(teacher)
+    kinds = {node.kind for node in graph or []}
+    return bool(kinds & MERGES) and not kinds & NORMALISATIONS and bool(_normalised_convolutions(graph))
 
 
-def _normalised_convolutions(teacher) -> list[str]:
-    """The teacher's hidden 2-D convolutions not already followed by a BatchNorm: where a student gets one."""
+def _graph_or_none(teacher):
+    """The teacher's :func:`~tinydistill.teacher.graph.layer_graph`, or None where it has none (shared layers)."""
     try:
-        graph = layer_graph(teacher.logits_model)
+        return layer_graph(teacher.logits_model)
     except UnsupportedGraph:
+        return None
+
+
+def _normalised_convolutions(graph) -> list[str]:
+    """A teacher graph's hidden 2-D convolutions not already followed by a BatchNorm: where a student gets one (none
+    without a graph)."""
+    if graph is None:
         return []
     heads, after = output_heads(graph), batchnorm_after(graph)
     return [node.name for node in graph if node.kind in _FOLDABLE and node.name not in heads and node.name not in after]
@@ -158,38 +163,29 @@ def _normalised_convolutions(teacher) -> list[str]:
 def _insert_batchnorm(config: dict, names: list[str], sequential: bool) -> None:
     """Put a BatchNormalization after every layer in ``names`` (in place on a model config), then the layer's own
     activation, which becomes linear; the layers that read it read the last one added."""
-    names, last, layers, added_ids = set(names), {}, [], set()
+    names, last, layers, added = set(names), {}, [], []
     for layer in config["layers"]:
         layers.append(layer)
         cfg = layer["config"]
         if cfg.get("name") not in names:
             continue
         name, activation = cfg["name"], cfg.get("activation", "linear")
-        added = [{"class_name": "BatchNormalization", "config": {"name": name + BN_SUFFIX, "axis": -1, "trainable": True}}]
+        new = [{"class_name": "BatchNormalization", "config": {"name": name + BN_SUFFIX, "axis": -1, "trainable": True}}]
         if activation not in ("linear", None):
             cfg["activation"] = "linear"
-            added.append({"class_name": "Activation",
-                          "config": {"name": name + ACT_SUFFIX, "activation": activation, "trainable": True}})
+            new.append({"class_name": "Activation",
+                        "config": {"name": name + ACT_SUFFIX, "activation": activation, "trainable": True}})
         src = name
-        for extra in added:
+        for extra in new:
             if not sequential:
                 extra["name"], extra["inbound_nodes"] = extra["config"]["name"], [[[src, 0, 0, {}]]]
             src = extra["config"]["name"]
-            added_ids.add(id(extra))
         last[name] = src
-        layers.extend(added)
+        layers.extend(new)
+        added.extend(new)
     config["layers"] = layers
-    if sequential:
-        return
-
-    def rename(x):
-        if isinstance(x, list):
-            return [rename(v) for v in x]
-        return last.get(x, x) if isinstance(x, str) else x
-    for layer in layers:
-        if id(layer) not in added_ids:
-            layer["inbound_nodes"] = rename(layer.get("inbound_nodes", []))
-    config["output_layers"] = rename(config["output_layers"])
+    if not sequential:
+        reroute(config, last, skip=added)
 
 
 def student_layer(student, name: str) -> str:

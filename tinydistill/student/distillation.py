@@ -368,7 +368,6 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     a teacher fell from the teacher's 95.7 to 87.5 % when they were re-estimated; ``benchmarks/RESULTS.md``,
     "BatchNorm frozen in the teacher"; :func:`frozen_batchnorm` lists them).
     """
-    k = _compat.keras()
     bns = [ly for ly in model.layers if ly.__class__.__name__ == "BatchNormalization" and ly.trainable]
     model.recalibration_noise = float(noise)
     if not bns:
@@ -376,18 +375,13 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
     if mirror and np.ndim(x) != 4:
         raise ValueError(f"mirror images need a batch of images (N, H, W, C); received shape {np.shape(x)}")
     rng = np.random.default_rng(seed)
-    samples, batch_size = by_values(np.shape(x)[1:], samples, 256), by_values(np.shape(x)[1:], batch_size, 32)
-    n = len(x) * (2 if mirror else 1)
-    idx = np.sort(rng.choice(n, size=min(samples, n), replace=False))
-    xs = np.asarray(x[idx % len(x)], np.float32)  # a copy: mirrored and noised in place
+    xs, idx, batch_size = _calibration_sample(x, rng, samples, batch_size, copies=2 if mirror else 1)
     if mirror:
         xs[idx >= len(x)] = xs[idx >= len(x), :, ::-1]
     if noise:
         _noisy(xs, rng, noise, float(x.min()), float(x.max()), out=xs)
     for bn in bns:
-        probe = k.Model(model.inputs, bn.input)
-        mean, var = _channel_moments(probe(xs[i:i + batch_size], training=False).numpy()
-                                     for i in range(0, len(xs), batch_size))
+        mean, var = _input_moments(model, bn, xs, batch_size)
         bn.moving_mean.assign(mean.astype(np.float32))
         bn.moving_variance.assign(var.astype(np.float32))
 
@@ -406,13 +400,10 @@ def identity_batchnorm(model, x: np.ndarray, *, samples: int = 2048, batch_size:
     """
     from .design import BN_SUFFIX, added_batchnorm, output_kernel
 
-    k = _compat.keras()
     bns = added_batchnorm(model)
     if not bns or len(x) == 0:
         return
-    rng = np.random.default_rng(seed)
-    samples, batch_size = by_values(np.shape(x)[1:], samples, 256), by_values(np.shape(x)[1:], batch_size, 32)
-    xs = np.asarray(x[np.sort(rng.choice(len(x), size=min(samples, len(x)), replace=False))], np.float32)
+    xs, _, batch_size = _calibration_sample(x, np.random.default_rng(seed), samples, batch_size)
     for bn in bns:
         conv = model.get_layer(bn.name[:-len(BN_SUFFIX)])
         weights = conv.get_weights()
@@ -423,11 +414,25 @@ def identity_batchnorm(model, x: np.ndarray, *, samples: int = 2048, batch_size:
         if conv.use_bias:
             weights[-1] = weights[-1] * scale
         conv.set_weights(weights)
-        probe = k.Model(model.inputs, bn.input)
-        mean, var = _channel_moments(probe(xs[i:i + batch_size], training=False).numpy()
-                                     for i in range(0, len(xs), batch_size))
+        mean, var = _input_moments(model, bn, xs, batch_size)
         bn.set_weights([(np.sqrt(var + bn.epsilon) / scale).astype(np.float32), (mean / scale).astype(np.float32),
                         mean.astype(np.float32), var.astype(np.float32)])
+
+
+def _calibration_sample(x: np.ndarray, rng, samples: int, batch_size: int, copies: int = 1):
+    """Up to ``samples`` of ``x`` drawn without replacement (from ``copies`` virtual copies of it), as a float32 copy,
+    their indices in ``copies * len(x)``, and the batch size; both counts held to fewer inputs larger than CIFAR-10's
+    (:func:`~tinydistill._math.by_values`)."""
+    samples, batch_size = by_values(np.shape(x)[1:], samples, 256), by_values(np.shape(x)[1:], batch_size, 32)
+    n = len(x) * copies
+    idx = np.sort(rng.choice(n, size=min(samples, n), replace=False))
+    return np.asarray(x[idx % len(x)], np.float32), idx, batch_size
+
+
+def _input_moments(model, layer, xs: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of ``layer``'s input over ``xs``, a batch at a time (inference mode)."""
+    probe = _compat.keras().Model(model.inputs, layer.input)
+    return _channel_moments(probe(xs[i:i + batch_size], training=False).numpy() for i in range(0, len(xs), batch_size))
 
 
 def frozen_batchnorm(model) -> list[str]:

@@ -82,6 +82,20 @@ def batchnorm_after(nodes: list[Node]) -> dict[str, str]:
             if len(nxt) == 1 and nxt[0].kind == "BatchNormalization"}
 
 
+def reroute(config: dict, mapping: dict[str, str], skip=()) -> None:
+    """In a functional model's config (in place), every layer (but those in ``skip``, by identity) and the model's
+    outputs read ``mapping[name]`` where they read layer ``name``: for layers inserted after, or folded into, another."""
+    def rename(x):
+        if isinstance(x, list):
+            return [rename(v) for v in x]
+        return mapping.get(x, x) if isinstance(x, str) else x
+    skipped = {id(layer) for layer in skip}
+    for layer in config["layers"]:
+        if id(layer) not in skipped:
+            layer["inbound_nodes"] = rename(layer.get("inbound_nodes", []))
+    config["output_layers"] = rename(config["output_layers"])
+
+
 WIDTH_KEYS = ("filters", "units")  # config keys that set a layer's number of output channels
 
 
