@@ -122,7 +122,8 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     itself = _teacher_itself(teacher, config, sizing.width)
     if itself is not None:
         method_used, reason = _calibration_method(teacher, stats, method_used, reason)
-    engine_notes, effort = _engine_scale(teacher, method_used, config, sizing.width)
+    scale_notes, effort = (([], config.effort) if itself is not None  # a calibration set only: a few batches
+                           else _run_scale(teacher, method_used, config, sizing.width))
     syn_cfg, dist_cfg = resolve_counts(method_used, config.synthesis, config.distill, effort)
     syn_cfg, dist_cfg, batch_notes = _bounded_batches(teacher, method_used, syn_cfg, dist_cfg)
     if itself is not None:  # a calibration set only: whole batches of at least the export's sample
@@ -141,7 +142,7 @@ def compress(teacher, *, board=DEFAULT_BOARD, stats: Stats | None = None, data=N
     keys = _resume_keys(config, teacher, stats, method_used, dist.num_replicas_in_sync)
     _compat.set_seed(config.seed)
     syn, student, matched, init_note = _train(teacher, stats, config, method_used, dist, state, keys, clock, itself,
-                                              engine_notes + batch_notes)
+                                              scale_notes + batch_notes)
     recal_noise, bn_kept = getattr(student, "recalibration_noise", None), frozen_batchnorm(student)
     student, finetune, before = _finetune(teacher, student, syn, config, clock)
     final = with_output_activation(student, teacher)
@@ -322,21 +323,29 @@ def _bounded_batches(teacher, method, syn_cfg, dist_cfg):
     return replace(syn_cfg, batch_size=syn_batch), replace(dist_cfg, batch_size=dist_batch), syn_note + dist_note
 
 
-def _engine_scale(teacher, method, config, width) -> tuple[list[str], float]:
-    """The effort a run uses and a note of why: method ``generator`` generates fewer inputs for a teacher whose inputs
-    cost more than the default run's budget (:func:`~tinydistill.synthesis.engine.input_scale`), unless the user set
-    ``--inputs``."""
-    if method != "generator" or config.synthesis.inputs is not None:
+def _run_scale(teacher, method, config, width) -> tuple[list[str], float]:
+    """The effort a run uses and a note of why: a teacher whose inputs cost more than a default run's budget
+    synthesises in proportion fewer of them, unless the user set ``--inputs`` (method ``generator``:
+    :func:`~tinydistill.synthesis.engine.input_scale`; the per-batch methods, at their default steps and epochs:
+    :func:`~tinydistill.synthesis.engine.run_scale`, the engine's whole budget for the run)."""
+    if config.synthesis.inputs is not None:
         return [], config.effort
-    from .synthesis.engine import INPUT_BUDGET, input_cost, input_scale
+    from .config import DEFAULT_EPOCHS, DEFAULT_INPUTS, DEFAULT_STEPS, ENGINE_INPUTS, METHOD_STEPS
+    from .synthesis.engine import INPUT_BUDGET, input_cost, input_scale, pixel_input_cost, run_scale
 
-    cost = input_cost(teacher, width)  # builds a generator to count its MACs: once
-    scale = input_scale(cost)
+    if method == "generator":
+        cost = input_cost(teacher, width)  # builds a generator to count its MACs: once
+        scale, what = input_scale(cost), "a generated input"
+    else:
+        steps = METHOD_STEPS.get(method, DEFAULT_STEPS)
+        cost = pixel_input_cost(teacher, width, steps=steps, epochs=DEFAULT_EPOCHS)
+        scale, what = run_scale(cost, DEFAULT_INPUTS), f"a synthetic input ({steps} steps, {DEFAULT_EPOCHS} epochs)"
     if scale >= 1.0:
         return [], config.effort
-    note = (f"inputs scaled to {scale:.0%} of the default: a generated input costs {cost / 1e6:,.0f} "
-            f"M multiply-accumulates here against a budget of {INPUT_BUDGET / 1e6:,.0f} M, so the run keeps to about "
-            "the default's time (--effort or --inputs for more)")
+    budget = INPUT_BUDGET if method == "generator" else ENGINE_INPUTS * INPUT_BUDGET / DEFAULT_INPUTS
+    note = (f"inputs scaled to {scale:.0%} of the default: {what} costs {cost / 1e6:,.0f} M multiply-accumulates here "
+            f"against a budget of {budget / 1e6:,.0f} M, so the run keeps to about the default's time (--effort or "
+            "--inputs for more)")
     return [note], config.effort * scale
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _compat
 from .._math import REFERENCE_VALUES, by_values, is_image
-from ..config import ENGINE_EPOCHS, ENGINE_RENEW, ENGINE_REWARM, ENGINE_STEPS, FLIPS, resolve_distill
+from ..config import ENGINE_EPOCHS, ENGINE_INPUTS, ENGINE_RENEW, ENGINE_REWARM, ENGINE_STEPS, FLIPS, resolve_distill
 from ..errors import TinyDistillError
 from .generator import LATENT, build_generator
 from .loop import Plan, SyntheticSet, _class_rows, flip_agreement, flips_images, jitter_pixels, teacher_probe
@@ -509,20 +509,27 @@ def bounded_batch(what: str, batch_size: int, activations: int, budget: int | No
                  f"activation values in the teacher, and a batch at most {budget / 1e6:,.0f} M"]
 
 
+def pass_costs(teacher, width: float) -> tuple[int, int]:
+    """What one input's forward pass costs the teacher and a student of ``width``, in multiply-accumulates: a model's
+    MACs plus :data:`ACTIVATION_MACS` per activation value. The student's MACs are taken as the teacher's x width^2
+    (its layers are ``width`` times as wide on both sides), its activations x width."""
+    from ..teacher.profile import total_macs
+
+    macs, acts = total_macs(teacher.model), activation_values(teacher.logits_model)
+    return (int(macs + ACTIVATION_MACS * acts), int(macs * width ** 2 + ACTIVATION_MACS * acts * width))
+
+
 def input_cost(teacher, width: float, *, channels: int = Schedule.channels, gen_steps: int = ENGINE_STEPS,
                epochs: int = ENGINE_EPOCHS) -> int:
     """What a default run spends on one generated input, in multiply-accumulates: ``gen_steps`` generator steps (the
     generator's forward and backward pass, 3 G; the teacher's and the student's forward pass and input gradient,
     2 T + 2 S) and ``epochs`` student passes over it (the teacher's forward pass, the student's forward and backward,
-    T + 3 S). A model's pass costs its MACs plus :data:`ACTIVATION_MACS` per activation value. The student's MACs are
-    taken as the teacher's x width^2 (its layers are ``width`` times as wide on both sides), its activations x width."""
+    T + 3 S); T and S from :func:`pass_costs`."""
     from ..teacher.profile import total_macs
 
     gen = build_generator(tuple(teacher.input_shape), teacher.num_classes, channels=channels)
     g = total_macs(gen) + ACTIVATION_MACS * activation_values(gen)
-    macs, acts = total_macs(teacher.model), activation_values(teacher.logits_model)
-    t = macs + ACTIVATION_MACS * acts
-    s = macs * width ** 2 + ACTIVATION_MACS * acts * width
+    t, s = pass_costs(teacher, width)
     return int(gen_steps * (3 * g + 2 * t + 2 * s) + epochs * (t + 3 * s))
 
 
@@ -530,6 +537,28 @@ def input_scale(cost: int) -> float:
     """The share of :data:`~tinydistill.config.ENGINE_INPUTS` a default run generates where an input costs ``cost``
     (:func:`input_cost`): 1 up to :data:`INPUT_BUDGET`, else the budget over the cost (a run of about the same compute)."""
     return min(1.0, INPUT_BUDGET / max(1, cost))
+
+
+# a per-batch synthesis step against a bare teacher forward + backward on the same batch: 1.02-1.62x in the speed
+# suite (prior, top-layer, layer-pairs, bn, all-layers; benchmarks/RESULTS.md), the objectives' moments and the
+# inputs' Adam update on top; the cost model takes the dearest, so a teacher is not under-counted
+PIXEL_STEP_COST = 1.6
+
+
+def pixel_input_cost(teacher, width: float, *, steps: int, epochs: int) -> int:
+    """What a per-batch run spends on one synthetic input, in multiply-accumulates: ``steps`` pixel steps (the
+    teacher's forward pass and input gradient, 2 T, times :data:`PIXEL_STEP_COST`) and ``epochs`` distillation passes
+    over it (T + 3 S, as in :func:`input_cost`)."""
+    t, s = pass_costs(teacher, width)
+    return int(steps * 2 * t * PIXEL_STEP_COST + epochs * (t + 3 * s))
+
+
+def run_scale(cost: int, inputs: int) -> float:
+    """The share of ``inputs`` a default per-batch run synthesises where an input costs ``cost``
+    (:func:`pixel_input_cost`): 1 while the run costs at most the engine's whole budget (:data:`INPUT_BUDGET` for each
+    of :data:`~tinydistill.config.ENGINE_INPUTS`), else that budget over the run's cost, so any method's default run
+    keeps to about the same time."""
+    return min(1.0, ENGINE_INPUTS * INPUT_BUDGET / max(1, cost * inputs))
 
 
 def schedule_for(synthesis, distill, *, stats: bool = False, shape=None, activations: int | None = None) -> Schedule:
