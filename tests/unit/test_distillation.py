@@ -277,7 +277,7 @@ def test_distillation_starts_added_batchnorm_as_the_identity():
 
     t = describe(build_residual())
     s = design_student(t, width=1.0, seed=0)
-    assert len(added_batchnorm(s)) == 3
+    assert len(added_batchnorm(s, t)) == 3
     x = np.random.default_rng(0).uniform(0, 1, (64, 8, 8, 1)).astype("float32")
     syn = SyntheticSet(x=x, y=np.zeros(64, np.int64), logits=np.zeros((64, 3), np.float32), method="given")
     distill(t, s, syn, epochs=1, batch_size=32, lr=1e-7, seed=0, augment=False)

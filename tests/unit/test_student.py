@@ -43,7 +43,7 @@ def test_full_width_has_teacher_params(tiny_teacher):
     from tinydistill.student.design import student_params
 
     assert design_student(tiny_teacher, width=1.0).count_params() == tiny_teacher.params
-    assert student_params(design_student(tiny_teacher, width=1.0, batchnorm=True)) == tiny_teacher.params
+    assert student_params(design_student(tiny_teacher, width=1.0, batchnorm=True), tiny_teacher) == tiny_teacher.params
 
 
 def test_random_init_gives_fresh_weights(tiny_teacher):
@@ -271,18 +271,19 @@ def test_a_residual_teacher_without_normalisation_gives_a_student_with_batchnorm
     names = [ly.name for ly in s.layers]
     assert names[1:9] == ["stem", "stem_student_bn", "stem_student_act", "c1", "c1_student_bn", "c1_student_act", "c2",
                           "c2_student_bn"]
-    assert {bn.name for bn in added_batchnorm(s)} == {"stem_student_bn", "c1_student_bn", "c2_student_bn"}
+    assert {bn.name for bn in added_batchnorm(s, t)} == {"stem_student_bn", "c1_student_bn", "c2_student_bn"}
     assert s.get_layer("stem").activation.__name__ == "linear"
     assert s.get_layer("stem_student_act").activation.__name__ == "relu"
     # the Add reads the stem's activation and the second convolution's BatchNorm
     assert {x.node.layer.name for x in s.get_layer("add").input} == {"stem_student_act", "c2_student_bn"}
     assert student_layer(s, "stem") == "stem_student_act" and student_layer(s, "c2") == "c2" and s.init_note == "teacher"
-    assert student_params(s) == t.params < s.count_params()
+    assert student_params(s, t) == t.params < s.count_params()
     x = np.random.default_rng(1).uniform(0, 1, (5, 8, 8, 1)).astype("float32")
     np.testing.assert_allclose(s.predict(x, verbose=0), t.logits_model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
-    assert not added_batchnorm(design_student(t, width=1.0, batchnorm=False))
-    assert not added_batchnorm(design_student(tiny_teacher, width=0.5))
-    assert not added_batchnorm(design_student(describe(tiny_bn_model), width=0.5))
+    assert not added_batchnorm(design_student(t, width=1.0, batchnorm=False), t)
+    assert not added_batchnorm(design_student(tiny_teacher, width=0.5), tiny_teacher)
+    bn_teacher = describe(tiny_bn_model)
+    assert not added_batchnorm(design_student(bn_teacher, width=0.5), bn_teacher)
     mlp = describe(k.Sequential([k.Input((8, 8, 1)), k.layers.Flatten(), k.layers.Dense(8, activation="relu"),
                                  k.layers.Dense(3)]))
     assert not adds_batchnorm(mlp)
@@ -306,7 +307,7 @@ def test_added_batchnorm_starts_as_the_identity(tiny_teacher):
     x = np.random.default_rng(1).uniform(0, 1, (300,) + tiny_teacher.input_shape).astype("float32")
     want = plain(x, training=False).numpy()
     np.testing.assert_allclose(s(x, training=False).numpy(), want, rtol=1e-5, atol=1e-5)
-    identity_batchnorm(s, x)
+    identity_batchnorm(s, x, tiny_teacher)
     kernel = s.get_layer("conv1").get_weights()[0]
     np.testing.assert_allclose(np.sqrt((kernel.reshape(-1, kernel.shape[-1]) ** 2).sum(0)), np.sqrt(2.0), rtol=1e-5)
     np.testing.assert_allclose(s(x, training=False).numpy(), want, rtol=1e-4, atol=1e-4)
@@ -324,3 +325,24 @@ def test_added_batchnorm_folds_away_in_the_int8_model(tiny_teacher):
                         for bn in (True, False))
     assert with_bn.op_names == without.op_names and "MUL" not in with_bn.op_names
     assert with_bn.macs == without.macs and 0 <= with_bn.model_bytes - without.model_bytes <= 128
+
+
+def test_a_student_recompressed_keeps_its_own_batchnorm():
+    """A tinydistill student used as a teacher (its ``student.keras`` compressed again for a smaller board) has
+    BatchNorm layers named ``*_student_bn`` of its own: they are the teacher's, learnt, not added, so the new student
+    keeps them as inherited (not reset to the identity), counts their parameters and reports none added."""
+    from tinydistill.student.design import added_batchnorm, student_params
+    from tinydistill.student.distillation import identity_batchnorm
+
+    first = design_student(describe(build_residual()), width=1.0, seed=0)
+    rng = np.random.default_rng(2)
+    for bn in added_batchnorm(first, describe(build_residual())):  # a trained BatchNorm: not the identity
+        bn.set_weights([rng.uniform(0.5, 2.0, w.shape).astype("float32") for w in bn.get_weights()])
+    t = describe(first)
+    s = design_student(t, width=1.0, seed=0)
+    assert [ly.name for ly in s.layers] == [ly.name for ly in first.layers] and not added_batchnorm(s, t)
+    assert student_params(s, t) == s.count_params() == t.params
+    x = rng.uniform(0, 1, (64, 8, 8, 1)).astype("float32")
+    identity_batchnorm(s, x, t)
+    np.testing.assert_allclose(s(x, training=False).numpy(), t.logits_model(x, training=False).numpy(), rtol=1e-5,
+                               atol=1e-5)

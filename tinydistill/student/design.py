@@ -93,7 +93,7 @@ def design_student(teacher, *, width: float = 0.5, seed: int = 0, init: str = "t
         model = k.Sequential.from_config(config)
     else:
         model = k.Model.from_config(config)
-    for bn in added_batchnorm(model):  # the identity until distillation sets it on data (identity_batchnorm)
+    for bn in added_batchnorm(model, teacher):  # the identity until distillation sets it on data (identity_batchnorm)
         bn.moving_variance.assign(np.full(bn.moving_variance.shape, 1.0 - bn.epsilon, np.float32))
     note = "random"
     if init == "teacher":
@@ -206,16 +206,20 @@ def output_kernel(layer) -> tuple[int, int]:
     return 0, weights[0].shape[-1]
 
 
-def added_batchnorm(student) -> list:
-    """The BatchNormalization layers :func:`design_student` added to ``student`` (none that the teacher has)."""
-    return [layer for layer in student.layers
-            if layer.__class__.__name__ == "BatchNormalization" and layer.name.endswith(BN_SUFFIX)]
+def added_batchnorm(student, teacher) -> list:
+    """The BatchNormalization layers :func:`design_student` added to ``student`` of ``teacher``: named ``*``
+    :data:`BN_SUFFIX` and not the teacher's own (a teacher that is itself a tinydistill student, compressed again, has
+    such layers, learnt)."""
+    own = {layer.name for layer in teacher.logits_model.layers}
+    return [layer for layer in student.layers if layer.__class__.__name__ == "BatchNormalization"
+            and layer.name.endswith(BN_SUFFIX) and layer.name not in own]
 
 
-def student_params(student) -> int:
+def student_params(student, teacher) -> int:
     """The student's parameters as the teacher's are counted: without the BatchNorm layers :func:`design_student`
     added, which the converter folds into the convolutions before them."""
-    return int(student.count_params()) - sum(int(np.prod(w.shape)) for bn in added_batchnorm(student) for w in bn.weights)
+    return int(student.count_params()) - sum(int(np.prod(w.shape)) for bn in added_batchnorm(student, teacher)
+                                             for w in bn.weights)
 
 
 def keeps_every_channel(teacher, width: float) -> bool:

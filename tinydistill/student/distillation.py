@@ -102,7 +102,7 @@ def distill(teacher, student, data, config: DistillConfig | None = None, *, seed
                                opt_state)
     train_step = train_step_for(teacher, student, x_all, config, strategy, opt, shift)
     if resume_from is None:
-        identity_batchnorm(student, x_all, seed=seed)
+        identity_batchnorm(student, x_all, teacher, seed=seed)
     rng = np.random.default_rng(seed)
     step = start_epoch * steps_per_epoch
     for epoch in range(config.epochs):
@@ -386,9 +386,10 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, noise: float = 0.0, mirror: b
         bn.moving_variance.assign(var.astype(np.float32))
 
 
-def identity_batchnorm(model, x: np.ndarray, *, samples: int = 2048, batch_size: int = 256, seed: int = 0) -> None:
-    """Start the BatchNorm layers :func:`~tinydistill.student.design_student` added (to a student of a teacher without
-    BatchNorm) as the identity on ``x``, after putting the convolution before each on a common scale.
+def identity_batchnorm(model, x: np.ndarray, teacher, *, samples: int = 2048, batch_size: int = 256,
+                       seed: int = 0) -> None:
+    """Start the BatchNorm layers :func:`~tinydistill.student.design_student` added (to a student of ``teacher``, one
+    without BatchNorm) as the identity on ``x``, after putting the convolution before each on a common scale.
 
     Each filter of that convolution is scaled to the norm a He-initialised one has (sqrt(2)): behind a BatchNorm its
     scale no longer changes what the network computes, only how far an optimiser step moves it, and a teacher's filters
@@ -400,7 +401,7 @@ def identity_batchnorm(model, x: np.ndarray, *, samples: int = 2048, batch_size:
     """
     from .design import BN_SUFFIX, added_batchnorm, output_kernel
 
-    bns = added_batchnorm(model)
+    bns = added_batchnorm(model, teacher)
     if not bns or len(x) == 0:
         return
     xs, _, batch_size = _calibration_sample(x, np.random.default_rng(seed), samples, batch_size)

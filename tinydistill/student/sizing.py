@@ -92,7 +92,7 @@ def measure_width(teacher, board, width: float) -> Candidate:
             w.assign(np.full(w.shape, 0.1, np.float32))
     calib = np.random.default_rng(0).uniform(0, 1, (4,) + tuple(teacher.input_shape)).astype(np.float32)
     res = check(export_int8(model, calib, samples=4), board)
-    return Candidate(width=width, params=student_params(model), model_bytes=res.model_bytes,
+    return Candidate(width=width, params=student_params(model, teacher), model_bytes=res.model_bytes,
                      arena_bytes=res.arena_bytes, latency_ms=res.latency_ms)
 
 

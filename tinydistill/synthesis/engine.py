@@ -423,7 +423,7 @@ def run_engine(teacher, student, plan, schedule: Schedule, distill_config, *, se
             noise = (schedule.student_noise * tolerated, *plan.input_range)
     # only the inputs that set the feature term's spreads, not the whole pool in float32 (1.1 GB at 96 x 96 x 3)
     first = eng.pool.inputs(np.arange(min(eng.pool.filled, feature_sample(eng.shape))), plan.input_range)
-    identity_batchnorm(student, first, seed=seed)  # BatchNorm added to a student of a teacher without it
+    identity_batchnorm(student, first, teacher, seed=seed)  # BatchNorm added to a student of a teacher without it
     train = train_step_for(teacher, student, first,
                            distill_config, strategy, opt, shift, flip=eng.student_flip, noise=noise)
     for r in range(student_rounds):
