@@ -562,7 +562,7 @@ def test_a_dear_teacher_synthesises_fewer_inputs_per_batch_too():
 
 
 def test_compress_reports_the_scaled_inputs(tiny_teacher, toy_test, monkeypatch):
-    """compress synthesises the scaled count and says why in the report; a teacher quantised as it is is not scaled."""
+    """compress synthesises the scaled count and says why in the report (``synthesis.adapted``)."""
     from tinydistill.pipeline import compress
     from tinydistill.synthesis import engine as E
 
