@@ -330,19 +330,19 @@ def _run_scale(teacher, method, config, width) -> tuple[list[str], float]:
     :func:`~tinydistill.synthesis.engine.run_scale`, the engine's whole budget for the run)."""
     if config.synthesis.inputs is not None:
         return [], config.effort
-    from .config import DEFAULT_EPOCHS, DEFAULT_INPUTS, DEFAULT_STEPS, ENGINE_INPUTS, METHOD_STEPS
-    from .synthesis.engine import INPUT_BUDGET, input_cost, input_scale, pixel_input_cost, run_scale
+    from .config import DEFAULT_EPOCHS, DEFAULT_INPUTS, DEFAULT_STEPS, METHOD_STEPS
+    from .synthesis.engine import INPUT_BUDGET, RUN_BUDGET, input_cost, input_scale, pixel_input_cost, run_scale
 
     if method == "generator":
         cost = input_cost(teacher, width)  # builds a generator to count its MACs: once
-        scale, what = input_scale(cost), "a generated input"
+        scale, what, budget = input_scale(cost), "a generated input", INPUT_BUDGET
     else:
         steps = METHOD_STEPS.get(method, DEFAULT_STEPS)
         cost = pixel_input_cost(teacher, width, steps=steps, epochs=DEFAULT_EPOCHS)
-        scale, what = run_scale(cost, DEFAULT_INPUTS), f"a synthetic input ({steps} steps, {DEFAULT_EPOCHS} epochs)"
+        scale, what, budget = (run_scale(cost, DEFAULT_INPUTS), f"a synthetic input ({steps} steps, {DEFAULT_EPOCHS} "
+                               "epochs)", RUN_BUDGET / DEFAULT_INPUTS)
     if scale >= 1.0:
         return [], config.effort
-    budget = INPUT_BUDGET if method == "generator" else ENGINE_INPUTS * INPUT_BUDGET / DEFAULT_INPUTS
     note = (f"inputs scaled to {scale:.0%} of the default: {what} costs {cost / 1e6:,.0f} M multiply-accumulates here "
             f"against a budget of {budget / 1e6:,.0f} M, so the run keeps to about the default's time (--effort or "
             "--inputs for more)")

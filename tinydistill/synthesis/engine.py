@@ -45,6 +45,7 @@ BATCH_ACTIVATIONS = 80_000_000
 # every teacher as cheap run the full count; dearer ones generate fewer inputs, so the run keeps to about the same
 # time (a 96 x 96 x 3 MobileNet -> width 0.5: 0.52; a 224 x 224 x 3 MobileNetV2 at full width: 0.063)
 INPUT_BUDGET = 1_000_000_000
+RUN_BUDGET = ENGINE_INPUTS * INPUT_BUDGET  # a default run's whole budget, which the per-batch methods keep to (run_scale)
 # what an activation value costs on a CPU, in multiply-accumulates of the same time: a forward + backward pass per
 # input on 2 cores took 0.020 ms per million MACs plus 0.90 ms per million activation values (least squares over
 # CIFAR-10 ResNet-8, a 96 x 96 MobileNet, a 224 x 224 MobileNetV2 and the wake-word DS-CNN: 0.45, 0.95, 9.5 and 0.05
@@ -555,10 +556,10 @@ def pixel_input_cost(teacher, width: float, *, steps: int, epochs: int) -> int:
 
 def run_scale(cost: int, inputs: int) -> float:
     """The share of ``inputs`` a default per-batch run synthesises where an input costs ``cost``
-    (:func:`pixel_input_cost`): 1 while the run costs at most the engine's whole budget (:data:`INPUT_BUDGET` for each
-    of :data:`~tinydistill.config.ENGINE_INPUTS`), else that budget over the run's cost, so any method's default run
-    keeps to about the same time."""
-    return min(1.0, ENGINE_INPUTS * INPUT_BUDGET / max(1, cost * inputs))
+    (:func:`pixel_input_cost`): 1 while the run costs at most the engine's whole budget (:data:`RUN_BUDGET`:
+    :data:`INPUT_BUDGET` for each of :data:`~tinydistill.config.ENGINE_INPUTS`), else that budget over the run's cost,
+    so any method's default run keeps to about the same time."""
+    return min(1.0, RUN_BUDGET / max(1, cost * inputs))
 
 
 def schedule_for(synthesis, distill, *, stats: bool = False, shape=None, activations: int | None = None) -> Schedule:
