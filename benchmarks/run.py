@@ -178,6 +178,7 @@ def rows_for(teacher, stats, width, train, rng, seed, *, real_epochs, kd_epochs,
 
 
 ROWS: tuple = ()  # --rows: run only the rows whose name contains one of these
+FIRST_SEED = 0  # --first-seed: the seeds run are FIRST_SEED .. FIRST_SEED + seeds - 1
 
 
 def selected(row: str) -> bool:
@@ -193,7 +194,7 @@ def run_rows(name, rows, seeds):
         if not selected(row_name):
             continue
         accs, secs = [], []
-        for seed in range(seeds):
+        for seed in range(FIRST_SEED, FIRST_SEED + seeds):
             fn = dict(rows(seed))[row_name]
             t0 = time.perf_counter()
             accs.append(fn())
@@ -449,7 +450,7 @@ def _int8_fidelity(t, stats, rng, x, y, real_calib, seeds, *, n=12000, epochs=30
 
     rows = {"float student": [], "int8, synthetic calibration": [], "int8, real calibration": [], "int8, QAT (5 epochs)": []}
     secs = {k: [] for k in rows}
-    for seed in range(seeds):
+    for seed in range(FIRST_SEED, FIRST_SEED + seeds):
         t0 = time.perf_counter()
         syn = td.synthesize(t, stats, n=n, input_range=rng, seed=seed)
         s = td.distill(t, td.design_student(t, width=0.5, seed=seed), syn, epochs=epochs, seed=seed)
@@ -920,19 +921,23 @@ def main():
                     help="Run only the rows whose name contains TEXT; the section keeps its other rows and says which "
                          "were re-measured, when and at which commit (the speed suite: only the end-to-end runs whose "
                          "name contains TEXT, its step times always; its section is rewritten).")
+    ap.add_argument("--first-seed", type=int, default=0, metavar="K",
+                    help="Run seeds K .. K + seeds - 1 (e.g. one more seed of a row: --first-seed 1 --seeds 1); the "
+                         "table then holds those seeds only: merge them into a fuller row by hand.")
     args = ap.parse_args()
-    global ROWS
-    ROWS = tuple(args.rows)
+    global ROWS, FIRST_SEED
+    ROWS, FIRST_SEED = tuple(args.rows), args.first_seed
     if not os.path.isdir(DATA):
         sys.exit(f"error: shared data not found at {DATA}: set TINYDISTILL_DATA")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     sections = _read_sections(args.out)
+    first = f" --first-seed {args.first_seed}" if args.first_seed else ""
     for key in args.suite:
         title, fn = SUITES[key]
         t0 = time.perf_counter()
         teacher, results = fn(args.seeds)
         lines = [f"## {title}", "",
-                 f"Command: `python benchmarks/run.py --suite {key} --seeds {args.seeds}` (commit {commit or '?'})  ",
+                 f"Command: `python benchmarks/run.py --suite {key} --seeds {args.seeds}{first}` (commit {commit or '?'})  ",
                  f"Machine: {machine()}  ", f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
                  f"Teacher: {os.path.basename(teacher.path)}" + (f", {teacher.params:,} parameters" if teacher.params else "")
                  + ". "
@@ -980,7 +985,8 @@ def _merge_rows(old: str, new: list, results, args, commit) -> list:
             rows = [i for i, old_ln in enumerate(lines) if len(_cells(old_ln)) == 4]
             lines.insert(rows[-1] + 1 if rows else len(lines), ln)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    note = (f"Re-measured with `--rows {shlex.join(args.rows)} --seeds {args.seeds}` at commit {commit or '?'} on "
+    first = f" --first-seed {args.first_seed}" if args.first_seed else ""
+    note = (f"Re-measured with `--rows {shlex.join(args.rows)} --seeds {args.seeds}{first}` at commit {commit or '?'} on "
             f"{when}: {'; '.join(fresh)}. The other rows are from the run above." + (f" {args.note}" if args.note else ""))
     header_end = next(i for i, ln in enumerate(lines) if ln.startswith("Teacher:"))
     return lines[:header_end + 1] + ["", note] + lines[header_end + 1:]
