@@ -50,7 +50,7 @@ def test_curve_draws_the_effort_rows_and_the_defaults_row(tmp_path, monkeypatch)
 
 def test_a_re_measured_row_replaces_its_old_line_and_a_new_row_is_added():
     class Args:
-        rows, seeds, note = ["effort 0.5", "effort 4"], 1, ""
+        rows, seeds, first_seed, note = ["effort 0.5", "effort 4"], 1, 0, ""
 
     old = ("## T\n\nCommand: x  \nTeacher: t.h5, 1 parameters.\n\n" + SECTION.split("\n\n", 2)[2]
            + "\nProse after the table.\n")
@@ -64,6 +64,10 @@ def test_a_re_measured_row_replaces_its_old_line_and_a_new_row_is_added():
     # the new row joins the table, before the prose that follows it
     assert merged.index("effort 4 |") < merged.index("Prose after the table.")
     assert "| engine from BN, effort 0.5 | 61.00 % | 61.00 | 600 |\n| engine from BN, effort 4 |" in merged
+    assert "--seeds 1` at commit" in merged
+    # a later seed measured alone (--first-seed) says so in the note
+    Args.first_seed = 1
+    assert "--seeds 1 --first-seed 1` at commit" in "\n".join(bench._merge_rows(old, new, results, Args, "abc1234"))
 
 
 def test_the_speed_suite_times_its_items_in_a_new_order_every_round():
