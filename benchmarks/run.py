@@ -931,13 +931,12 @@ def main():
         sys.exit(f"error: shared data not found at {DATA}: set TINYDISTILL_DATA")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     sections = _read_sections(args.out)
-    first = f" --first-seed {args.first_seed}" if args.first_seed else ""
     for key in args.suite:
         title, fn = SUITES[key]
         t0 = time.perf_counter()
         teacher, results = fn(args.seeds)
         lines = [f"## {title}", "",
-                 f"Command: `python benchmarks/run.py --suite {key} --seeds {args.seeds}{first}` (commit {commit or '?'})  ",
+                 f"Command: `python benchmarks/run.py --suite {key} {_seed_flags(args)}` (commit {commit or '?'})  ",
                  f"Machine: {machine()}  ", f"Date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}  ",
                  f"Teacher: {os.path.basename(teacher.path)}" + (f", {teacher.params:,} parameters" if teacher.params else "")
                  + ". "
@@ -972,6 +971,11 @@ def main():
             quality_vs_time(table_rows(sections[title]), os.path.join(HERE, "quality_vs_time.png"))
 
 
+def _seed_flags(args) -> str:
+    """The run's seed options as its command line gave them: ``--seeds N`` and, when not 0, ``--first-seed K``."""
+    return f"--seeds {args.seeds}" + (f" --first-seed {args.first_seed}" if args.first_seed else "")
+
+
 def _merge_rows(old: str, new: list, results, args, commit) -> list:
     """The old section with the re-measured rows replaced (or added) and a line saying so."""
     lines = old.split("\n")
@@ -985,8 +989,7 @@ def _merge_rows(old: str, new: list, results, args, commit) -> list:
             rows = [i for i, old_ln in enumerate(lines) if len(_cells(old_ln)) == 4]
             lines.insert(rows[-1] + 1 if rows else len(lines), ln)
     when = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    first = f" --first-seed {args.first_seed}" if args.first_seed else ""
-    note = (f"Re-measured with `--rows {shlex.join(args.rows)} --seeds {args.seeds}{first}` at commit {commit or '?'} on "
+    note = (f"Re-measured with `--rows {shlex.join(args.rows)} {_seed_flags(args)}` at commit {commit or '?'} on "
             f"{when}: {'; '.join(fresh)}. The other rows are from the run above." + (f" {args.note}" if args.note else ""))
     header_end = next(i for i, ln in enumerate(lines) if ln.startswith("Teacher:"))
     return lines[:header_end + 1] + ["", note] + lines[header_end + 1:]
